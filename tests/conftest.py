@@ -1,0 +1,139 @@
+"""Shared fixtures: real git repositories with real bare remotes, a real local cloud."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+IN_CI = os.environ.get("CI") == "true"
+
+
+def git(cwd, *args, check=True):
+    p = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {p.stderr}")
+    return p.stdout.strip()
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """Each test gets its own ledger, no real credentials, no update checks."""
+    monkeypatch.setenv("VAST_LAUNCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VASTAI_NO_UPDATE_CHECK", "1")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for var in ("VAST_API_KEY", "VAST_URL", "WANDB_API_KEY", "WANDB_RUN_GROUP", "WANDB_GROUP",
+                "SLURM_JOB_ID", "SUBMITIT_JOB_ID", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+
+
+def project_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=PROJECT,
+                         capture_output=True, text=True, check=True).stdout
+    return [f for f in out.splitlines() if (PROJECT / f).is_file()]
+
+
+def make_repo(path: Path, config: dict | None = None) -> Path:
+    """A copy of this project in a fresh git repo whose 'origin' is a real bare remote, pushed."""
+    path.mkdir(parents=True)
+    for rel in project_files():
+        dest = path / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT / rel, dest)
+    if config is not None:
+        (path / "configs" / "test.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    remote = path.parent / (path.name + "-remote.git")
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "test@example.com")
+    git(path, "config", "user.name", "Test")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    git(path, "remote", "add", "origin", str(remote))
+    git(path, "push", "-q", "-u", "origin", "main")
+    return path
+
+
+def stage_config(stages: list, **overrides) -> dict:
+    cfg = {
+        "name": "t",
+        "resources": {"gpu_names": [], "max_dph": 5.0, "min_reliability": 0.9},
+        "lifecycle": {"max_hours": 1, "loading_timeout_minutes": 1},
+        "code": {"setup": "true"},
+        "wandb": {"mode": "offline"},
+        "stages": stages,
+    }
+    for key, value in overrides.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    return cfg
+
+
+@pytest.fixture
+def repo_factory(tmp_path):
+    counter = iter(range(1000))
+
+    def make(config: dict | None = None) -> Path:
+        return make_repo(tmp_path / f"repo{next(counter)}", config)
+
+    return make
+
+
+def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300, input: str | None = None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([str(BIN / "vast-launch"), *args], cwd=cwd, env=e, capture_output=True, text=True,
+                          timeout=timeout, input=input)
+
+
+@pytest.fixture
+def cloud(tmp_path):
+    from vast_launch.localcloud import LocalCloud
+
+    with LocalCloud(root=tmp_path / "cloud", loading_seconds=0.2) as lc:
+        yield lc
+
+
+def cloud_env(lc) -> dict:
+    return {"VAST_URL": lc.url, "VAST_API_KEY": lc.api_key}
+
+
+def creates(lc) -> list[dict]:
+    return [e for e in lc.cloud.events if e["method"] == "PUT" and e["path"].startswith("/api/v0/asks/")]
+
+
+def no_live_processes(lc, timeout=10.0) -> bool:
+    """True when no process of any instance is alive (checked by pid and process group)."""
+    def dead():
+        for inst in lc.cloud.instances.values():
+            if inst.proc is None:
+                continue
+            try:
+                os.killpg(inst.proc.pid, 0)
+                return False
+            except ProcessLookupError:
+                continue
+        return True
+    return lc.wait_until(dead, timeout)
+
+
+def wait_for(pred, timeout=30.0, interval=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return pred()
+
+
+def load_json(text: str):
+    return json.loads(text)

@@ -1,0 +1,92 @@
+"""The pre-launch check: used by `vast-launch check` (CI) and before every launch.
+
+Each failure is one line that says what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from . import gitcheck
+from .config import LaunchConfig
+from .errors import UserError
+
+
+@dataclass
+class CheckReport:
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    git: Optional[gitcheck.GitState] = None
+    repo_url: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def as_json(self) -> dict:
+        g = self.git
+        return {
+            "ok": self.ok, "failures": self.failures, "warnings": self.warnings,
+            "commit": g.commit if g else None, "branch": g.branch if g else None,
+            "repo": self.repo_url, "dirty_files": g.dirty if g else [],
+        }
+
+
+def wandb_key_present() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def run_checks(cfg: LaunchConfig, target: str, allow_dirty: bool = False, wandb_mode: Optional[str] = None,
+               cwd: str | Path = ".") -> CheckReport:
+    report = CheckReport()
+    try:
+        state = gitcheck.inspect(cwd, remote=cfg.code.remote)
+    except UserError as exc:
+        report.failures.append(str(exc))
+        return report
+    report.git = state
+    short = state.commit[:10]
+    if state.branch is None:
+        report.failures.append(f"detached HEAD at {short}: check out a branch and push it "
+                               "(the instance clones a commit the remote has)")
+    if state.remote_url is None:
+        report.failures.append(f"no git remote '{cfg.code.remote}': add one and push "
+                               f"(git remote add {cfg.code.remote} URL && git push -u {cfg.code.remote} HEAD)")
+    elif state.remote_error:
+        report.failures.append(f"cannot ask remote '{cfg.code.remote}' ({state.remote_url}): {state.remote_error}")
+    elif not state.on_remote:
+        report.failures.append(f"commit {short} is not on remote '{cfg.code.remote}': "
+                               f"git push {cfg.code.remote} {state.branch or 'HEAD'}")
+    if state.dirty:
+        listing = ", ".join(state.dirty[:5]) + (" ..." if len(state.dirty) > 5 else "")
+        if allow_dirty:
+            report.warnings.append(f"working tree has uncommitted changes ({listing}); they are NOT shipped: "
+                                   f"the instance runs commit {short}")
+        else:
+            report.failures.append(f"working tree has uncommitted changes ({listing}): commit and push them, "
+                                   "or pass --allow-dirty to run the pushed commit without them")
+    if cfg.source and not gitcheck.tracked_in_head(state.root, Path(cfg.source)):
+        report.failures.append(f"{cfg.source} is not committed in HEAD: the instance reads the config from the commit")
+    report.repo_url = cfg.code.repo or state.remote_url
+
+    if target == "vast":
+        from .vast import find_api_key
+
+        if not find_api_key():
+            report.failures.append("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
+    mode = wandb_mode or cfg.wandb.mode
+    if mode == "online" and not wandb_key_present():
+        report.failures.append("wandb.mode is online but WANDB_API_KEY is not set: export it, "
+                               "or set wandb.mode: offline (offline runs are lost when the instance is destroyed)")
+    elif mode == "offline" and target == "vast":
+        report.warnings.append("wandb.mode is offline: the runs stay on the instance and are lost on teardown")
+    return report

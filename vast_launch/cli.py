@@ -1,0 +1,367 @@
+"""`vast-launch`: launch is the default command.
+
+Imports stay inside the commands so that `--help`, `status` and `check` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import CheckFailed, UserError
+
+DEFAULT_CONFIG = "configs/burgers.yaml"
+
+
+class DefaultToLaunch(click.Group):
+    """`vast-launch --auto-shutdown --config F` means `vast-launch launch --auto-shutdown --config F`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["launch", *args]
+        elif not args:
+            args = ["--help"]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultToLaunch, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vast-launch")
+def main() -> None:
+    """Run training on rented Vast.ai GPUs; the instance always destroys itself.
+
+    \b
+    Examples:
+      vast-launch --auto-shutdown --config configs/burgers.yaml
+      vast-launch --local --auto-shutdown --config configs/burgers.yaml --profile smoke
+      vast-launch check --config configs/burgers.yaml --json
+      vast-launch status
+      vast-launch reap --dry-run
+    """
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _load(config: str):
+    from .config import load_config
+
+    return load_config(config)
+
+
+def _ledger():
+    from .ledger import Ledger
+
+    return Ledger()
+
+
+def _provider_for(row=None, url=None):
+    from .vast import VastProvider, find_api_key
+
+    key = find_api_key()
+    if not key:
+        raise UserError("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
+    return VastProvider(key, url or (row or {}).get("provider_url"),
+                        on_retry=lambda m: click.echo(f"  retrying {m}", err=True))
+
+
+def _run(fn):
+    try:
+        return fn()
+    except CheckFailed as exc:
+        for line in exc.failures:
+            click.echo(f"check failed: {line}", err=True)
+        sys.exit(1)
+    except UserError as exc:
+        _fail(str(exc))
+
+
+# --- launch ---------------------------------------------------------------------------------
+@main.command()
+@click.option("--config", "config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False),
+              help="launch YAML")
+@click.option("--auto-shutdown/--no-auto-shutdown", default=False,
+              help="destroy the instance when training ends (success or failure); the hard deadline "
+                   "(lifecycle.max_hours) applies either way")
+@click.option("--local", is_flag=True, help="rent this machine from the embedded local cloud (no Vast account)")
+@click.option("--dry-run", is_flag=True, help="print the offer, create payload and onstart (secrets redacted); rent nothing")
+@click.option("--follow/--detach", default=None, help="stream logs until the instance is gone (default: follow with --local)")
+@click.option("--profile", default=None, help="training profile from train.profiles (smoke, full)")
+@click.option("--allow-dirty", is_flag=True, help="launch with uncommitted changes; the instance runs the pushed commit without them")
+@click.option("--wandb-mode", type=click.Choice(["online", "offline", "disabled"]), default=None,
+              help="override wandb.mode (default offline with --local)")
+@click.option("--price", type=float, default=None, help="--local only: the local cloud's $/h")
+@click.option("--target", type=click.Choice(["vast", "slurm"]), default="vast", show_default=True)
+@click.option("--yes", "-y", is_flag=True, help="do not ask before renting")
+def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, wandb_mode, price, target, yes):
+    """Check, pick the best offer, rent it, run the stages (the default command).
+
+    \b
+    Example:
+      vast-launch --local --auto-shutdown --config configs/burgers.yaml --profile smoke
+    """
+    if target == "slurm":
+        _fail("the SLURM target is not available yet in this version")
+
+    def go():
+        from .launch import Launcher, LaunchOptions
+
+        cfg = _load(config)
+        if price is not None and price < 0:
+            raise UserError(f"--price: must be >= 0 (got {price})")
+        opts = LaunchOptions(auto_shutdown=auto_shutdown, local=local, dry_run=dry_run, follow=follow,
+                             profile=profile, allow_dirty=allow_dirty, wandb_mode=wandb_mode)
+        if local:
+            return _launch_local(cfg, opts, price or 0.0)
+        provider = _provider_for(url=os.environ.get("VAST_URL"))
+        if not dry_run and not yes and sys.stdin.isatty():
+            click.confirm("Rent an instance now?", abort=True, default=True)
+        with _ledger() as ledger:
+            return Launcher(cfg, provider, ledger, opts, echo=click.echo).run()
+
+    result = _run(go)
+    if result is not None and result.state == "destroyed" and (result.end_reason or "").startswith("failed"):
+        sys.exit(3)
+
+
+def _launch_local(cfg, opts, price: float):
+    from .gitcheck import repo_root
+    from .launch import Launcher
+    from .localcloud import LocalCloud
+    from .vast import VastProvider
+
+    root = repo_root(Path(cfg.source).parent)
+    runs = root / "runs" / "local"
+    opts.runs_dir = runs
+    (runs / ".cloud").mkdir(parents=True, exist_ok=True)
+    with LocalCloud(root=runs / ".cloud", price_dph=price) as lc, _ledger() as ledger:
+        click.echo(f"local cloud at {lc.url} (this machine, ${price:.3f}/h)")
+        provider = VastProvider(lc.api_key, lc.url)
+        launcher = Launcher(cfg, provider, ledger, opts, echo=click.echo, target="local",
+                            workdir_of=lambda iid: lc.cloud.instances[iid].workdir)
+        return launcher.run()
+
+
+# --- check ----------------------------------------------------------------------------------
+@main.command()
+@click.option("--config", "config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False))
+@click.option("--target", type=click.Choice(["vast", "local", "slurm"]), default="vast", show_default=True)
+@click.option("--allow-dirty", is_flag=True, help="uncommitted changes are a warning, not a failure")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable result")
+def check(config, target, allow_dirty, as_json):
+    """Pre-launch check for CI: config valid, commit pushed, tree clean, credentials present.
+
+    Exits 1 with one line per failure.
+
+    \b
+    Example:
+      vast-launch check --config configs/burgers.yaml --json
+    """
+    from .checks import CheckReport, run_checks
+
+    try:
+        cfg = _load(config)
+        report = run_checks(cfg, target, allow_dirty)
+    except UserError as exc:
+        report = CheckReport(failures=[str(exc)])
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        for w in report.warnings:
+            click.echo(f"warning: {w}", err=True)
+        for f in report.failures:
+            click.echo(f"check failed: {f}", err=True)
+        if report.ok:
+            click.echo(f"ok: commit {report.git.commit[:10]} is on the remote; ready to launch")
+    sys.exit(0 if report.ok else 1)
+
+
+# --- offers ---------------------------------------------------------------------------------
+@main.command()
+@click.option("--config", "config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False))
+@click.option("--limit", default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def offers(config, limit, as_json):
+    """Show the ranked offers for the config's resources and why each ranks where it does.
+
+    \b
+    Example:
+      vast-launch offers --config configs/burgers.yaml --limit 5
+    """
+
+    def go():
+        from .offers import build_query, describe_query, rank_offers
+
+        cfg = _load(config)
+        q, order, otype = build_query(cfg.resources)
+        ranked = rank_offers(_provider_for(url=os.environ.get("VAST_URL")).search(
+            q, order, otype, cfg.resources.disk_gb), cfg.resources)[:limit]
+        if as_json:
+            click.echo(json.dumps([{"rank": r.rank, "why": r.reason, **r.offer} for r in ranked], indent=2))
+            return
+        click.echo(f"query: {describe_query(q)}")
+        if not ranked:
+            click.echo("no offer fits: relax resources.* in the config")
+        for r in ranked:
+            o = r.offer
+            click.echo(f"{r.rank:>3}. offer {o['id']:<9} {o.get('gpu_name')} x{o.get('num_gpus')}  "
+                       f"${float(o.get('dph_total') or 0):.3f}/h  {o.get('geolocation') or ''}  -- {r.reason}")
+
+    _run(go)
+
+
+# --- status / logs / down -------------------------------------------------------------------
+@main.command()
+@click.argument("launch_id", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--all", "show_all", is_flag=True, help="include finished launches older than 7 days")
+def status(launch_id, as_json, show_all):
+    """Each launch's state, runtime, $/h, cost so far and deadline (from the ledger).
+
+    \b
+    Example:
+      vast-launch status --json
+    """
+    import time
+
+    from .cost import estimate
+
+    with _ledger() as ledger:
+        if launch_id:
+            row = ledger.find(launch_id)
+            if row is None:
+                _fail(f"no launch matches {launch_id!r} (see `vast-launch status`)")
+            rows = [row]
+        else:
+            rows = ledger.launches(since=None if show_all else time.time() - 7 * 86400)
+        out = []
+        for r in rows:
+            est = estimate(r, ledger.events(r["id"]))
+            out.append({
+                "launch_id": r["id"], "instance_id": r["instance_id"], "target": r["target"], "state": r["state"],
+                "commit": r["commit_sha"], "created_at": r["created_at"], "ended_at": r["ended_at"],
+                "end_reason": r["end_reason"], "dph_total": r["dph_total"], "cost_usd": round(est["cost_usd"], 6),
+                "wandb_group": r["wandb_group"], "deadline": r["deadline"], "gpu_name": r["gpu_name"],
+            })
+    if as_json:
+        click.echo(json.dumps(out if not launch_id else out[0], indent=2))
+        return
+    if not out:
+        click.echo("no launches yet: `vast-launch --local --auto-shutdown --config configs/burgers.yaml`")
+    for o in out:
+        end = o["ended_at"] or time.time()
+        runtime = (end - o["created_at"]) / 60
+        click.echo(f"{o['launch_id']:<40} {o['state']:<10} inst {o['instance_id'] or '-':<7} "
+                   f"{(o['commit'] or '')[:8]}  {runtime:6.1f} min  ${o['dph_total'] or 0:.3f}/h  "
+                   f"${o['cost_usd']:.4f}  {o['end_reason'] or ''}")
+
+
+@main.command()
+@click.argument("launch_id")
+@click.option("--tail", default=200, show_default=True)
+def logs(launch_id, tail):
+    """Print the instance's onstart/trainer log through the Vast logs API.
+
+    \b
+    Example:
+      vast-launch logs burgers-20261122-120000-ab12
+    """
+
+    def go():
+        with _ledger() as ledger:
+            row = ledger.find(launch_id)
+        if row is None or not row.get("instance_id"):
+            raise UserError(f"no instance known for {launch_id!r} (see `vast-launch status`)")
+        if row["state"] in ("destroyed", "aborted"):
+            local = Path("runs/local") / row["id"] / "boot.log"
+            if local.exists():
+                click.echo(local.read_text())
+                return
+            raise UserError(f"instance {row['instance_id']} is destroyed; its logs went with it")
+        click.echo(_provider_for(row).logs(row["instance_id"], tail=tail))
+
+    _run(go)
+
+
+@main.command()
+@click.argument("launch_ids", nargs=-1)
+@click.option("--all", "down_all", is_flag=True, help="every active launch in the ledger")
+@click.option("--yes", "-y", is_flag=True, help="do not ask")
+def down(launch_ids, down_all, yes):
+    """Destroy the instances of the given launches (confirmed gone before it returns).
+
+    \b
+    Examples:
+      vast-launch down burgers-20261122-120000-ab12
+      vast-launch down --all --yes
+    """
+
+    def go():
+        if not launch_ids and not down_all:
+            raise UserError("name launch ids, or pass --all --yes")
+        if down_all and not yes:
+            raise UserError("--all destroys every active launch: add --yes")
+        with _ledger() as ledger:
+            rows = ledger.launches(active_only=True) if down_all else []
+            for lid in launch_ids:
+                row = ledger.find(lid)
+                if row is None:
+                    raise UserError(f"no launch matches {lid!r}")
+                rows.append(row)
+            for row in rows:
+                if not row.get("instance_id"):
+                    ledger.finish(row["id"], "aborted", "down: no instance was created")
+                    continue
+                ledger.event(row["id"], "destroying", "down by user", set_state=False)
+                existed = _provider_for(row).destroy(row["instance_id"])
+                ledger.finish(row["id"], "destroyed", "destroyed by `vast-launch down`")
+                click.echo(f"{row['id']}: instance {row['instance_id']} "
+                           f"{'destroyed' if existed else 'was already gone'}")
+
+    _run(go)
+
+
+# --- local cloud ----------------------------------------------------------------------------
+@main.group("local-cloud")
+def local_cloud():
+    """The embedded Vast-compatible cloud that rents out this machine."""
+
+
+@local_cloud.command("serve")
+@click.option("--port", default=0, show_default=True, help="0 picks a free port")
+@click.option("--price", default=0.0, show_default=True, help="$/h of each offer")
+@click.option("--root", default=None, help="where instances run (default: a temp dir)")
+def serve(port, price, root):
+    """Run the local cloud in the foreground; point the vastai CLI at it with VAST_URL.
+
+    The account key is written to a file (mode 0600), never printed.
+
+    \b
+    Example:
+      vast-launch local-cloud serve --port 8765 &
+      VAST_URL=http://127.0.0.1:8765 VAST_API_KEY=$(cat KEYFILE) vastai search offers
+    """
+    from .ledger import default_home
+    from .localcloud import LocalCloud
+
+    if price < 0:
+        _fail(f"--price: must be >= 0 (got {price})")
+    lc = LocalCloud(root=root, port=port, price_dph=price)
+    keyfile = default_home() / "localcloud_api_key"
+    keyfile.parent.mkdir(parents=True, exist_ok=True)
+    keyfile.write_text(lc.api_key)
+    os.chmod(keyfile, 0o600)
+    click.echo(f"local cloud listening on {lc.url}\nexport VAST_URL={lc.url}\nexport VAST_API_KEY=$(cat {keyfile})")
+    try:
+        lc.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped; every instance it ran was destroyed")
+
+
+if __name__ == "__main__":
+    main()

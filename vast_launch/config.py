@@ -1,0 +1,190 @@
+"""Load and validate the launch YAML into typed objects.
+
+Every validation error names the key path and says what would be accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import UserError
+
+STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+DEFAULT_STAGE_COMMAND = (
+    'python -m ups.train --config "$VL_CONFIG" --profile "$VL_PROFILE" '
+    '--stage {stage} --out "$VL_OUT"'
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+
+
+class Resources(Strict):
+    gpu_names: list[str] = Field(default_factory=list, description="acceptable GPU models, e.g. RTX_4090")
+    num_gpus: int = Field(1, ge=1, le=16)
+    min_gpu_ram_gb: float = Field(0, ge=0)
+    disk_gb: float = Field(20, ge=8, description="Vast requires at least 8 GB")
+    max_dph: Optional[float] = Field(None, gt=0, le=128, description="max $/hour, all-in")
+    min_reliability: float = Field(0.95, ge=0, le=1)
+    min_cuda: Optional[float] = Field(None, gt=0)
+    min_duration_hours: float = Field(0, ge=0, description="host contract must last at least this long")
+    interruptible: bool = False
+    bid_price: Optional[float] = Field(None, ge=0.001, le=128)
+    verified: bool = True
+    regions: list[str] = Field(default_factory=list, description="ISO country codes, e.g. [US, CA]")
+    image: str = Field("pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", min_length=1, max_length=1024)
+    rank_by: Literal["price", "dlperf_per_dollar"] = "price"
+
+    @field_validator("gpu_names")
+    @classmethod
+    def _gpu_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not name.strip():
+                raise ValueError("GPU names must be non-empty, e.g. RTX_4090")
+        return v
+
+
+class Lifecycle(Strict):
+    auto_shutdown: bool = True
+    max_hours: float = Field(4.0, gt=0, le=24 * 14, description="hard deadline; the instance destroys itself then")
+    idle_minutes: Optional[float] = Field(None, gt=0)
+    loading_timeout_minutes: float = Field(20, gt=0)
+    reap_grace_minutes: float = Field(10, ge=0)
+
+
+class Code(Strict):
+    repo: Optional[str] = Field(None, description="clone URL; default: the git remote 'origin'")
+    remote: str = "origin"
+    setup: str = "pip install -q -e '.[train]'"
+
+
+class Wandb(Strict):
+    project: str = Field("ups-burgers", min_length=1)
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    mode: Literal["online", "offline", "disabled"] = "online"
+
+
+class Stage(Strict):
+    name: str
+    command: Optional[str] = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not STAGE_NAME.match(v):
+            raise ValueError("stage names are letters, digits, '_', '-', '.'")
+        return v
+
+    def render_command(self) -> str:
+        return (self.command or DEFAULT_STAGE_COMMAND).replace("{stage}", self.name)
+
+
+class Train(Strict):
+    profile: str = "smoke"
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _profile_exists(self) -> "Train":
+        if self.profiles and self.profile not in self.profiles:
+            raise ValueError(f"profile {self.profile!r} is not one of {sorted(self.profiles)}")
+        return self
+
+
+class SlurmStage(Strict):
+    walltime: str = "01:00:00"
+    memory: str = "8G"
+    cpus: int = Field(2, ge=1)
+    gpus: int = Field(0, ge=0)
+
+
+class Slurm(Strict):
+    partition: Optional[str] = None
+    pipelines: dict[str, dict[str, SlurmStage]] = Field(default_factory=dict)
+
+
+class LaunchConfig(Strict):
+    name: str = Field(..., min_length=1, max_length=64)
+    resources: Resources = Field(default_factory=Resources)
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    code: Code = Field(default_factory=Code)
+    wandb: Wandb = Field(default_factory=Wandb)
+    stages: list[Stage] = Field(..., min_length=1)
+    train: Train = Field(default_factory=Train)
+    slurm: Slurm = Field(default_factory=Slurm)
+
+    # Where the file was read from; not part of the YAML.
+    source: Optional[str] = Field(None, exclude=True)
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _stages_from_names(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": s} if isinstance(s, str) else s for s in v]
+        return v
+
+    @model_validator(mode="after")
+    def _unique_stages(self) -> "LaunchConfig":
+        names = [s.name for s in self.stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"stages: duplicate stage names {dupes}")
+        return self
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _format_error(path: str, err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key '{loc}' (check the spelling; see configs/burgers.yaml for every key)"
+    if kind == "missing":
+        return f"{path}: missing required key '{loc}'"
+    got = err.get("input")
+    got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return f"{path}: {loc}: {msg}{got_text}"
+
+
+def parse_config(data: Any, path: str = "<config>") -> LaunchConfig:
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the top level must be a mapping of keys (name, resources, stages, ...)")
+    try:
+        cfg = LaunchConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        lines = [_format_error(path, e) for e in errors]
+        raise UserError(lines[0] + (f" (and {len(lines) - 1} more problem(s))" if len(lines) > 1 else ""))
+    cfg.source = path
+    return cfg
+
+
+def load_config(path: str | Path) -> LaunchConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: config file not found (pass --config PATH, e.g. configs/burgers.yaml)")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{p}: malformed YAML{where}: {problem}")
+    return parse_config(data, str(p))

@@ -1,0 +1,85 @@
+"""Pre-launch git checks: the instance clones from the remote, so HEAD must be there."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .errors import UserError
+
+
+def git(args: list[str], cwd: str | Path, check: bool = True, timeout: float = 60) -> str:
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    p = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and p.returncode != 0:
+        raise subprocess.CalledProcessError(p.returncode, ["git", *args], p.stdout, p.stderr)
+    return p.stdout.strip()
+
+
+@dataclass
+class GitState:
+    root: Path
+    commit: str
+    branch: Optional[str]
+    remote: str
+    remote_url: Optional[str]
+    dirty: list[str] = field(default_factory=list)
+    on_remote: Optional[bool] = None
+    remote_error: Optional[str] = None
+
+
+def repo_root(path: str | Path = ".") -> Path:
+    try:
+        return Path(git(["rev-parse", "--show-toplevel"], cwd=path))
+    except (subprocess.CalledProcessError, FileNotFoundError, NotADirectoryError):
+        raise UserError(f"{Path(path).resolve()}: not inside a git repository (the instance clones your commit)")
+
+
+def commit_on_remote(root: Path, remote: str, sha: str) -> tuple[bool, Optional[str]]:
+    """Ask the remote itself whether `sha` is reachable from one of its refs."""
+    try:
+        listing = git(["ls-remote", remote], cwd=root, timeout=60)
+    except subprocess.CalledProcessError as exc:
+        lines = (exc.stderr or "").strip().splitlines()
+        return False, lines[-1] if lines else "git ls-remote failed"
+    except subprocess.TimeoutExpired:
+        return False, "the remote did not answer within 60 s"
+    remote_shas = {line.split()[0] for line in listing.splitlines() if line.strip()}
+    if sha in remote_shas:
+        return True, None
+    missing = [s for s in remote_shas if subprocess.run(
+        ["git", "cat-file", "-e", f"{s}^{{commit}}"], cwd=root, capture_output=True).returncode != 0]
+    if missing:  # the remote has commits we do not: fetch them (refs only under our remote namespace)
+        subprocess.run(["git", "fetch", "-q", remote], cwd=root, capture_output=True, timeout=120)
+    for s in remote_shas:
+        if subprocess.run(["git", "merge-base", "--is-ancestor", sha, s], cwd=root,
+                          capture_output=True).returncode == 0:
+            return True, None
+    return False, None
+
+
+def inspect(path: str | Path = ".", remote: str = "origin", ask_remote: bool = True) -> GitState:
+    root = repo_root(path)
+    try:
+        commit = git(["rev-parse", "HEAD"], cwd=root)
+    except subprocess.CalledProcessError:
+        raise UserError(f"{root}: the repository has no commit yet")
+    branch = git(["symbolic-ref", "-q", "--short", "HEAD"], cwd=root, check=False) or None
+    url = git(["remote", "get-url", remote], cwd=root, check=False) or None
+    dirty = [line[3:] for line in git(["status", "--porcelain"], cwd=root).splitlines() if line.strip()]
+    state = GitState(root=root, commit=commit, branch=branch, remote=remote, remote_url=url, dirty=dirty)
+    if ask_remote and url:
+        state.on_remote, state.remote_error = commit_on_remote(root, remote, commit)
+    return state
+
+
+def tracked_in_head(root: Path, path: Path) -> bool:
+    try:
+        rel = Path(path).resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return subprocess.run(["git", "cat-file", "-e", f"HEAD:{rel.as_posix()}"], cwd=root,
+                          capture_output=True).returncode == 0

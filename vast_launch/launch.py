@@ -1,0 +1,364 @@
+"""One launch: check, search, create, wait for `running`, then follow or return.
+
+Every provider call is written to the ledger before and after it happens; every code path
+that may have created an instance either records it or destroys it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+from .checks import run_checks
+from .config import LaunchConfig
+from .errors import CheckFailed, UserError
+from .ledger import Ledger
+from .offers import RankedOffer, build_query, describe_query, rank_offers
+from .onstart import OnstartSpec, assert_no_secrets, render_onstart
+from .provider import CreateFailed, OfferGone, Provider, ProviderError
+
+LABEL_PREFIX = "vast-launch:"
+SECRET_ENV = ("WANDB_API_KEY", "VL_GIT_TOKEN")
+LOCAL_SETUP = "true"  # local instances run the clone via PYTHONPATH, never pip-installing into the user's env
+RESULT_LINE = re.compile(r"\[vast-launch\] .*result rc=(\d+) failed_stage=(\S*)")
+STAGE_LINE = re.compile(r"\[vast-launch\] stage (\d+)/(\d+) (\S+): (start|done|FAILED.*|already done.*)")
+
+
+@dataclass
+class LaunchOptions:
+    auto_shutdown: bool = False
+    local: bool = False
+    dry_run: bool = False
+    follow: Optional[bool] = None  # None: follow in local mode, detach otherwise
+    profile: Optional[str] = None
+    allow_dirty: bool = False
+    wandb_mode: Optional[str] = None
+    max_offers: int = 3
+    poll_seconds: float = 1.0
+    extra_env: dict = field(default_factory=dict)  # e.g. test knobs; never secrets
+    runs_dir: Optional[Path] = None
+
+
+@dataclass
+class LaunchResult:
+    launch_id: str
+    instance_id: Optional[int] = None
+    state: str = "planned"
+    end_reason: Optional[str] = None
+    run_dir: Optional[Path] = None
+    dry_run: Optional[dict] = None
+
+
+class Printer:
+    """Phase lines with elapsed time: `[  3.2s] create  offer 1001 ...`."""
+
+    def __init__(self, echo: Callable[[str], None], t0: Optional[float] = None):
+        self.echo, self.t0 = echo, t0 or time.time()
+
+    def __call__(self, phase: str, msg: str) -> None:
+        self.echo(f"[{time.time() - self.t0:6.1f}s] {phase:<9} {msg}")
+
+
+def new_launch_id(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:24] or "launch"
+    return f"{slug}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def redact(env: dict) -> dict:
+    return {k: ("***redacted***" if k in SECRET_ENV and v else v) for k, v in env.items()}
+
+
+def instance_env(cfg: LaunchConfig, launch_id: str, commit: str, offer: dict, wandb_mode: str,
+                 extra: dict) -> tuple[dict, dict]:
+    """(env for the create call, the secrets in it). Secrets go in env, never in the onstart."""
+    env = {
+        "VL_LAUNCH_ID": launch_id, "VL_NAME": cfg.name, "VL_COMMIT": commit,
+        "VL_OFFER_ID": str(offer.get("id")), "VL_MACHINE_ID": str(offer.get("machine_id")),
+        "VL_GPU_NAME": str(offer.get("gpu_name")), "VL_NUM_GPUS": str(offer.get("num_gpus")),
+        "VL_DPH_TOTAL": f"{float(offer.get('dph_total') or 0):.4f}",
+        "WANDB_PROJECT": cfg.wandb.project, "WANDB_MODE": wandb_mode, "VASTAI_NO_UPDATE_CHECK": "1",
+    }
+    if cfg.wandb.entity:
+        env["WANDB_ENTITY"] = cfg.wandb.entity
+    env.update({k: str(v) for k, v in extra.items()})
+    found = {}
+    if wandb_mode == "online" and os.environ.get("WANDB_API_KEY"):
+        found["WANDB_API_KEY"] = os.environ["WANDB_API_KEY"]
+    token = os.environ.get("VAST_LAUNCH_GIT_TOKEN")
+    if token:
+        found["VL_GIT_TOKEN"] = token
+    env.update(found)
+    return env, found
+
+
+class Launcher:
+    def __init__(self, cfg: LaunchConfig, provider: Optional[Provider], ledger: Ledger, opts: LaunchOptions,
+                 echo: Callable[[str], None] = print, target: str = "vast", workdir_of: Optional[Callable] = None):
+        self.cfg, self.provider, self.ledger, self.opts = cfg, provider, ledger, opts
+        self.say = Printer(echo)
+        self.echo = echo
+        self.target = target
+        # local cloud only: instance id -> its working directory on this machine
+        self.workdir_of = workdir_of
+        self.profile = opts.profile or cfg.train.profile
+        if cfg.train.profiles and self.profile not in cfg.train.profiles:
+            raise UserError(f"--profile {self.profile}: not one of {sorted(cfg.train.profiles)} (train.profiles)")
+        self.wandb_mode = opts.wandb_mode or ("offline" if opts.local else cfg.wandb.mode)
+
+    # --- phases -------------------------------------------------------------------------------
+    def check(self):
+        self.say("check", "config, git, credentials")
+        report = run_checks(self.cfg, "local" if self.opts.local else "vast", self.opts.allow_dirty,
+                            self.wandb_mode, cwd=Path(self.cfg.source or ".").parent)
+        for w in report.warnings:
+            self.echo(f"WARNING: {w}")
+        if not report.ok:
+            raise CheckFailed(report.failures)
+        return report
+
+    def run(self) -> LaunchResult:
+        report = self.check()
+        git = report.git
+        repo = str(git.root) if self.opts.local else report.repo_url
+        launch_id = new_launch_id(self.cfg.name)
+        group = self.cfg.wandb.group or launch_id
+        deadline = int(time.time() + self.cfg.lifecycle.max_hours * 3600)
+        res = self.cfg.resources
+        query, order, offer_type = build_query(res, local=self.opts.local)
+        self.say("search", describe_query(query))
+        ranked = rank_offers(self.provider.search(query, order, offer_type, res.disk_gb), res)
+        if not ranked:
+            raise UserError("no offer fits resources: relax gpu_names, max_dph, min_reliability or "
+                            "min_duration_hours (see `vast-launch offers`)")
+        config_rel = Path(self.cfg.source).resolve().relative_to(git.root.resolve()).as_posix()
+        spec = OnstartSpec(
+            launch_id=launch_id, commit=git.commit, repo=repo, group=group, deadline=deadline,
+            profile=self.profile, config_path=config_rel,
+            stages=[(s.name, s.render_command()) for s in self.cfg.stages],
+            setup=LOCAL_SETUP if self.opts.local else self.cfg.code.setup,
+            auto_shutdown=self.opts.auto_shutdown,
+        )
+        onstart = render_onstart(spec)
+        if self.opts.dry_run:
+            return self._dry_run(launch_id, ranked[0], spec, onstart, group, deadline)
+
+        self.ledger.create(
+            launch_id, "searching", name=self.cfg.name, config_path=self.cfg.source,
+            config_hash=self.cfg.config_hash(), profile=self.profile, commit_sha=git.commit, repo=repo,
+            target="local" if self.opts.local else "vast", provider_url=self.provider.url,
+            wandb_project=self.cfg.wandb.project, wandb_group=group, deadline=deadline,
+            label=LABEL_PREFIX + launch_id, num_gpus=res.num_gpus,
+        )
+        result = LaunchResult(launch_id=launch_id)
+        try:
+            iid, offer = self._rent(launch_id, ranked, spec, onstart)
+        except KeyboardInterrupt:
+            self.ledger.finish(launch_id, "aborted", "interrupted before an instance was running")
+            raise
+        except Exception as exc:
+            if self.ledger.get(launch_id)["state"] not in ("aborted", "failed", "destroyed"):
+                self.ledger.finish(launch_id, "failed", f"launch failed: {exc}")
+            raise
+        result.instance_id = iid
+        hours_left = (deadline - time.time()) / 3600
+        self.echo(f"instance {iid} running on offer {offer['id']} ({offer.get('gpu_name')}) at "
+                  f"${float(offer.get('dph_total') or 0):.3f}/h; W&B group {group}; hard deadline "
+                  f"{datetime.fromtimestamp(deadline, timezone.utc):%Y-%m-%d %H:%M UTC} ({hours_left:.1f} h)")
+        follow = self.opts.follow if self.opts.follow is not None else self.opts.local
+        if not follow:
+            result.state = "running"
+            self.echo(f"detached: `vast-launch status {launch_id}` / `vast-launch logs {launch_id}`")
+            return result
+        return self.follow(launch_id, iid, result)
+
+    def _dry_run(self, launch_id, best: RankedOffer, spec, onstart, group, deadline) -> LaunchResult:
+        env, found = instance_env(self.cfg, launch_id, spec.commit, best.offer, self.wandb_mode, self.opts.extra_env)
+        assert_no_secrets(onstart, found)
+        payload = self._payload(launch_id, env, onstart)
+        payload["env"] = redact(payload["env"])
+        shown = {"launch_id": launch_id, "offer": best.offer, "why": best.reason, "wandb_group": group,
+                 "deadline": deadline, "create_payload": payload}
+        self.echo("DRY RUN: nothing is rented.")
+        self.echo(json.dumps(shown, indent=2, default=str))
+        self.echo("--- onstart (rendered, %d characters) ---" % len(onstart))
+        self.echo(onstart)
+        return LaunchResult(launch_id=launch_id, state="dry-run", dry_run=shown)
+
+    def _payload(self, launch_id: str, env: dict, onstart: str) -> dict:
+        res = self.cfg.resources
+        payload = {
+            "client_id": "me", "image": res.image, "env": env, "disk": res.disk_gb,
+            "label": LABEL_PREFIX + launch_id, "onstart": onstart, "runtype": "ssh ssh_proxy",
+            "cancel_unavail": True, "price": res.bid_price if res.interruptible else None,
+        }
+        return payload
+
+    def _rent(self, launch_id: str, ranked: list[RankedOffer], spec: OnstartSpec, onstart: str):
+        skip_machines: set = set()
+        tried = 0
+        for cand in ranked:
+            if tried >= self.opts.max_offers:
+                break
+            offer = cand.offer
+            if offer.get("machine_id") in skip_machines:
+                continue
+            tried += 1
+            env, found = instance_env(self.cfg, launch_id, spec.commit, offer, self.wandb_mode, self.opts.extra_env)
+            assert_no_secrets(onstart, found)
+            storage_dph = float(offer.get("dph_total") or 0) - float(offer.get("dph_base") or 0)
+            self.ledger.event(launch_id, "creating", {"offer_id": cand.id, "why": cand.reason},
+                              offer_id=cand.id, machine_id=offer.get("machine_id"), gpu_name=offer.get("gpu_name"),
+                              num_gpus=offer.get("num_gpus"), dph_total=offer.get("dph_total"),
+                              dph_base=offer.get("dph_base"), storage_dph=max(storage_dph, 0.0))
+            self.say("create", f"offer {cand.id} ({offer.get('gpu_name')} x{offer.get('num_gpus')}, "
+                               f"${cand.dph:.3f}/h): {cand.reason}")
+            try:
+                created = self.provider.create(cand.id, self._payload(launch_id, env, onstart))
+            except OfferGone:
+                self.ledger.event(launch_id, "offer_gone", {"offer_id": cand.id})
+                self.say("create", f"offer {cand.id} is gone (rented by someone else); next offer")
+                continue
+            except CreateFailed as exc:
+                if exc.contract_id:
+                    self.ledger.event(launch_id, "created", {"error": str(exc)}, instance_id=exc.contract_id)
+                    self.say("create", f"create errored but made instance {exc.contract_id}: destroying it")
+                    self._destroy(launch_id, exc.contract_id, "create errored; destroyed", final=False)
+                else:
+                    self.ledger.event(launch_id, "create_failed", {"error": str(exc)})
+                    self.say("create", str(exc))
+                continue
+            iid = created.instance_id
+            self.ledger.event(launch_id, "created", {"offer_id": cand.id}, instance_id=iid)
+            try:
+                if self._wait_running(launch_id, iid):
+                    return iid, offer
+            except KeyboardInterrupt:
+                self.say("abort", f"interrupted: destroying instance {iid}")
+                self._destroy(launch_id, iid, "interrupted during launch", final=True, state="aborted")
+                raise
+            skip_machines.add(offer.get("machine_id"))
+            self._destroy(launch_id, iid, "did not reach running in time", final=False)
+        raise UserError(f"no instance could be started after trying {tried} offer(s): see `vast-launch status {launch_id}`")
+
+    def _wait_running(self, launch_id: str, iid: int) -> bool:
+        limit = self.cfg.lifecycle.loading_timeout_minutes * 60
+        start = time.time()
+        seen = None
+        while time.time() - start < limit:
+            row = self.provider.show(iid)
+            status = (row or {}).get("actual_status") or "provisioning"
+            if status != seen:
+                self.ledger.event(launch_id, status if status != "provisioning" else "created", set_state=True)
+                self.say("instance", f"{iid} is {status}")
+                seen = status
+            if status == "running":
+                return True
+            if status in ("exited", "unknown", "offline") or row is None:
+                return False
+            time.sleep(min(self.opts.poll_seconds, 0.5))
+        self.say("instance", f"{iid} still {seen} after {limit:.0f} s")
+        return False
+
+    def _destroy(self, launch_id: str, iid: int, reason: str, final: bool, state: str = "destroyed") -> None:
+        self.ledger.event(launch_id, "destroying", reason, set_state=False)
+        self.provider.destroy(iid)
+        if final:
+            self.ledger.finish(launch_id, state, reason)
+        else:
+            self.ledger.event(launch_id, "gone", {"instance_id": iid, "reason": reason}, set_state=False)
+
+    # --- following ----------------------------------------------------------------------------
+    def follow(self, launch_id: str, iid: int, result: LaunchResult) -> LaunchResult:
+        seen_lines = 0
+        last_status = "running"
+        outcome: dict = {}
+        try:
+            while True:
+                row = self.provider.show(iid)
+                if row is None:
+                    break
+                status = row.get("actual_status")
+                if status != last_status:
+                    self.ledger.event(launch_id, status)
+                    self.say("instance", f"{iid} is {status}")
+                    last_status = status
+                seen_lines = self._print_new_log(iid, seen_lines, outcome)
+                if status in ("exited", "unknown", "offline"):
+                    self.say("teardown", f"instance {iid} is {status} without tearing down: destroying it")
+                    self._destroy(launch_id, iid, f"instance {status}; destroyed by the launcher", final=True)
+                    break
+                time.sleep(self.opts.poll_seconds)
+        except KeyboardInterrupt:
+            self.say("abort", f"interrupted: destroying instance {iid}")
+            self._destroy(launch_id, iid, "interrupted while following; destroyed by the launcher", final=True,
+                          state="aborted")
+            raise
+        self._print_final_local_log(iid, seen_lines, outcome)
+        row = self.ledger.get(launch_id)
+        if row["state"] not in ("destroyed", "aborted"):
+            reason = self._end_reason(iid, outcome)
+            self.ledger.finish(launch_id, "destroyed", reason)
+        row = self.ledger.get(launch_id)
+        result.state, result.end_reason = row["state"], row["end_reason"]
+        result.run_dir = self._keep_local_outputs(launch_id, iid)
+        self.say("done", f"{result.end_reason}" + (f"; outputs in {result.run_dir}" if result.run_dir else ""))
+        return result
+
+    def _print_new_log(self, iid: int, seen: int, outcome: dict) -> int:
+        try:
+            text = self.provider.logs(iid)
+        except (ProviderError, TimeoutError):
+            return seen
+        lines = text.splitlines()
+        for line in lines[seen:]:
+            m = RESULT_LINE.search(line)
+            if m:
+                outcome["rc"], outcome["failed_stage"] = int(m.group(1)), m.group(2)
+            self.echo(f"  | {line}")
+        return max(seen, len(lines))
+
+    def _print_final_local_log(self, iid: int, seen: int, outcome: dict) -> None:
+        """The last lines (teardown) are written after the final poll; locally they can still be read."""
+        if self.workdir_of is None:
+            return
+        log = Path(self.workdir_of(iid)) / "onstart.log"
+        if log.exists():
+            for line in log.read_text(errors="replace").splitlines()[seen:]:
+                self.echo(f"  | {line}")
+
+    def _end_reason(self, iid: int, outcome: dict) -> str:
+        workdir = self.workdir_of(iid) if self.workdir_of else None
+        if workdir is not None:
+            vl = next(iter(Path(workdir).glob("vl-*")), None)
+            if vl is not None:
+                if (vl / "deadline_hit").exists():
+                    return "deadline reached: destroyed by the in-instance watchdog"
+                result = vl / "result"
+                if result.exists():
+                    kv = dict(p.split("=", 1) for p in result.read_text().split() if "=" in p)
+                    outcome = {"rc": int(kv.get("rc", -1)), "failed_stage": kv.get("failed_stage", "")}
+        if "rc" not in outcome:
+            return "instance gone (destroyed outside this launcher or by its watchdog)"
+        if outcome["rc"] == 0:
+            return "completed: all stages done; the instance destroyed itself"
+        stage = outcome.get("failed_stage") or "setup"
+        return f"failed in stage {stage} (exit {outcome['rc']}); the instance destroyed itself"
+
+    def _keep_local_outputs(self, launch_id: str, iid: int) -> Optional[Path]:
+        if self.workdir_of is None or self.opts.runs_dir is None:
+            return None
+        src = Path(self.workdir_of(iid)) / f"vl-{launch_id}"
+        if not src.exists():
+            return None
+        dest = Path(self.opts.runs_dir) / launch_id
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dest, ignore=shutil.ignore_patterns("repo"), dirs_exist_ok=True)
+        return dest

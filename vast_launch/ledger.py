@@ -1,0 +1,172 @@
+"""SQLite ledger of launches and every state change, written before and after each provider call.
+
+A launcher that crashes mid-launch leaves a row the reaper can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS launches (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    name TEXT, config_path TEXT, config_hash TEXT, profile TEXT,
+    commit_sha TEXT, repo TEXT, target TEXT, provider_url TEXT,
+    offer_id INTEGER, machine_id INTEGER, gpu_name TEXT, num_gpus INTEGER,
+    dph_total REAL, dph_base REAL, storage_dph REAL,
+    instance_id INTEGER, label TEXT,
+    wandb_project TEXT, wandb_group TEXT,
+    state TEXT NOT NULL, deadline REAL,
+    ended_at REAL, end_reason TEXT,
+    extra TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    launch_id TEXT NOT NULL REFERENCES launches(id),
+    t REAL NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_launch ON events(launch_id, t);
+CREATE INDEX IF NOT EXISTS launches_created ON launches(created_at);
+CREATE INDEX IF NOT EXISTS launches_instance ON launches(instance_id);
+"""
+
+TERMINAL_STATES = {"destroyed", "failed", "aborted", "cancelled", "completed"}
+COLUMNS = {
+    "name", "config_path", "config_hash", "profile", "commit_sha", "repo", "target", "provider_url",
+    "offer_id", "machine_id", "gpu_name", "num_gpus", "dph_total", "dph_base", "storage_dph",
+    "instance_id", "label", "wandb_project", "wandb_group", "state", "deadline", "ended_at",
+    "end_reason", "extra",
+}
+
+
+def default_home() -> Path:
+    if os.environ.get("VAST_LAUNCH_HOME"):
+        return Path(os.environ["VAST_LAUNCH_HOME"])
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("vast-launch"))
+
+
+class Ledger:
+    def __init__(self, path: Optional[Path] = None):
+        self.path = Path(path) if path else default_home() / "ledger.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def create(self, launch_id: str, state: str, **fields: Any) -> None:
+        now = time.time()
+        fields = self._clean(fields)
+        cols = ["id", "created_at", "updated_at", "state", *fields]
+        vals = [launch_id, now, now, state, *fields.values()]
+        with self.db:
+            self.db.execute(f"INSERT INTO launches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals)
+            self.db.execute("INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, ?, ?)",
+                            (launch_id, now, state, None))
+
+    def update(self, launch_id: str, **fields: Any) -> None:
+        fields = self._clean(fields)
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.db:
+            self.db.execute(f"UPDATE launches SET {sets} WHERE id = ?", [*fields.values(), launch_id])
+
+    def event(self, launch_id: str, state: str, detail: Any = None, t: Optional[float] = None,
+              set_state: bool = True, **fields: Any) -> None:
+        """Record a state change (and optionally update columns) in one transaction."""
+        t = time.time() if t is None else t
+        text = detail if detail is None or isinstance(detail, str) else json.dumps(detail, default=str)
+        fields = self._clean(fields)
+        if set_state:
+            fields["state"] = state
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.db:
+            self.db.execute("INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, ?, ?)",
+                            (launch_id, t, state, text))
+            self.db.execute(f"UPDATE launches SET {sets} WHERE id = ?", [*fields.values(), launch_id])
+
+    def finish(self, launch_id: str, state: str, reason: str, t: Optional[float] = None) -> None:
+        t = time.time() if t is None else t
+        self.event(launch_id, state, reason, t=t, ended_at=t, end_reason=reason)
+
+    def get(self, launch_id: str) -> Optional[dict]:
+        row = self.db.execute("SELECT * FROM launches WHERE id = ?", (launch_id,)).fetchone()
+        return self._row(row) if row else None
+
+    def find(self, prefix: str) -> Optional[dict]:
+        """A launch by id, id prefix, or instance id."""
+        row = self.db.execute("SELECT * FROM launches WHERE id = ?", (prefix,)).fetchone()
+        if row is None and prefix.isdigit():
+            row = self.db.execute("SELECT * FROM launches WHERE instance_id = ? ORDER BY created_at DESC",
+                                  (int(prefix),)).fetchone()
+        if row is None:
+            rows = self.db.execute("SELECT * FROM launches WHERE id LIKE ? ORDER BY created_at DESC",
+                                   (prefix + "%",)).fetchall()
+            row = rows[0] if len(rows) == 1 else None
+        return self._row(row) if row else None
+
+    def by_instance(self, instance_id: int) -> Optional[dict]:
+        row = self.db.execute("SELECT * FROM launches WHERE instance_id = ? ORDER BY created_at DESC",
+                              (instance_id,)).fetchone()
+        return self._row(row) if row else None
+
+    def launches(self, since: Optional[float] = None, until: Optional[float] = None,
+                 active_only: bool = False) -> list[dict]:
+        sql, args = "SELECT * FROM launches WHERE 1=1", []
+        if since is not None:
+            sql += " AND created_at >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND created_at < ?"
+            args.append(until)
+        if active_only:
+            sql += f" AND state NOT IN ({', '.join('?' * len(TERMINAL_STATES))})"
+            args.extend(sorted(TERMINAL_STATES))
+        sql += " ORDER BY created_at"
+        return [self._row(r) for r in self.db.execute(sql, args).fetchall()]
+
+    def events(self, launch_id: str) -> list[dict]:
+        rows = self.db.execute("SELECT t, state, detail FROM events WHERE launch_id = ? ORDER BY t, id",
+                               (launch_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    @staticmethod
+    def _clean(fields: dict) -> dict:
+        unknown = set(fields) - COLUMNS
+        if unknown:
+            raise KeyError(f"unknown ledger columns {sorted(unknown)}")
+        if isinstance(fields.get("extra"), (dict, list)):
+            fields = dict(fields, extra=json.dumps(fields["extra"]))
+        return fields
+
+    @staticmethod
+    def _row(row: sqlite3.Row) -> dict:
+        d = dict(row)
+        if d.get("extra"):
+            try:
+                d["extra"] = json.loads(d["extra"])
+            except (TypeError, json.JSONDecodeError):
+                pass
+        return d
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+

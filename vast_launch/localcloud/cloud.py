@@ -1,0 +1,333 @@
+"""The local cloud's state: offers, instances as process groups, per-second billing."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .faults import Faults
+
+HOURS_PER_MONTH = 30 * 24
+# States in which the GPU is billed; storage is billed in every state until destroyed.
+GPU_BILLED = {"running"}
+
+
+def default_offers(price_dph: float = 0.0, count: int = 2) -> list[dict]:
+    """Offers describing this host. CPU-only is fine: the trainer falls back to CPU."""
+    cpus = os.cpu_count() or 1
+    try:
+        mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1_000_000
+    except (ValueError, OSError):
+        mem_mb = 0
+    disk_gb = shutil.disk_usage("/").free / 1e9
+    offers = []
+    for i in range(count):
+        offers.append({
+            "id": 1001 + i, "ask_contract_id": 1001 + i, "machine_id": 501 + i, "host_id": 77,
+            "gpu_name": "Local CPU", "num_gpus": 1, "gpu_ram": 0, "gpu_total_ram": 0,
+            "cpu_cores_effective": float(cpus), "cpu_ram": mem_mb, "disk_space": round(disk_gb, 1),
+            "dph_base": float(price_dph), "storage_cost": 0.0, "inet_up_cost": 0.0, "inet_down_cost": 0.0,
+            "min_bid": float(price_dph) / 2, "reliability": 0.999 - 0.001 * i, "reliability2": 0.999 - 0.001 * i,
+            "dlperf": 1.0, "cuda_max_good": 12.4, "compute_cap": 0, "driver_version": "local",
+            "verified": True, "rentable": True, "rented": False, "external": False,
+            "geolocation": "Local, LO", "duration": 30 * 86400.0, "direct_port_count": 0,
+            "inet_up": 1000.0, "inet_down": 1000.0, "score": 1.0,
+        })
+    return offers
+
+
+def priced_offer(offer: dict, storage_gb: float) -> dict:
+    """An offer as search shows it: dph_total is for the requested storage."""
+    out = dict(offer)
+    storage_dph = offer.get("storage_cost", 0.0) * storage_gb / HOURS_PER_MONTH
+    out["end_date"] = time.time() + offer.get("duration", 0)
+    out["dph_total"] = round(offer["dph_base"] + storage_dph, 6)
+    out["dlperf_per_dphtotal"] = out["dlperf"] / out["dph_total"] if out["dph_total"] > 0 else out["dlperf"] * 1e6
+    return out
+
+
+@dataclass
+class Instance:
+    id: int
+    offer: dict
+    label: str
+    image: str
+    env: dict
+    onstart: str
+    disk: float
+    api_key: str
+    workdir: Path
+    created_at: float = field(default_factory=time.time)
+    status: str = "loading"
+    # billing segments: [state, start, end or None]
+    segments: list = field(default_factory=list)
+    proc: Optional[subprocess.Popen] = None
+    destroyed_by: Optional[str] = None
+    ended_at: Optional[float] = None
+    starts: int = 0
+
+    @property
+    def gpu_dph(self) -> float:
+        return float(self.offer["dph_base"])
+
+    @property
+    def storage_dph(self) -> float:
+        return float(self.offer.get("storage_cost", 0.0)) * self.disk / HOURS_PER_MONTH
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "onstart.log"
+
+    def set_state(self, state: str, now: Optional[float] = None) -> None:
+        now = time.time() if now is None else now
+        if self.segments and self.segments[-1][2] is None:
+            self.segments[-1][2] = now
+        if state != "destroyed":
+            self.segments.append([state, now, None])
+        self.status = state
+
+    def charges(self, now: Optional[float] = None) -> dict:
+        now = time.time() if now is None else now
+        gpu_s = storage_s = 0.0
+        for state, start, end in self.segments:
+            seconds = (end if end is not None else now) - start
+            storage_s += seconds
+            if state in GPU_BILLED:
+                gpu_s += seconds
+        gpu = self.gpu_dph * gpu_s / 3600
+        storage = self.storage_dph * storage_s / 3600
+        return {"gpu_seconds": gpu_s, "storage_seconds": storage_s, "gpu_usd": gpu,
+                "storage_usd": storage, "total_usd": gpu + storage}
+
+    def row(self) -> dict:
+        """The instance as the Vast API shows it."""
+        return {
+            "id": self.id, "actual_status": self.status, "intended_status": "running",
+            "cur_state": "running" if self.status in ("running", "loading") else "stopped",
+            "status_msg": f"local instance is {self.status}", "label": self.label,
+            "gpu_name": self.offer["gpu_name"], "num_gpus": self.offer["num_gpus"],
+            "dph_base": self.gpu_dph, "dph_total": round(self.gpu_dph + self.storage_dph, 6),
+            "storage_cost": self.offer.get("storage_cost", 0.0), "storage_total_cost": self.storage_dph,
+            "inet_up_cost": 0.0, "inet_down_cost": 0.0, "disk_space": self.disk,
+            "start_date": self.created_at, "end_date": self.created_at + self.offer.get("duration", 0),
+            "machine_id": self.offer["machine_id"], "host_id": self.offer["host_id"],
+            "ssh_host": "127.0.0.1", "ssh_port": 22, "public_ipaddr": "127.0.0.1",
+            "image_uuid": self.image, "gpu_util": 0.0,
+            "extra_env": [[k, v] for k, v in self.env.items()],
+        }
+
+
+class Cloud:
+    """Offers and instances of this machine. Thread-safe; owned by the HTTP server."""
+
+    def __init__(self, root: Path, account_key: str, offers: Optional[list[dict]] = None,
+                 loading_seconds: float = 0.3, public_url: str = "", bin_dir: Optional[str] = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.account_key = account_key
+        self.offers = {o["id"]: dict(o) for o in (offers if offers is not None else default_offers())}
+        self.loading_seconds = loading_seconds
+        self.public_url = public_url
+        self.bin_dir = bin_dir or os.path.dirname(sys.executable)
+        self.instances: dict[int, Instance] = {}
+        self.faults = Faults()
+        self.events: list[dict] = []
+        self.lock = threading.RLock()
+        self._next_id = 30001
+
+    # --- auth -------------------------------------------------------------------------------
+    def who(self, key: Optional[str]) -> Optional[str]:
+        """'account', 'instance:<id>' or None for an unknown key."""
+        if not key:
+            return None
+        if secrets.compare_digest(key, self.account_key):
+            return "account"
+        with self.lock:
+            for inst in self.instances.values():
+                if secrets.compare_digest(key, inst.api_key):
+                    return f"instance:{inst.id}"
+        return None
+
+    def record(self, **event) -> None:
+        event.setdefault("t", time.time())
+        with self.lock:
+            self.events.append(event)
+
+    # --- offers -----------------------------------------------------------------------------
+    def set_offer(self, offer_id: int, **fields) -> dict:
+        with self.lock:
+            self.offers[offer_id].update(fields)
+            return dict(self.offers[offer_id])
+
+    # --- instances --------------------------------------------------------------------------
+    def create(self, offer_id: int, body: dict) -> Instance:
+        with self.lock:
+            offer = self.offers[offer_id]
+            iid = self._next_id
+            self._next_id += 1
+            env = {k: str(v) for k, v in (body.get("env") or {}).items() if not k.startswith("-")}
+            inst = Instance(
+                id=iid, offer=dict(offer), label=body.get("label") or "", image=body.get("image") or "",
+                env=env, onstart=body.get("onstart") or "", disk=float(body.get("disk") or 10),
+                api_key=secrets.token_hex(24), workdir=self.root / f"instance-{iid}",
+            )
+            inst.workdir.mkdir(parents=True, exist_ok=True)
+            inst.set_state("loading")
+            self.instances[iid] = inst
+            loading_forever = self.faults.loading_forever
+        if not loading_forever:
+            threading.Timer(self.loading_seconds, self._start, args=(iid,)).start()
+        return inst
+
+    def _instance_env(self, inst: Instance) -> dict:
+        path = os.pathsep.join([self.bin_dir, "/usr/local/bin", "/usr/bin", "/bin"])
+        env = {
+            "PATH": path, "HOME": str(inst.workdir), "LANG": "C.UTF-8", "TERM": "dumb",
+            "CONTAINER_ID": str(inst.id), "CONTAINER_API_KEY": inst.api_key,
+            "VAST_CONTAINERLABEL": f"C.{inst.id}", "PUBLIC_IPADDR": "127.0.0.1",
+            "GPU_COUNT": str(inst.offer["num_gpus"]), "DATA_DIRECTORY": str(inst.workdir),
+            "VAST_URL": self.public_url, "VASTAI_NO_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1",
+        }
+        env.update(inst.env)
+        return env
+
+    def _start(self, iid: int) -> None:
+        """Container start: run onstart in its own process group (also on restarts)."""
+        with self.lock:
+            inst = self.instances.get(iid)
+            if inst is None or inst.status not in ("loading", "stopped"):
+                return
+            script = inst.workdir / "onstart.sh"
+            script.write_text(inst.onstart)
+            (inst.workdir / ".vast_api_key").write_text(inst.api_key)
+            os.chmod(inst.workdir / ".vast_api_key", 0o600)
+            log = open(inst.log_path, "ab")
+            inst.proc = subprocess.Popen(
+                ["bash", str(script)], cwd=inst.workdir, env=self._instance_env(inst),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+            log.close()
+            inst.starts += 1
+            inst.set_state("running")
+            proc = inst.proc
+        threading.Thread(target=self._reap_process, args=(iid, proc), daemon=True).start()
+
+    def _reap_process(self, iid: int, proc: subprocess.Popen) -> None:
+        proc.wait()
+        with self.lock:
+            inst = self.instances.get(iid)
+            if inst is not None and inst.proc is proc and inst.status == "running":
+                inst.set_state("exited")
+
+    @staticmethod
+    def _kill_group(proc: Optional[subprocess.Popen], grace: float = 2.0) -> None:
+        if proc is None:
+            return
+        try:
+            pgid = os.getpgid(proc.pid)
+        except ProcessLookupError:
+            pgid = proc.pid
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.time() + wait
+            while time.time() < deadline:
+                try:
+                    os.killpg(pgid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.05)
+
+    def destroy(self, iid: int, by: str, delay: float = 0.0) -> bool:
+        with self.lock:
+            inst = self.instances.get(iid)
+            if inst is None or inst.status == "destroyed":
+                return False
+            inst.set_state("destroyed")
+            inst.destroyed_by = by
+            inst.ended_at = time.time()
+            proc = inst.proc
+        # The answer reaches the caller before its container is killed, as on the real service.
+        threading.Timer(delay, self._kill_group, args=(proc,)).start()
+        return True
+
+    def stop(self, iid: int) -> None:
+        with self.lock:
+            inst = self.instances[iid]
+            proc, inst.proc = inst.proc, None
+            inst.set_state("stopped")
+        self._kill_group(proc, grace=0.5)
+
+    def start(self, iid: int) -> None:
+        with self.lock:
+            inst = self.instances[iid]
+            if inst.status != "stopped":
+                return
+        self._start(iid)
+
+    def restart(self, iid: int) -> None:
+        """A container restart: the processes die and onstart runs again in the same filesystem."""
+        self.stop(iid)
+        self.start(iid)
+
+    def mark_exited(self, iid: int) -> None:
+        with self.lock:
+            inst = self.instances[iid]
+            proc, inst.proc = inst.proc, None
+            inst.set_state("exited")
+        self._kill_group(proc, grace=0.5)
+
+    def live(self) -> list[Instance]:
+        with self.lock:
+            return [i for i in self.instances.values() if i.status != "destroyed"]
+
+    def shutdown(self) -> None:
+        for inst in self.live():
+            self.destroy(inst.id, by="server-shutdown")
+            self._kill_group(inst.proc, grace=1.0)
+
+    def invoice_rows(self, since: float = 0.0, until: Optional[float] = None) -> list[dict]:
+        until = time.time() if until is None else until
+        rows = []
+        with self.lock:
+            for inst in self.instances.values():
+                if inst.created_at > until or (inst.ended_at is not None and inst.ended_at < since):
+                    continue
+                c = inst.charges()
+                for kind, seconds, rate, amount in (
+                    ("gpu", c["gpu_seconds"], inst.gpu_dph, c["gpu_usd"]),
+                    ("storage", c["storage_seconds"], inst.storage_dph, c["storage_usd"]),
+                ):
+                    rows.append({
+                        "description": f"Instance {inst.id} {kind} ({inst.offer['gpu_name']})",
+                        "quantity": round(seconds / 3600, 8), "rate": rate, "amount": round(amount, 8),
+                        "timestamp": inst.ended_at or time.time(), "type": "charge",
+                        "instance_id": inst.id, "charge_kind": kind, "seconds": seconds,
+                    })
+        return rows
+
+    def describe(self) -> list[dict]:
+        """Everything about every instance, destroyed ones included (for tests and debugging)."""
+        with self.lock:
+            out = []
+            for inst in self.instances.values():
+                row = inst.row()
+                row.pop("extra_env")
+                row.update(destroyed_by=inst.destroyed_by, ended_at=inst.ended_at, starts=inst.starts,
+                           workdir=str(inst.workdir), charges=inst.charges(),
+                           segments=json.loads(json.dumps(inst.segments)),
+                           pid=inst.proc.pid if inst.proc else None)
+                out.append(row)
+            return out

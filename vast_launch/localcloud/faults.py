@@ -1,0 +1,52 @@
+"""Fault injection for the local cloud: each fault fires a bounded number of times."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Faults:
+    # path substring -> remaining 429 answers
+    rate_limit: dict[str, int] = field(default_factory=dict)
+    # offer ids that disappear when someone tries to rent them
+    vanish_on_create: set[int] = field(default_factory=set)
+    # create requests that answer 500 although the instance was created
+    create_error_but_creates: int = 0
+    # destroy requests that fail, and with which status
+    destroy_failures: int = 0
+    destroy_failure_status: int = 500
+    # instances created from now on never leave `loading`
+    loading_forever: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take_rate_limit(self, path: str) -> bool:
+        with self.lock:
+            for prefix, left in self.rate_limit.items():
+                if left > 0 and prefix in path:
+                    self.rate_limit[prefix] = left - 1
+                    return True
+        return False
+
+    def take(self, name: str) -> bool:
+        with self.lock:
+            left = getattr(self, name)
+            if left > 0:
+                setattr(self, name, left - 1)
+                return True
+        return False
+
+    def update(self, spec: dict) -> None:
+        with self.lock:
+            for key, value in spec.items():
+                if key == "rate_limit":
+                    self.rate_limit.update({str(k): int(v) for k, v in value.items()})
+                elif key == "vanish_on_create":
+                    self.vanish_on_create.update(int(v) for v in value)
+                elif key in ("create_error_but_creates", "destroy_failures", "destroy_failure_status"):
+                    setattr(self, key, int(value))
+                elif key == "loading_forever":
+                    self.loading_forever = bool(value)
+                else:
+                    raise KeyError(key)

@@ -1,0 +1,53 @@
+"""The one interface the launcher uses to talk to a GPU cloud."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+
+class ProviderError(Exception):
+    def __init__(self, message: str, status: Optional[int] = None, error: Optional[str] = None,
+                 body: Optional[dict] = None):
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.body = body or {}
+
+
+class OfferGone(ProviderError):
+    """The offer was rented by someone else between search and create."""
+
+
+class CreateFailed(ProviderError):
+    """Create errored. `contract_id` is set when an instance was created anyway: destroy it."""
+
+    @property
+    def contract_id(self) -> Optional[int]:
+        cid = self.body.get("new_contract")
+        return int(cid) if cid else None
+
+
+@dataclass
+class Created:
+    instance_id: int
+
+
+class Provider(Protocol):
+    url: str
+
+    def search(self, query: dict, order: list, offer_type: str, storage_gb: float, limit: int) -> list[dict]: ...
+
+    def create(self, offer_id: int, payload: dict) -> Created: ...
+
+    def show(self, instance_id: int) -> Optional[dict]: ...
+
+    def list(self, label_prefix: Optional[str] = None) -> list[dict]: ...
+
+    def destroy(self, instance_id: int) -> bool: ...
+
+    def label(self, instance_id: int, label: str) -> None: ...
+
+    def logs(self, instance_id: int, tail: Optional[int] = None) -> str: ...
+
+    def invoices(self, since: float, until: float) -> list[dict]: ...

@@ -1,0 +1,161 @@
+"""The provider interface over the real `vastai` SDK, with bounded tenacity retries.
+
+Retried: 429, 5xx and connection errors, with exponential backoff and jitter, bounded in
+attempts and total time. Never retried: 4xx validation errors. Create is only retried when
+the request cannot have created anything (429, connection refused).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional, TypeVar
+
+import requests
+from tenacity import retry_if_exception, stop_after_attempt, stop_after_delay, Retrying, wait_exponential_jitter
+from vastai.api import instances, offers
+from vastai.api.client import VastClient
+
+from .errors import UserError
+from .provider import Created, CreateFailed, OfferGone, ProviderError
+
+T = TypeVar("T")
+DEFAULT_URL = "https://console.vast.ai"
+RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+def find_api_key() -> Optional[str]:
+    """The account key, in the order the vastai client itself uses (never printed)."""
+    if os.environ.get("VAST_API_KEY"):
+        return os.environ["VAST_API_KEY"]
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    for path in (Path(xdg) / "vastai" / "vast_api_key", Path.home() / ".vast_api_key"):
+        if path.is_file() and path.read_text().strip():
+            return path.read_text().strip()
+    return None
+
+
+def _status(exc: BaseException) -> Optional[int]:
+    resp = getattr(exc, "response", None)
+    return getattr(resp, "status_code", None)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return True
+    return isinstance(exc, requests.HTTPError) and _status(exc) in RETRY_STATUS
+
+
+def _safe_to_resend_create(exc: BaseException) -> bool:
+    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout):
+        return True
+    return isinstance(exc, requests.HTTPError) and _status(exc) == 429
+
+
+def _body(exc: requests.HTTPError) -> dict:
+    try:
+        data = exc.response.json()
+        return data if isinstance(data, dict) else {}
+    except ValueError:
+        return {}
+
+
+class VastProvider:
+    def __init__(self, api_key: str, url: Optional[str] = None, attempts: int = 6, max_seconds: float = 90,
+                 initial_wait: float = 0.2, on_retry: Optional[Callable[[str], None]] = None):
+        if not api_key:
+            raise UserError("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
+        self.url = (url or os.environ.get("VAST_URL") or DEFAULT_URL).rstrip("/")
+        # The SDK's own retry loop is turned off (1 attempt): tenacity below owns retries.
+        self.client = VastClient(api_key=api_key, server_url=self.url, retry=1, timeout=60)
+        self.attempts, self.max_seconds, self.initial_wait = attempts, max_seconds, initial_wait
+        self.on_retry = on_retry
+        self.retries = 0
+
+    def _call(self, what: str, fn: Callable[[], T], retry_on: Callable[[BaseException], bool] = _transient) -> T:
+        def before_sleep(state) -> None:
+            self.retries += 1
+            if self.on_retry:
+                exc = state.outcome.exception()
+                self.on_retry(f"{what}: {_status(exc) or type(exc).__name__}, retry {state.attempt_number}")
+
+        retrying = Retrying(
+            retry=retry_if_exception(retry_on),
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_seconds),
+            wait=wait_exponential_jitter(initial=self.initial_wait, max=10, jitter=self.initial_wait),
+            before_sleep=before_sleep, reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except requests.HTTPError as exc:
+            body = _body(exc)
+            msg = body.get("msg") or body.get("error") or exc.response.text[:200]
+            raise ProviderError(f"{what} failed: HTTP {_status(exc)}: {msg}", _status(exc), body.get("error"), body)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ProviderError(f"{what} failed: cannot reach {self.url} ({type(exc).__name__})")
+
+    def search(self, query: dict, order: list, offer_type: str, storage_gb: float, limit: int = 64) -> list[dict]:
+        return self._call("search offers", lambda: offers.search_offers(
+            self.client, query=dict(query), offer_type=offer_type, order=order, limit=limit, storage=storage_gb))
+
+    def create(self, offer_id: int, payload: dict) -> Created:
+        try:
+            answer = self._call(f"create on offer {offer_id}",
+                                lambda: instances.create_instance_from_payload(self.client, offer_id, dict(payload)),
+                                retry_on=_safe_to_resend_create)
+        except ProviderError as exc:
+            if exc.status in (404, 410) or exc.error == "no_such_ask":
+                raise OfferGone(str(exc), exc.status, exc.error, exc.body)
+            raise CreateFailed(str(exc), exc.status, exc.error, exc.body)
+        if not answer.get("success") or not answer.get("new_contract"):
+            raise CreateFailed(f"create on offer {offer_id} answered {answer.get('msg') or 'no contract'}",
+                               body=answer)
+        return Created(instance_id=int(answer["new_contract"]))
+
+    def show(self, instance_id: int) -> Optional[dict]:
+        return self._call(f"show instance {instance_id}", lambda: instances.show_instance(self.client, instance_id))
+
+    def list(self, label_prefix: Optional[str] = None) -> list[dict]:
+        rows = self._call("list instances", lambda: instances.show_instances(self.client))
+        if label_prefix:
+            rows = [r for r in rows if (r.get("label") or "").startswith(label_prefix)]
+        return rows
+
+    def destroy(self, instance_id: int, confirm_seconds: float = 30) -> bool:
+        """Destroy and confirm it is gone. False when it was already gone."""
+        try:
+            self._call(f"destroy instance {instance_id}", lambda: instances.destroy_instance(self.client, instance_id))
+            existed = True
+        except ProviderError as exc:
+            if exc.status != 404:
+                raise
+            existed = False
+        deadline = time.time() + confirm_seconds
+        while self.show(instance_id) is not None:
+            if time.time() > deadline:
+                raise ProviderError(f"instance {instance_id} still exists {confirm_seconds:.0f} s after destroy")
+            time.sleep(0.25)
+        return existed
+
+    def label(self, instance_id: int, label: str) -> None:
+        self._call(f"label instance {instance_id}", lambda: instances.label_instance(self.client, instance_id, label))
+
+    def logs(self, instance_id: int, tail: Optional[int] = None) -> str:
+        return self._call(f"logs of instance {instance_id}",
+                          lambda: instances.logs(self.client, instance_id, tail=str(tail) if tail else None))
+
+    def invoices(self, since: float, until: float) -> list[dict]:
+        def fetch():
+            r = self.client.get("/users/me/invoices", query_args={
+                "owner": "me", "sdate": since, "edate": until, "inc_charges": True})
+            r.raise_for_status()
+            return r.json().get("invoices") or []
+
+        return self._call("invoices", fetch)
+
+    def local_control(self, method: str, path: str, body: Optional[dict] = None) -> dict:
+        """Only the local cloud answers these (tests, fault injection)."""
+        r = self.client._request(method, self.url + path, self.client._build_headers(), body)
+        r.raise_for_status()
+        return r.json()
