@@ -1,0 +1,152 @@
+"""The launch path against the local cloud, through the real vastai SDK, with real git remotes."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import cloud_env, creates, git, no_live_processes, run_cli, stage_config
+
+ECHO_STAGES = [{"name": "a", "command": "echo stage-a-ran"}, {"name": "b", "command": "echo stage-b-ran"}]
+
+
+def launch(repo, lc, *extra, env=None):
+    return run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--follow", "--yes", *extra],
+                   cwd=repo, env={**cloud_env(lc), **(env or {})})
+
+
+def status(repo):
+    return json.loads(run_cli(["status", "--json"], cwd=repo).stdout)
+
+
+def test_launch_through_vast_api_clones_pushed_commit_and_self_destroys(repo_factory, cloud):
+    repo = repo_factory(stage_config(ECHO_STAGES))
+    head = git(repo, "rev-parse", "HEAD")
+    p = launch(repo, cloud)
+    assert p.returncode == 0, p.stderr
+    assert "stage-a-ran" in p.stdout and "stage-b-ran" in p.stdout
+    (inst,) = cloud.cloud.instances.values()
+    assert inst.destroyed_by == "instance"  # the trap destroyed it through the API, not the launcher
+    clone = next(inst.workdir.glob("vl-*")) / "repo"
+    assert git(clone, "rev-parse", "HEAD") == head
+    (row,) = status(repo)
+    assert row["state"] == "destroyed" and row["commit"] == head
+    assert row["end_reason"].startswith("completed")
+    assert no_live_processes(cloud)
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    ("unpushed", "is not on remote 'origin'"),
+    ("detached", "detached HEAD"),
+    ("dirty", "uncommitted changes"),
+    ("malformed", "malformed YAML at line"),
+    ("unknown_key", "unknown key 'resources.gpu_nmes'"),
+    ("negative_price", "resources.max_dph: Input should be greater than 0"),
+])
+def test_bad_input_one_line_exit_1_nothing_rented(repo_factory, cloud, breakage, expected):
+    cfg = stage_config(ECHO_STAGES)
+    if breakage == "unknown_key":
+        cfg["resources"]["gpu_nmes"] = ["RTX_4090"]
+    if breakage == "negative_price":
+        cfg["resources"]["max_dph"] = -1
+    repo = repo_factory(cfg)
+    if breakage == "unpushed":
+        (repo / "new.txt").write_text("x")
+        git(repo, "add", "new.txt")
+        git(repo, "commit", "-qm", "not pushed")
+    elif breakage == "detached":
+        git(repo, "checkout", "-q", "--detach", "HEAD")
+    elif breakage == "dirty":
+        (repo / "README.md").write_text("changed\n")
+    elif breakage == "malformed":
+        (repo / "configs" / "test.yaml").write_text("name: t\nstages: [a, b\nresources: {\n")
+        git(repo, "commit", "-qam", "broken yaml")
+        git(repo, "push", "-q")
+    p = launch(repo, cloud)
+    assert p.returncode == 1
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], p.stderr
+    assert "Traceback" not in p.stderr
+    assert creates(cloud) == []
+
+
+def test_not_a_git_repo(tmp_path, cloud):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "test.yaml").write_text(yaml.safe_dump(stage_config(ECHO_STAGES)))
+    p = launch(tmp_path, cloud)
+    assert p.returncode == 1 and "not inside a git repository" in p.stderr and len(p.stderr.splitlines()) == 1
+    assert creates(cloud) == []
+
+
+def test_allow_dirty_warns_and_ships_the_pushed_commit(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": "cat README.md | head -1"}]))
+    (repo / "README.md").write_text("LOCAL EDIT NOT SHIPPED\n")
+    p = launch(repo, cloud, "--allow-dirty")
+    assert p.returncode == 0, p.stderr
+    assert "NOT shipped" in p.stdout
+    assert "LOCAL EDIT NOT SHIPPED" not in p.stdout
+
+
+def test_vanished_offer_moves_to_next(repo_factory, cloud):
+    repo = repo_factory(stage_config(ECHO_STAGES))
+    cloud.cloud.faults.update({"vanish_on_create": [1001]})
+    p = launch(repo, cloud)
+    assert p.returncode == 0, p.stderr
+    assert "offer 1001 is gone" in p.stdout
+    assert [e["path"] for e in creates(cloud)] == ["/api/v0/asks/1001/", "/api/v0/asks/1002/"]
+    (inst,) = cloud.cloud.instances.values()
+    assert inst.offer["id"] == 1002
+
+
+def test_429_bursts_are_retried(repo_factory, cloud):
+    repo = repo_factory(stage_config(ECHO_STAGES))
+    cloud.cloud.faults.update({"rate_limit": {"/api/v0/bundles": 3, "/api/v0/asks/": 2}})
+    p = launch(repo, cloud)
+    assert p.returncode == 0, p.stderr
+    statuses = [e["status"] for e in cloud.cloud.events if e["path"] == "/api/v0/bundles/"]
+    assert statuses == [429, 429, 429, 200]
+    assert len(creates(cloud)) == 3 and len(cloud.cloud.instances) == 1
+
+
+def test_create_error_that_still_created_is_destroyed(repo_factory, cloud):
+    repo = repo_factory(stage_config(ECHO_STAGES))
+    cloud.cloud.faults.update({"create_error_but_creates": 1})
+    p = launch(repo, cloud)
+    assert p.returncode == 0, p.stderr
+    first, second = sorted(cloud.cloud.instances.values(), key=lambda i: i.id)
+    assert first.status == "destroyed" and first.destroyed_by == "account"
+    assert second.destroyed_by == "instance"
+
+
+def test_onstart_small_and_secret_free(repo_factory, cloud):
+    repo = repo_factory(stage_config(ECHO_STAGES, wandb={"mode": "online"}))
+    secrets = {"WANDB_API_KEY": "wandb-secret-value-1234567890", "VAST_LAUNCH_GIT_TOKEN": "ghp_secretgittoken987"}
+    p = launch(repo, cloud, env=secrets)
+    assert p.returncode == 0, p.stderr
+    (inst,) = cloud.cloud.instances.values()
+    assert len(inst.onstart) < 4000
+    for value in secrets.values():
+        assert value not in inst.onstart
+        assert value not in p.stdout + p.stderr
+    assert inst.env["WANDB_API_KEY"] == secrets["WANDB_API_KEY"]  # secrets travel in env only
+    for f in (Path(repo).parent / "home").rglob("*"):
+        if f.is_file():
+            assert secrets["WANDB_API_KEY"].encode() not in f.read_bytes()
+
+    dry = run_cli(["--config", "configs/test.yaml", "--dry-run"], cwd=repo, env={**cloud_env(cloud), **secrets})
+    assert dry.returncode == 0, dry.stderr
+    assert "***redacted***" in dry.stdout and "DRY RUN" in dry.stdout
+    for value in secrets.values():
+        assert value not in dry.stdout
+    assert len(creates(cloud)) == 1  # the dry run rented nothing
+
+
+def test_check_json_reports_each_failure(repo_factory):
+    repo = repo_factory(stage_config(ECHO_STAGES))
+    p = run_cli(["check", "--config", "configs/test.yaml", "--target", "vast", "--json"], cwd=repo)
+    out = json.loads(p.stdout)
+    assert p.returncode == 1 and not out["ok"]
+    assert out["failures"] == ["no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`"]
+    ok = run_cli(["check", "--config", "configs/test.yaml", "--target", "local"], cwd=repo)
+    assert ok.returncode == 0 and "is on the remote" in ok.stdout

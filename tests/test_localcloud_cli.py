@@ -1,0 +1,103 @@
+"""The real `vastai` CLI works against the local cloud unchanged, through VAST_URL."""
+
+import json
+import os
+import subprocess
+
+from conftest import BIN, wait_for
+
+
+def vastai(lc, *args):
+    env = dict(os.environ, VAST_URL=lc.url, VAST_API_KEY=lc.api_key, VASTAI_NO_UPDATE_CHECK="1")
+    p = subprocess.run([str(BIN / "vastai"), *args], env=env, capture_output=True, text=True, timeout=120)
+    assert "Failed with error" not in p.stderr + p.stdout, p.stderr + p.stdout
+    return p
+
+
+def test_vastai_cli_search_create_show_destroy(cloud):
+    offers = json.loads(vastai(cloud, "search", "offers", "reliability>0.9", "--raw").stdout)
+    assert {o["id"] for o in offers} == {1001, 1002}
+
+    created = json.loads(vastai(cloud, "create", "instance", "1001", "--image", "img", "--disk", "10",
+                                "--onstart-cmd", "echo started-by-onstart; sleep 60",
+                                "--label", "vast-launch:cli", "--raw").stdout)
+    iid = created["new_contract"]
+    assert created["success"] and iid
+
+    def running():
+        row = json.loads(vastai(cloud, "show", "instance", str(iid), "--raw").stdout)
+        return row["actual_status"] == "running"
+
+    assert wait_for(running, 10)
+    listed = json.loads(vastai(cloud, "show", "instances", "--raw").stdout)
+    assert [r["label"] for r in listed] == ["vast-launch:cli"]
+    assert wait_for(lambda: "started-by-onstart" in vastai(cloud, "logs", str(iid)).stdout, 10)
+
+    vastai(cloud, "destroy", "instance", str(iid), "-y")
+    assert cloud.cloud.instances[iid].status == "destroyed"
+    assert cloud.cloud.instances[iid].destroyed_by == "account"
+    assert json.loads(vastai(cloud, "show", "instances", "--raw").stdout) == []
+
+
+def test_instance_environment_is_what_vast_sets(cloud):
+    vastai(cloud, "create", "instance", "1002", "--image", "img", "--disk", "10", "--env", "-e FOO=bar",
+           "--onstart-cmd", "env > env.txt", "--raw")
+    inst = next(iter(cloud.cloud.instances.values()))
+    assert wait_for(lambda: (inst.workdir / "env.txt").exists() and inst.status == "exited", 10)
+    env = dict(line.split("=", 1) for line in (inst.workdir / "env.txt").read_text().splitlines() if "=" in line)
+    assert env["CONTAINER_ID"] == str(inst.id)
+    assert env["CONTAINER_API_KEY"] == inst.api_key
+    assert env["VAST_CONTAINERLABEL"] == f"C.{inst.id}"
+    assert env["GPU_COUNT"] == "1" and env["PUBLIC_IPADDR"] and env["VAST_URL"] == cloud.url
+    assert env["FOO"] == "bar"
+    assert env["VASTAI_NO_UPDATE_CHECK"] == "1"
+
+
+def test_v1_list_paginates_and_old_list_is_gone(cloud):
+    import requests
+
+    for _ in range(3):
+        vastai(cloud, "create", "instance", "1001", "--image", "i", "--disk", "10", "--onstart-cmd", "sleep 30")
+    h = {"Authorization": f"Bearer {cloud.api_key}"}
+    page = requests.get(f"{cloud.url}/api/v1/instances/", params={"limit": 2}, headers=h).json()
+    assert len(page["instances"]) == 2 and page["next_token"] and page["total_instances"] == 3
+    rest = requests.get(f"{cloud.url}/api/v1/instances/", params={"limit": 2, "after_token": page["next_token"]},
+                        headers=h).json()
+    assert len(rest["instances"]) == 1 and rest["next_token"] is None
+    assert requests.get(f"{cloud.url}/api/v0/instances/", headers=h).status_code == 410
+    assert requests.get(f"{cloud.url}/api/v1/instances/", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_instance_key_only_reaches_its_own_instance(cloud):
+    import requests
+
+    a = vastai(cloud, "create", "instance", "1001", "--image", "i", "--disk", "10", "--onstart-cmd", "sleep 30", "--raw")
+    b = vastai(cloud, "create", "instance", "1001", "--image", "i", "--disk", "10", "--onstart-cmd", "sleep 30", "--raw")
+    a, b = json.loads(a.stdout), json.loads(b.stdout)
+    h = {"Authorization": f"Bearer {a['instance_api_key']}"}
+    assert requests.delete(f"{cloud.url}/api/v0/instances/{b['new_contract']}/", headers=h, json={}).status_code == 404
+    assert requests.post(f"{cloud.url}/api/v0/bundles/", headers=h, json={}).status_code == 401
+    assert requests.delete(f"{cloud.url}/api/v0/instances/{a['new_contract']}/", headers=h, json={}).json()["success"]
+    assert cloud.cloud.instances[a["new_contract"]].destroyed_by == "instance"
+    assert cloud.cloud.instances[b["new_contract"]].status != "destroyed"
+
+
+def test_billing_per_second_and_invoices(tmp_path):
+    import requests
+    from vast_launch.localcloud import LocalCloud
+
+    with LocalCloud(root=tmp_path / "c", price_dph=36.0, loading_seconds=0.1) as lc:
+        lc.cloud.set_offer(1001, storage_cost=72.0)  # $/GB/month
+        vastai(lc, "create", "instance", "1001", "--image", "i", "--disk", "10", "--onstart-cmd", "sleep 30")
+        inst = next(iter(lc.cloud.instances.values()))
+        assert wait_for(lambda: inst.status == "running", 5)
+        wait_for(lambda: False, 1.0)
+        vastai(lc, "destroy", "instance", str(inst.id), "-y")
+        c = inst.charges()
+        assert c["gpu_seconds"] > 0.9
+        assert abs(c["gpu_usd"] - 36.0 * c["gpu_seconds"] / 3600) < 1e-9
+        assert abs(c["storage_usd"] - 72.0 * 10 / 720 * c["storage_seconds"] / 3600) < 1e-9
+        assert c["storage_seconds"] > c["gpu_seconds"]  # storage is billed while loading too
+        inv = requests.get(f"{lc.url}/api/v0/users/me/invoices", headers={"Authorization": f"Bearer {lc.api_key}"},
+                           params={"sdate": 0, "edate": 2e10}).json()
+        assert abs(sum(r["amount"] for r in inv["invoices"]) - c["total_usd"]) < 1e-6
