@@ -96,9 +96,12 @@ def _run(fn):
 @click.option("--wandb-mode", type=click.Choice(["online", "offline", "disabled"]), default=None,
               help="override wandb.mode (default offline with --local)")
 @click.option("--price", type=float, default=None, help="--local only: the local cloud's $/h")
+@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE",
+              help="extra environment for the instance (not for secrets: use WANDB_API_KEY / VAST_LAUNCH_GIT_TOKEN)")
 @click.option("--target", type=click.Choice(["vast", "slurm"]), default="vast", show_default=True)
 @click.option("--yes", "-y", is_flag=True, help="do not ask before renting")
-def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, wandb_mode, price, target, yes):
+def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, wandb_mode, price, env_pairs,
+           target, yes):
     """Check, pick the best offer, rent it, run the stages (the default command).
 
     \b
@@ -114,8 +117,14 @@ def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, 
         cfg = _load(config)
         if price is not None and price < 0:
             raise UserError(f"--price: must be >= 0 (got {price})")
+        extra = {}
+        for pair in env_pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.isidentifier():
+                raise UserError(f"--env {pair!r}: expected KEY=VALUE")
+            extra[key] = value
         opts = LaunchOptions(auto_shutdown=auto_shutdown, local=local, dry_run=dry_run, follow=follow,
-                             profile=profile, allow_dirty=allow_dirty, wandb_mode=wandb_mode)
+                             profile=profile, allow_dirty=allow_dirty, wandb_mode=wandb_mode, extra_env=extra)
         if local:
             return _launch_local(cfg, opts, price or 0.0)
         provider = _provider_for(url=os.environ.get("VAST_URL"))
@@ -324,6 +333,54 @@ def down(launch_ids, down_all, yes):
                            f"{'destroyed' if existed else 'was already gone'}")
 
     _run(go)
+
+
+# --- reap -----------------------------------------------------------------------------------
+@main.command()
+@click.option("--dry-run", is_flag=True, help="only list what would be destroyed")
+@click.option("--yes", "-y", is_flag=True, help="destroy without asking (for cron / CI schedules)")
+@click.option("--grace-minutes", default=10.0, show_default=True, help="after a launch's hard deadline")
+@click.option("--loading-minutes", default=30.0, show_default=True, help="longest acceptable loading")
+@click.option("--stuck-minutes", default=10.0, show_default=True, help="longest acceptable exited/unknown/offline")
+@click.option("--json", "as_json", is_flag=True)
+def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, as_json):
+    """Destroy our instances (label vast-launch:*) that outlived their launch.
+
+    Reaped: past the deadline + grace, stuck in loading/exited/unknown/offline, or labeled by
+    vast-launch but unknown to the ledger. Exit 0: nothing found; 2: found (and destroyed
+    unless --dry-run); 1: error.
+
+    \b
+    Examples:
+      vast-launch reap --dry-run
+      */10 * * * *  vast-launch reap --yes     # crontab
+    """
+    from . import reaper
+
+    def go():
+        provider = _provider_for(url=os.environ.get("VAST_URL"))
+        with _ledger() as ledger:
+            found = reaper.plan(provider, ledger, grace_minutes, loading_minutes, stuck_minutes)
+            if found and not dry_run:
+                if not yes:
+                    if not sys.stdin.isatty():
+                        raise UserError(f"{len(found)} instance(s) to reap: pass --yes to destroy, or --dry-run")
+                    click.confirm(f"Destroy {len(found)} instance(s)?", abort=True)
+                reaper.reap(provider, ledger, found)
+        return found
+
+    found = _run(go)
+    if as_json:
+        click.echo(json.dumps([v.as_dict() for v in found], indent=2))
+    else:
+        for v in found:
+            verb = "destroyed" if v.destroyed else "would destroy"
+            click.echo(f"{verb} instance {v.instance_id} ({v.launch_id or 'no launch'}, {v.status}, "
+                       f"${v.dph_total:.3f}/h): {v.reason}")
+        saved = sum(v.dph_total for v in found)
+        click.echo(f"{len(found)} instance(s) {'found' if dry_run else 'reaped'}; ${saved:.3f}/h "
+                   f"{'would be' if dry_run else ''} saved".replace("  ", " ") if found else "nothing to reap")
+    sys.exit(2 if found else 0)
 
 
 # --- local cloud ----------------------------------------------------------------------------

@@ -319,6 +319,8 @@ class Launcher:
             return seen
         lines = text.splitlines()
         for line in lines[seen:]:
+            if "[vast-launch]" in line and "deadline reached" in line:
+                outcome["deadline"] = True
             m = RESULT_LINE.search(line)
             if m:
                 outcome["rc"], outcome["failed_stage"] = int(m.group(1)), m.group(2)
@@ -340,11 +342,13 @@ class Launcher:
             vl = next(iter(Path(workdir).glob("vl-*")), None)
             if vl is not None:
                 if (vl / "deadline_hit").exists():
-                    return "deadline reached: destroyed by the in-instance watchdog"
+                    outcome = {"deadline": True}
                 result = vl / "result"
                 if result.exists():
                     kv = dict(p.split("=", 1) for p in result.read_text().split() if "=" in p)
                     outcome = {"rc": int(kv.get("rc", -1)), "failed_stage": kv.get("failed_stage", "")}
+        if outcome.get("deadline"):
+            return "deadline reached: destroyed by the in-instance watchdog"
         if "rc" not in outcome:
             return "instance gone (destroyed outside this launcher or by its watchdog)"
         if outcome["rc"] == 0:
@@ -360,5 +364,5 @@ class Launcher:
             return None
         dest = Path(self.opts.runs_dir) / launch_id
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(src, dest, ignore=shutil.ignore_patterns("repo"), dirs_exist_ok=True)
+        shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns("repo"), dirs_exist_ok=True)
         return dest

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
 import requests
-from tenacity import retry_if_exception, stop_after_attempt, stop_after_delay, Retrying, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential, wait_random
 from vastai.api import instances, offers
 from vastai.api.client import VastClient
 
@@ -83,7 +83,7 @@ class VastProvider:
         retrying = Retrying(
             retry=retry_if_exception(retry_on),
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_seconds),
-            wait=wait_exponential_jitter(initial=self.initial_wait, max=10, jitter=self.initial_wait),
+            wait=wait_exponential(multiplier=self.initial_wait, max=10) + wait_random(0, self.initial_wait),
             before_sleep=before_sleep, reraise=True,
         )
         try:

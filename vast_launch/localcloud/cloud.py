@@ -75,6 +75,7 @@ class Instance:
     destroyed_by: Optional[str] = None
     ended_at: Optional[float] = None
     starts: int = 0
+    has_vastai_cli: bool = True
 
     @property
     def gpu_dph(self) -> float:
@@ -182,6 +183,7 @@ class Cloud:
                 api_key=secrets.token_hex(24), workdir=self.root / f"instance-{iid}",
             )
             inst.workdir.mkdir(parents=True, exist_ok=True)
+            inst.has_vastai_cli = not self.faults.no_vastai_cli
             inst.set_state("loading")
             self.instances[iid] = inst
             loading_forever = self.faults.loading_forever
@@ -190,7 +192,8 @@ class Cloud:
         return inst
 
     def _instance_env(self, inst: Instance) -> dict:
-        path = os.pathsep.join([self.bin_dir, "/usr/local/bin", "/usr/bin", "/bin"])
+        bin_dir = self.bin_dir if inst.has_vastai_cli else str(self._bin_without_vastai(inst))
+        path = os.pathsep.join([bin_dir, "/usr/local/bin", "/usr/bin", "/bin"])
         env = {
             "PATH": path, "HOME": str(inst.workdir), "LANG": "C.UTF-8", "TERM": "dumb",
             "CONTAINER_ID": str(inst.id), "CONTAINER_API_KEY": inst.api_key,
@@ -200,6 +203,15 @@ class Cloud:
         }
         env.update(inst.env)
         return env
+
+    def _bin_without_vastai(self, inst: Instance) -> Path:
+        """An image whose PATH has this interpreter but no `vastai` command."""
+        d = inst.workdir / ".bin"
+        d.mkdir(exist_ok=True)
+        for name in ("python", "python3"):
+            (d / name).write_text(f'#!/bin/sh\nexec "{self.bin_dir}/python" "$@"\n')
+            os.chmod(d / name, 0o755)
+        return d
 
     def _start(self, iid: int) -> None:
         """Container start: run onstart in its own process group (also on restarts)."""

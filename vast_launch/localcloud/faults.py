@@ -19,6 +19,8 @@ class Faults:
     destroy_failure_status: int = 500
     # instances created from now on never leave `loading`
     loading_forever: bool = False
+    # instances created from now on get an image without the vastai CLI on PATH
+    no_vastai_cli: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take_rate_limit(self, path: str) -> bool:
@@ -46,7 +48,7 @@ class Faults:
                     self.vanish_on_create.update(int(v) for v in value)
                 elif key in ("create_error_but_creates", "destroy_failures", "destroy_failure_status"):
                     setattr(self, key, int(value))
-                elif key == "loading_forever":
-                    self.loading_forever = bool(value)
+                elif key in ("loading_forever", "no_vastai_cli"):
+                    setattr(self, key, bool(value))
                 else:
                     raise KeyError(key)

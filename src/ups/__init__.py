@@ -1,0 +1,1 @@
+"""ups: a 1D Burgers PDE surrogate trained in three stages."""

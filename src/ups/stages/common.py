@@ -1,0 +1,115 @@
+"""What every stage shares: data pairs, the training loop, checkpoints, DDP."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..utils.wandb_context import WandbContext
+
+
+@dataclass
+class StageEnv:
+    cfg: dict               # the whole config
+    profile: dict           # train.profiles[<profile>]
+    out: Path               # run directory shared by the stages
+    device: torch.device
+    data: dict
+    ctx: WandbContext
+    rank: int = 0
+    world: int = 1
+    summary: dict = field(default_factory=dict)
+
+    def section(self, name: str) -> dict:
+        return dict(self.profile.get(name) or {})
+
+    @property
+    def amp(self) -> bool:
+        return bool(self.profile.get("amp")) and self.device.type == "cuda"
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def stage_dir(self, stage: str) -> Path:
+        d = self.out / stage
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+def one_step_pairs(traj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[n, T+1, nx] -> inputs u(t) and targets u(t+dt), each [n*T, nx]."""
+    nx = traj.shape[-1]
+    return traj[:, :-1].reshape(-1, nx).contiguous(), traj[:, 1:].reshape(-1, nx).contiguous()
+
+
+def maybe_ddp(model: nn.Module, env: StageEnv) -> nn.Module:
+    if env.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+    return model
+
+
+def maybe_compile(model: nn.Module, env: StageEnv) -> nn.Module:
+    if env.profile.get("compile") and env.device.type == "cuda":
+        return torch.compile(model)
+    return model
+
+
+def train_loop(stage: str, params, n_items: int, loss_fn: Callable[[torch.Tensor], torch.Tensor], env: StageEnv,
+               iters: int, batch: int, lr: float, after_step: Callable[[], None] | None = None,
+               log_every: int = 10) -> list[float]:
+    """Adam with cosine decay; each rank draws its own shard of every batch. Returns logged losses."""
+    params = list(params)
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, iters) / iters)))
+    gen = torch.Generator().manual_seed(int(env.profile.get("data", {}).get("seed", 0)) * 1000 + env.rank + 17)
+    per_rank = max(1, batch // env.world)
+    losses, window = [], []
+    t0 = time.time()
+    for it in range(1, iters + 1):
+        idx = torch.randint(0, n_items, (per_rank,), generator=gen).to(env.device)
+        with env.autocast():
+            loss = loss_fn(idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if after_step:
+            after_step()
+        window.append(loss.item())
+        if it % log_every == 0 or it == iters:
+            mean = sum(window) / len(window)
+            losses.append(mean)
+            window = []
+            env.ctx.log_training_metrics(stage, {"loss": mean, "lr": sched.get_last_lr()[0],
+                                                 "samples_per_s": it * batch / (time.time() - t0)}, it)
+            if env.rank == 0 and (it % (log_every * 10) == 0 or it == iters):
+                print(f"[ups] {stage} step {it}/{iters} loss {mean:.4g}", flush=True)
+    return losses
+
+
+def save_checkpoint(path: Path, **state: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(env: StageEnv, stage: str) -> dict:
+    path = env.out / stage / "checkpoint.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"stage {stage!r} has no checkpoint at {path}: run it first")
+    return torch.load(path, map_location=env.device, weights_only=False)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)

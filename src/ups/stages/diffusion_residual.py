@@ -1,0 +1,58 @@
+"""Stage 2: an EDM denoiser of the scaled residual u(t+dt) - op(u(t)), conditioned on u and op(u)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..models.denoiser import EDMDenoiser, ResidualNet
+from . import operator
+from .common import StageEnv, load_checkpoint, maybe_ddp, one_step_pairs, save_checkpoint, train_loop, unwrap
+
+STAGE = "diffusion_residual"
+P_MEAN, P_STD = -1.2, 1.2
+
+
+def build(hp: dict, modes: int) -> ResidualNet:
+    return ResidualNet(width=int(hp.get("width", 48)), modes=modes, layers=int(hp.get("layers", 4)))
+
+
+@torch.no_grad()
+def residual_data(env: StageEnv, op) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x, y = (t.to(env.device) for t in one_step_pairs(env.data["train"]))
+    op_x = torch.cat([op(chunk) for chunk in x.split(4096)])
+    return x, op_x, y - op_x
+
+
+def load(env: StageEnv) -> tuple[EDMDenoiser, dict]:
+    ck = load_checkpoint(env, STAGE)
+    net = build(ck["hparams"], ck["modes"]).to(env.device)
+    net.load_state_dict(ck["model"])
+    return EDMDenoiser(net).eval().requires_grad_(False), ck
+
+
+def run(env: StageEnv) -> dict:
+    hp = env.section(STAGE)
+    op = operator.load(env)
+    x, op_x, resid = residual_data(env, op)
+    scale = resid.std().item()
+    r = resid / scale
+    modes = int(env.section("operator").get("modes", 16))
+    net = build(hp, modes).to(env.device)
+    den = maybe_ddp(EDMDenoiser(net), env)
+    gen = torch.Generator(device=env.device).manual_seed(1234 + env.rank)
+
+    def loss_fn(idx):
+        b = len(idx)
+        sigma = torch.exp(P_MEAN + P_STD * torch.randn(b, device=env.device, generator=gen))
+        noisy = r[idx] + sigma[:, None] * torch.randn(r[idx].shape, device=env.device, generator=gen)
+        weight = (sigma ** 2 + 1) / sigma ** 2
+        pred = den(noisy, sigma, x[idx], op_x[idx]).float()
+        return torch.mean(weight[:, None] * (pred - r[idx]) ** 2)
+
+    losses = train_loop(STAGE, den.parameters(), len(x), loss_fn, env, int(hp.get("iters", 500)),
+                        int(hp.get("batch", 64)), float(hp.get("lr", 2e-3)))
+    if env.rank == 0:
+        save_checkpoint(env.stage_dir(STAGE) / "checkpoint.pt", model=unwrap(den).net.state_dict(), hparams=hp,
+                        modes=modes, scale=scale, sigma_min=float(hp.get("sigma_min", 0.002)),
+                        sigma_max=float(hp.get("sigma_max", 20.0)))
+    return {"loss_first": losses[0], "loss_last": losses[-1], "residual_scale": scale}

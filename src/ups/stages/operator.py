@@ -1,0 +1,38 @@
+"""Stage 1: an FNO trained on one-step pairs u(t) -> u(t + dt)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..models.fno import OperatorNet
+from .common import StageEnv, load_checkpoint, maybe_compile, maybe_ddp, one_step_pairs, save_checkpoint, train_loop, unwrap
+
+STAGE = "operator"
+
+
+def build(hp: dict) -> OperatorNet:
+    return OperatorNet(width=int(hp.get("width", 32)), modes=int(hp.get("modes", 16)), layers=int(hp.get("layers", 4)))
+
+
+def load(env: StageEnv) -> OperatorNet:
+    ck = load_checkpoint(env, STAGE)
+    model = build(ck["hparams"]).to(env.device)
+    model.load_state_dict(ck["model"])
+    return model.eval().requires_grad_(False)
+
+
+def run(env: StageEnv) -> dict:
+    hp = env.section(STAGE)
+    x, y = (t.to(env.device) for t in one_step_pairs(env.data["train"]))
+    model = build(hp).to(env.device)
+    net = maybe_ddp(maybe_compile(model, env), env)
+
+    def loss_fn(idx):
+        pred = net(x[idx])
+        return torch.mean((pred.float() - y[idx]) ** 2) / torch.mean(y[idx] ** 2)
+
+    losses = train_loop(STAGE, net.parameters(), len(x), loss_fn, env, int(hp.get("iters", 300)),
+                        int(hp.get("batch", 64)), float(hp.get("lr", 3e-3)))
+    if env.rank == 0:
+        save_checkpoint(env.stage_dir(STAGE) / "checkpoint.pt", model=unwrap(model).state_dict(), hparams=hp)
+    return {"loss_first": losses[0], "loss_last": losses[-1]}

@@ -1,0 +1,163 @@
+"""Teardown cannot be skipped: each layer is killed in turn and the others still end the billing.
+
+Every test runs a real process tree in the local cloud and talks to it through the real SDK.
+"""
+
+import json
+import os
+import signal
+import time
+
+from conftest import cloud_env, no_live_processes, run_cli, stage_config, wait_for
+
+SHORT_DEADLINE_H = 4 / 3600  # a hard deadline of 4 seconds
+
+
+def launch(repo, lc, *extra, follow=True):
+    args = ["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow" if follow else "--detach", *extra]
+    return run_cli(args, cwd=repo, env=cloud_env(lc))
+
+
+def status(repo):
+    return json.loads(run_cli(["status", "--json"], cwd=repo).stdout)
+
+
+def only_instance(lc):
+    (inst,) = lc.cloud.instances.values()
+    return inst
+
+
+def vl_dir(inst):
+    return next(inst.workdir.glob("vl-*"))
+
+
+def test_failing_stage_is_torn_down_by_the_trap(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "operator", "command": "echo ok"},
+                                      {"name": "diffusion_residual", "command": "echo boom; exit 7"},
+                                      {"name": "consistency_distill", "command": "echo never"}]))
+    p = launch(repo, cloud)
+    assert p.returncode == 3, p.stderr
+    inst = only_instance(cloud)
+    assert inst.destroyed_by == "instance"
+    assert "never" not in p.stdout.replace("echo never", "")
+    (row,) = status(repo)
+    assert row["state"] == "destroyed"
+    assert row["end_reason"].startswith("failed in stage diffusion_residual (exit 7)")
+    assert no_live_processes(cloud)
+
+
+def test_hanging_training_is_destroyed_by_the_watchdog(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}],
+                                     lifecycle={"max_hours": SHORT_DEADLINE_H}))
+    t0 = time.time()
+    p = launch(repo, cloud)
+    assert p.returncode == 0, p.stderr
+    inst = only_instance(cloud)
+    assert inst.destroyed_by == "instance" and (vl_dir(inst) / "deadline_hit").exists()
+    assert time.time() - t0 < 60
+    (row,) = status(repo)
+    # The follower reads the reason from the log; the last lines may go with the instance.
+    assert row["state"] == "destroyed" and row["end_reason"] in (
+        "deadline reached: destroyed by the in-instance watchdog",
+        "instance gone (destroyed outside this launcher or by its watchdog)")
+    assert no_live_processes(cloud)
+
+
+def test_watchdog_survives_sigkill_of_the_trap_shell(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}],
+                                     lifecycle={"max_hours": 8 / 3600}))
+    p = launch(repo, cloud, follow=False)
+    assert p.returncode == 0, p.stderr
+    inst = only_instance(cloud)
+    assert wait_for(lambda: "stage 1/1 a: start" in inst.log_path.read_text(), 20)
+    os.kill(inst.proc.pid, signal.SIGKILL)  # the bootstrap shell that holds the trap
+    assert wait_for(lambda: inst.status == "destroyed", 40)
+    assert inst.destroyed_by == "instance" and (vl_dir(inst) / "deadline_hit").exists()
+    assert no_live_processes(cloud)
+
+
+def test_reaper_destroys_when_both_in_container_layers_are_off(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}],
+                                     lifecycle={"max_hours": 1 / 3600}))
+    p = launch(repo, cloud, "--env", "VL_WATCHDOG=0", "--env", "VL_TRAP=0", follow=False)
+    assert p.returncode == 0, p.stderr
+    inst = only_instance(cloud)
+    time.sleep(2.5)  # past the 1 s deadline; the instance keeps running with no layer inside
+    assert inst.status == "running"
+    dry = run_cli(["reap", "--dry-run", "--grace-minutes", "0"], cwd=repo, env=cloud_env(cloud))
+    assert dry.returncode == 2, dry.stderr
+    assert f"would destroy instance {inst.id}" in dry.stdout and "past its deadline" in dry.stdout
+    assert inst.status == "running"
+    done = run_cli(["reap", "--yes", "--grace-minutes", "0"], cwd=repo, env=cloud_env(cloud))
+    assert done.returncode == 2, done.stderr
+    assert inst.status == "destroyed" and inst.destroyed_by == "account"
+    assert status(repo)[0]["end_reason"].startswith("reaped: past its deadline")
+    again = run_cli(["reap", "--yes"], cwd=repo, env=cloud_env(cloud))
+    assert again.returncode == 0 and "nothing to reap" in again.stdout
+    assert no_live_processes(cloud)
+
+
+def test_reaper_finds_labeled_instances_unknown_to_the_ledger(cloud, tmp_path):
+    from vast_launch.vast import VastProvider
+
+    VastProvider(cloud.api_key, cloud.url).create(1001, {"image": "x", "disk": 10, "label": "vast-launch:ghost",
+                                                        "onstart": "sleep 600"})
+    VastProvider(cloud.api_key, cloud.url).create(1001, {"image": "x", "disk": 10, "label": "someone-else",
+                                                        "onstart": "sleep 600"})
+    p = run_cli(["reap", "--yes", "--json"], cwd=tmp_path, env=cloud_env(cloud))
+    assert p.returncode == 2, p.stderr
+    (v,) = json.loads(p.stdout)
+    assert v["launch_id"] == "ghost" and "unknown to this ledger" in v["reason"] and v["destroyed"]
+    labels = {i.label: i.status for i in cloud.cloud.instances.values()}
+    assert labels == {"vast-launch:ghost": "destroyed", "someone-else": labels["someone-else"]}
+    assert labels["someone-else"] != "destroyed"
+
+
+def test_destroy_failures_are_retried(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": "echo a"}]))
+    cloud.cloud.faults.update({"destroy_failures": 3, "destroy_failure_status": 503})
+    p = launch(repo, cloud)
+    assert p.returncode == 0, p.stderr
+    inst = only_instance(cloud)
+    assert inst.destroyed_by == "instance"
+    deletes = [e["status"] for e in cloud.cloud.events if e["method"] == "DELETE"]
+    assert deletes[:3] == [503, 503, 503] and 200 in deletes
+
+
+def test_http_fallback_when_the_image_has_no_vastai_cli(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": "command -v vastai || echo no-vastai-cli-here"}]))
+    cloud.cloud.faults.update({"no_vastai_cli": True, "destroy_failures": 1, "destroy_failure_status": 429})
+    p = launch(repo, cloud)
+    assert p.returncode == 0, p.stderr
+    inst = only_instance(cloud)
+    assert "no-vastai-cli-here" in inst.log_path.read_text()
+    assert inst.destroyed_by == "instance" and "instance gone (HTTP)" in inst.log_path.read_text()
+
+
+def test_container_restart_resumes_and_finished_work_tears_down_at_once(repo_factory, cloud):
+    stages = [{"name": "a", "command": 'echo ran >> "$VL_W/a_count"'},
+              {"name": "b", "command": '[ -f "$VL_W/restarted" ] || sleep 600; echo b-finished'}]
+    repo = repo_factory(stage_config(stages))
+    assert launch(repo, cloud, follow=False).returncode == 0
+    inst = only_instance(cloud)
+    w = lambda: vl_dir(inst)  # noqa: E731
+    assert wait_for(lambda: (w() / "markers" / "a.done").exists(), 20)
+    (w() / "restarted").touch()
+    cloud.cloud.restart(inst.id)  # onstart runs again, in the same filesystem
+    assert wait_for(lambda: inst.status == "destroyed", 30)
+    assert (w() / "a_count").read_text().count("ran") == 1  # stage a was not rerun
+    assert "stage 1/2 a: already done, skipped" in inst.log_path.read_text()
+    assert inst.starts == 2
+
+
+def test_restart_after_completion_tears_down_without_retraining(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": 'echo ran >> "$VL_W/a_count"'}]))
+    cloud.cloud.faults.update({"destroy_failures": 1000})  # the trap cannot destroy it this time
+    assert launch(repo, cloud, follow=False).returncode == 0
+    inst = only_instance(cloud)
+    assert wait_for(lambda: (vl_dir(inst) / "done").exists(), 20)
+    cloud.cloud.faults.update({"destroy_failures": 0})
+    cloud.cloud.restart(inst.id)
+    assert wait_for(lambda: inst.status == "destroyed", 30)
+    assert "already finished: tearing down" in inst.log_path.read_text()
+    assert (vl_dir(inst) / "a_count").read_text().count("ran") == 1
