@@ -161,3 +161,17 @@ def test_restart_after_completion_tears_down_without_retraining(repo_factory, cl
     assert wait_for(lambda: inst.status == "destroyed", 30)
     assert "already finished: tearing down" in inst.log_path.read_text()
     assert (vl_dir(inst) / "a_count").read_text().count("ran") == 1
+
+
+def test_instance_stuck_loading_is_destroyed_and_next_offer_tried(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": "echo a"}],
+                                     lifecycle={"loading_timeout_minutes": 0.05}))
+    cloud.cloud.faults.update({"loading_forever": True})
+    p = launch(repo, cloud)
+    assert p.returncode == 1
+    assert "no instance could be started after trying 2 offer(s)" in p.stderr
+    insts = sorted(cloud.cloud.instances.values(), key=lambda i: i.id)
+    assert [i.offer["machine_id"] for i in insts] == [501, 502]  # the stuck machine was skipped
+    assert all(i.status == "destroyed" and i.destroyed_by == "account" for i in insts)
+    (row,) = status(repo)
+    assert row["state"] == "failed"
