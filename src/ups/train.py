@@ -66,7 +66,16 @@ def stage_list(stage: str) -> list[str]:
 
 def relaunch_under_torchrun(nproc: int) -> None:
     torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
-    args = [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m", "ups.train", *sys.argv[1:]]
+    # torchrun would take our --nproc for an abbreviation of its own --nproc-per-node: drop it.
+    forwarded, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            forwarded.append(arg)
+    args = [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m", "ups.train", *forwarded]
     os.execv(args[0], args)
 
 
