@@ -29,7 +29,6 @@ LABEL_PREFIX = "vast-launch:"
 SECRET_ENV = ("WANDB_API_KEY", "VL_GIT_TOKEN")
 LOCAL_SETUP = "true"  # local instances run the clone via PYTHONPATH, never pip-installing into the user's env
 RESULT_LINE = re.compile(r"\[vast-launch\] .*result rc=(\d+) failed_stage=(\S*)")
-STAGE_LINE = re.compile(r"\[vast-launch\] stage (\d+)/(\d+) (\S+): (start|done|FAILED.*|already done.*)")
 
 
 @dataclass
