@@ -17,4 +17,7 @@ def test_ups_never_imports_the_launcher_and_launcher_never_imports_torch():
     for path in (PROJECT / "src" / "ups").rglob("*.py"):
         assert not re.search(r"^\s*(from|import)\s+vast_launch", path.read_text(), re.M), path
     for path in (PROJECT / "vast_launch").rglob("*.py"):
-        assert not re.search(r"^\s*(from|import)\s+(torch|wandb)\b", path.read_text(), re.M), path
+        text = path.read_text()
+        assert not re.search(r"^\s*(from|import)\s+torch\b", text, re.M), path
+        # wandb only inside the functions that talk to W&B (collector, cost sync), never at import time
+        assert not re.search(r"^(from|import)\s+wandb\b", text, re.M), path

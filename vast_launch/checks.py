@@ -79,7 +79,7 @@ def run_checks(cfg: LaunchConfig, target: str, allow_dirty: bool = False, wandb_
     report.repo_url = cfg.code.repo or state.remote_url
 
     if target == "vast":
-        from .vast import find_api_key
+        from .credentials import find_api_key
 
         if not find_api_key():
             report.failures.append("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")

@@ -99,9 +99,11 @@ def _run(fn):
 @click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE",
               help="extra environment for the instance (not for secrets: use WANDB_API_KEY / VAST_LAUNCH_GIT_TOKEN)")
 @click.option("--target", type=click.Choice(["vast", "slurm"]), default="vast", show_default=True)
+@click.option("--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(0.01, 600),
+              help="time between status/log polls while following; cost timelines are this precise")
 @click.option("--yes", "-y", is_flag=True, help="do not ask before renting")
 def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, wandb_mode, price, env_pairs,
-           target, yes):
+           target, poll_seconds, yes):
     """Check, pick the best offer, rent it, run the stages (the default command).
 
     \b
@@ -124,7 +126,8 @@ def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, 
                 raise UserError(f"--env {pair!r}: expected KEY=VALUE")
             extra[key] = value
         opts = LaunchOptions(auto_shutdown=auto_shutdown, local=local, dry_run=dry_run, follow=follow,
-                             profile=profile, allow_dirty=allow_dirty, wandb_mode=wandb_mode, extra_env=extra)
+                             profile=profile, allow_dirty=allow_dirty, wandb_mode=wandb_mode, extra_env=extra,
+                             poll_seconds=poll_seconds)
         if local:
             return _launch_local(cfg, opts, price or 0.0)
         provider = _provider_for(url=os.environ.get("VAST_URL"))
@@ -333,6 +336,151 @@ def down(launch_ids, down_all, yes):
                            f"{'destroyed' if existed else 'was already gone'}")
 
     _run(go)
+
+
+# --- cost -----------------------------------------------------------------------------------
+@main.command()
+@click.option("--since", default="30d", show_default=True, help="launches created after: 24h, 7d, 2w or a date")
+@click.option("--until", default=None, help="launches created before: a duration ago or a date")
+@click.option("--by", "by", type=click.Choice(["launch", "group", "stage", "gpu", "day"]), default="launch",
+              show_default=True, help="one row per launch, W&B group, stage, GPU model or UTC day")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--reconcile/--no-reconcile", default=True, show_default=True,
+              help="read Vast's invoices for launches whose bill is not settled yet (needs the API key)")
+@click.option("--sync-wandb", is_flag=True, help="write cost_usd, gpu_hours and dph_total into each W&B run's summary")
+def cost(since, until, by, fmt, reconcile, sync_wandb):
+    """What launches cost: estimate, billed amount and the difference.
+
+    The estimate uses the rates stored at rental time (GPU + storage while running, storage
+    only while stopped/exited/loading, nothing while offline); it never looks up today's price.
+    Stage costs come from the stage times the instance reported; setup, loading and teardown
+    are shown as "(outside stages)", so every grouping adds up to the same total.
+
+    \b
+    Examples:
+      vast-launch cost --since 7d
+      vast-launch cost --by stage --format csv > stages.csv
+      vast-launch cost --by group --since 2026-11-01 --format json
+    """
+    from .timespec import parse_when
+
+    def go():
+        from . import cost as costmod
+
+        t_since, t_until = parse_when(since, "--since"), parse_when(until, "--until")
+        notes, billed = [], {}
+        with _ledger() as ledger:
+            if reconcile:
+                billed, notes = _reconcile_vast(ledger, t_since, t_until)
+            report = costmod.build_report(ledger, by, t_since, t_until, billed=billed)
+            report.notes.extend(notes)
+            if sync_wandb:
+                from .wandb_api import sync_cost_to_wandb
+
+                launches = report.rows if by == "launch" else costmod.launch_rows(ledger, t_since, t_until,
+                                                                                billed=billed)
+                report.notes.append(sync_cost_to_wandb(ledger, launches))
+        return report
+
+    report = _run(go)
+    from .cost_output import render
+
+    render(report, fmt, click.echo)
+
+
+def _reconcile_vast(ledger, since, until):
+    """Billed amounts for Vast launches whose bill is not frozen; frozen once settled."""
+    import time
+
+    from .cost import SETTLE_SECONDS, reconcile, unbilled_launches
+    from .provider import ProviderError
+    from .credentials import find_api_key
+
+    if not find_api_key():
+        n = unbilled_launches(ledger, since, until, count_only=True)
+        return {}, [f"{n} launch(es) not reconciled: no Vast API key (billed shown as unknown)"] if n else []
+    pending = unbilled_launches(ledger, since, until)
+    billed, notes = {}, []
+    now = time.time()
+    urls = {}
+    for row in pending:
+        urls.setdefault(row["provider_url"], []).append(row["id"])
+    for url, ids in urls.items():
+        provider = _provider_for(url=url)
+        try:
+            billed.update(reconcile(ledger, ids, provider.invoices,
+                                    settled=lambda r: bool(r["ended_at"]) and now - r["ended_at"] > SETTLE_SECONDS))
+        except (ProviderError, OSError) as exc:
+            notes.append(f"{len(ids)} launch(es) on {url} not reconciled: {exc}")
+    return billed, notes
+
+
+# --- metrics --------------------------------------------------------------------------------
+@main.command()
+@click.option("--window", default="24h", show_default=True, help="runs created within: 30m, 24h, 7d")
+@click.option("--project", default=None, metavar="ENTITY/PROJECT",
+              help="W&B project (default: $WANDB_ENTITY/$WANDB_PROJECT, else wandb.project of --config)")
+@click.option("--config", "config", default=None, type=click.Path(dir_okay=False),
+              help="take the W&B project from this launch config")
+@click.option("--offline-dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="read offline runs under this directory instead of the W&B API (e.g. runs/local)")
+@click.option("--format", "fmt", type=click.Choice(["json", "prometheus"]), default="json", show_default=True)
+@click.option("--push", type=click.Choice(["datadog"]), default=None, help="also send the gauges (needs DD_API_KEY)")
+@click.option("--time-limit", default=120.0, show_default=True, help="seconds; what was read by then is reported")
+@click.option("--sps-key", default=None, help="summary key with steps/s of push-to-main runs (default: overview/sps)")
+def metrics(window, project, config, offline_dir, fmt, push, time_limit, sps_key):
+    """Run-health metrics from W&B: active, completed/failed, durations, GPU hours, CI and sweeps.
+
+    Only runs created inside the window (or still running) are fetched, with server-side
+    filters and lazy pages. GPU hours use each run's logged GPU count (gpu.count in its config).
+    Push-to-main CI runs are named github.sky.*; sweep runs belong to a sweep or have .sweep
+    in their name.
+
+    \b
+    Examples:
+      vast-launch metrics --project my-team/burgers --format prometheus > /var/lib/node_exporter/wandb.prom
+      vast-launch metrics --offline-dir runs/local --window 7d
+      DD_API_KEY=... vast-launch metrics --project my-team/burgers --push datadog
+    """
+    from .timespec import parse_duration
+
+    def go():
+        from . import collector
+        from .wandb_api import ApiRunSource, OfflineRunSource
+
+        window_s = parse_duration(window, "--window")
+        if time_limit <= 0:
+            raise UserError(f"--time-limit: must be > 0 (got {time_limit})")
+        if push == "datadog" and not os.environ.get("DD_API_KEY"):
+            raise UserError("--push datadog needs DD_API_KEY in the environment")
+        if offline_dir:
+            source = OfflineRunSource(offline_dir)
+        else:
+            path = project or _wandb_project(config)
+            source = ApiRunSource(path)
+        got = collector.collect(source, window_s, time_limit, sps_key)
+        for note in got.notes:
+            click.echo(f"warning: {note}", err=True)
+        if push == "datadog":
+            sent = collector.push_datadog(got.metrics, tags=[f"window:{window}"])
+            click.echo(f"sent {sent} gauges to Datadog", err=True)
+        return got
+
+    got = _run(go)
+    from . import collector
+
+    click.echo(collector.to_prometheus(got.metrics) if fmt == "prometheus" else json.dumps(got.metrics, indent=2))
+
+
+def _wandb_project(config) -> str:
+    entity, project = os.environ.get("WANDB_ENTITY"), os.environ.get("WANDB_PROJECT")
+    if not project and config:
+        project = _load(config).wandb.project
+    if not project:
+        raise UserError("no W&B project: pass --project ENTITY/PROJECT, --config, or set WANDB_PROJECT")
+    if "/" in project or not entity:
+        return project
+    return f"{entity}/{project}"
 
 
 # --- reap -----------------------------------------------------------------------------------

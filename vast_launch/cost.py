@@ -1,9 +1,18 @@
-"""Cost estimates from the ledger's state intervals and the rates stored at rental time."""
+"""What launches cost: estimates from the ledger, the provider's bill, and attribution.
+
+The estimate is Σ over state intervals of the rate that applies, with the rates stored when the
+instance was rented (never today's catalog price). A finished launch's estimate is frozen in the
+ledger by `Ledger.finish`, so reports over many launches read one table.
+"""
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Optional
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Optional
 
 # While running the GPU and storage are billed; while the instance exists in any other state,
 # storage only; offline instances are not billed.
@@ -11,35 +20,252 @@ GPU_STATES = {"running"}
 STORAGE_ONLY_STATES = {"loading", "created", "stopped", "exited", "frozen", "rebooting", "unknown"}
 UNBILLED_STATES = {"offline"}
 END_STATES = {"destroyed", "failed", "aborted", "cancelled", "completed", "gone"}
+BILLING_STATES = GPU_STATES | STORAGE_ONLY_STATES | UNBILLED_STATES | END_STATES
+OUTSIDE_STAGES = "(outside stages)"
+BY_CHOICES = ("launch", "group", "stage", "gpu", "day")
+
+
+def _rates_from(detail: Optional[str]) -> Optional[tuple[float, float]]:
+    """The (GPU, storage) $/h a `creating` event recorded for the offer it rented."""
+    if not detail:
+        return None
+    try:
+        d = json.loads(detail)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(d, dict) or d.get("dph_base") is None:
+        return None
+    return float(d["dph_base"] or 0.0), float(d.get("storage_dph") or 0.0)
 
 
 def estimate(launch: dict, events: list[dict], now: Optional[float] = None) -> dict:
-    """Σ over state intervals of the rate that applies; today's prices are never looked up."""
+    """GPU and storage seconds and dollars of one launch, from its event timeline."""
     now = time.time() if now is None else now
     gpu_rate = float(launch.get("dph_base") or 0.0)
     storage_rate = float(launch.get("storage_dph") or 0.0)
-    gpu_s = storage_s = 0.0
+    gpu_s = storage_s = gpu_usd = storage_usd = 0.0
     current, since = None, None
-    for ev in events:
-        state = ev["state"]
-        if state not in GPU_STATES | STORAGE_ONLY_STATES | UNBILLED_STATES | END_STATES:
-            continue
-        if current is not None:
-            seconds = ev["t"] - since
-            if current in GPU_STATES:
-                gpu_s += seconds
-            if current not in UNBILLED_STATES:
-                storage_s += seconds
-        current, since = (None, None) if state in END_STATES else (state, ev["t"])
-    if current is not None:
-        seconds = (launch.get("ended_at") or now) - since
+
+    def close(until: float) -> None:
+        nonlocal gpu_s, storage_s, gpu_usd, storage_usd
+        seconds = max(until - since, 0.0)
         if current in GPU_STATES:
             gpu_s += seconds
+            gpu_usd += gpu_rate * seconds / 3600
         if current not in UNBILLED_STATES:
             storage_s += seconds
-    gpu_usd = gpu_rate * gpu_s / 3600
-    storage_usd = storage_rate * storage_s / 3600
+            storage_usd += storage_rate * seconds / 3600
+
+    for ev in events:
+        state = ev["state"]
+        if state == "creating":
+            rates = _rates_from(ev.get("detail"))
+            if rates is not None:
+                gpu_rate, storage_rate = rates
+            continue
+        if state not in BILLING_STATES:
+            continue
+        if current is not None:
+            close(ev["t"])
+        current, since = (None, None) if state in END_STATES else (state, ev["t"])
+    if current is not None:
+        close(launch.get("ended_at") or now)
     num_gpus = int(launch.get("num_gpus") or 1)
     return {"gpu_seconds": gpu_s, "storage_seconds": storage_s, "gpu_usd": gpu_usd,
             "storage_usd": storage_usd, "cost_usd": gpu_usd + storage_usd,
             "gpu_hours": gpu_s / 3600 * num_gpus}
+
+
+# --- reports ------------------------------------------------------------------------------------
+# The report's launch row, computed by SQLite: a Python loop over 100k rows costs more than the query.
+LAUNCH_ROW_SQL = """
+SELECT id AS launch_id, created_at, ended_at, state, target, wandb_group, gpu_name, num_gpus, instance_id,
+       dph_total, gpu_seconds, storage_seconds,
+       COALESCE(gpu_seconds, 0) / 3600.0 * COALESCE(num_gpus, 1) AS gpu_hours,
+       cost_usd, billed_usd, cost_usd - billed_usd AS difference_usd
+FROM launches WHERE (target IS NULL OR target != 'slurm')
+"""
+LAUNCH_ROW_NAMES = ["launch_id", "created_at", "ended_at", "state", "target", "wandb_group", "gpu_name", "num_gpus",
+                    "instance_id", "dph_total", "gpu_seconds", "storage_seconds", "gpu_hours", "cost_usd",
+                    "billed_usd", "difference_usd"]
+
+
+@dataclass
+class Report:
+    by: str
+    since: Optional[float]
+    until: Optional[float]
+    rows: list[dict]
+    totals: dict
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"by": self.by, "since": self.since, "until": self.until, "rows": self.rows,
+                "totals": self.totals, "notes": self.notes}
+
+
+def launch_rows(ledger, since: Optional[float], until: Optional[float], now: Optional[float] = None,
+                billed: Optional[dict] = None) -> list[dict]:
+    """One row per launch with its cost; finished launches come from the frozen columns.
+
+    billed: launch id -> billed $ read just now but not yet settled (so not in the ledger).
+    """
+    now = time.time() if now is None else now
+    sql, args = LAUNCH_ROW_SQL, []
+    if since is not None:
+        sql += " AND created_at >= ?"
+        args.append(since)
+    if until is not None:
+        sql += " AND created_at < ?"
+        args.append(until)
+    cur = ledger.db.execute(sql + " ORDER BY created_at", args)
+    cur.row_factory = None  # plain tuples: several times faster than sqlite3.Row
+    names = LAUNCH_ROW_NAMES
+    rows = [dict(zip(names, tup)) for tup in cur]
+    for r in rows:
+        if r["cost_usd"] is None:  # still active (or ended before costs were frozen): replay its timeline
+            est = estimate(ledger.get(r["launch_id"]), ledger.events(r["launch_id"]), now)
+            r.update(gpu_seconds=est["gpu_seconds"], storage_seconds=est["storage_seconds"],
+                     cost_usd=est["cost_usd"], gpu_hours=est["gpu_hours"])
+        if r["billed_usd"] is None and billed and r["launch_id"] in billed:
+            r["billed_usd"] = billed[r["launch_id"]]
+        if r["billed_usd"] is not None:
+            r["difference_usd"] = r["cost_usd"] - r["billed_usd"]
+    return rows
+
+
+def stage_split(launch: dict, stages: list[dict], rate_dph: float) -> dict[str, float]:
+    """Split one launch's cost over its stages; the rest (setup, loading, teardown) goes to OUTSIDE_STAGES.
+
+    The parts always add up to the launch's cost: if clock skew makes the stages longer than the
+    launch, they are scaled down to fit.
+    """
+    total = launch["cost_usd"] or 0.0
+    parts: dict[str, float] = defaultdict(float)
+    for st in stages:
+        end = st["end"] if st["end"] is not None else (launch["ended_at"] or time.time())
+        parts[st["name"]] += max(end - st["start"], 0.0) * rate_dph / 3600
+    inside = sum(parts.values())
+    if inside > total and inside > 0:
+        scale = total / inside
+        parts = defaultdict(float, {k: v * scale for k, v in parts.items()})
+        inside = total
+    parts[OUTSIDE_STAGES] += total - inside
+    return parts
+
+
+def _group_key(row: dict, by: str) -> str:
+    if by == "group":
+        return row["wandb_group"] or "(no group)"
+    if by == "gpu":
+        return row["gpu_name"] or "(no instance)"
+    if by == "day":
+        return datetime.fromtimestamp(row["created_at"], timezone.utc).strftime("%Y-%m-%d")
+    raise ValueError(by)
+
+
+def _aggregate(keyed: Iterable[tuple[str, dict, float, float]]) -> list[dict]:
+    """keyed: (key, launch row, dollars of that launch under the key, its share of the launch in 0..1)."""
+    out: dict[str, dict] = {}
+    for key, row, cost, share in keyed:
+        agg = out.setdefault(key, {"key": key, "launches": set(), "cost_usd": 0.0, "billed_usd": 0.0,
+                                   "billed_known": True, "gpu_hours": 0.0})
+        agg["launches"].add(row["launch_id"])
+        agg["cost_usd"] += cost
+        agg["gpu_hours"] += row["gpu_hours"] * share
+        if row["billed_usd"] is None:
+            agg["billed_known"] = False
+        else:
+            agg["billed_usd"] += row["billed_usd"] * share
+    rows = []
+    for agg in out.values():
+        billed = agg["billed_usd"] if agg["billed_known"] else None
+        rows.append({"key": agg["key"], "launches": len(agg["launches"]), "cost_usd": agg["cost_usd"],
+                     "billed_usd": billed, "gpu_hours": agg["gpu_hours"],
+                     "usd_per_gpu_hour": agg["cost_usd"] / agg["gpu_hours"] if agg["gpu_hours"] else None})
+    return sorted(rows, key=lambda r: -r["cost_usd"])
+
+
+def totals_of(rows: list[dict]) -> dict:
+    cost = sum(r["cost_usd"] for r in rows)
+    gpu_hours = sum(r["gpu_hours"] for r in rows)
+    known = [r for r in rows if r["billed_usd"] is not None]
+    return {"launches": len(rows), "cost_usd": cost, "gpu_hours": gpu_hours,
+            "usd_per_gpu_hour": cost / gpu_hours if gpu_hours else None,
+            "billed_usd": sum(r["billed_usd"] for r in known), "billed_launches": len(known),
+            "estimate_of_billed_usd": sum(r["cost_usd"] for r in known)}
+
+
+def build_report(ledger, by: str = "launch", since: Optional[float] = None, until: Optional[float] = None,
+                 now: Optional[float] = None, billed: Optional[dict] = None) -> Report:
+    if by not in BY_CHOICES:
+        raise ValueError(f"--by must be one of {', '.join(BY_CHOICES)}")
+    launches = launch_rows(ledger, since, until, now, billed)
+    totals = totals_of(launches)
+    if by == "launch":
+        return Report(by, since, until, launches, totals)
+    if by != "stage":
+        rows = _aggregate((_group_key(r, by), r, r["cost_usd"], 1.0) for r in launches)
+        return Report(by, since, until, rows, totals)
+    by_launch: dict[str, list[dict]] = defaultdict(list)
+    for st in ledger.stages():
+        by_launch[st["launch_id"]].append(st)
+    keyed = []
+    for r in launches:
+        rate = float(r["dph_total"] or 0.0)
+        for name, usd in stage_split(r, by_launch.get(r["launch_id"], []), rate).items():
+            share = usd / r["cost_usd"] if r["cost_usd"] else float(name == OUTSIDE_STAGES)
+            keyed.append((name, r, usd, share))
+    return Report(by, since, until, _aggregate(keyed), totals)
+
+
+# --- reconciliation -------------------------------------------------------------------------------
+# Vast's invoices can lag the destroy; a bill is frozen in the ledger only once it has settled.
+SETTLE_SECONDS = 3600
+
+
+def billed_by_instance(invoice_rows: Iterable[dict]) -> dict[int, float]:
+    out: dict[int, float] = defaultdict(float)
+    for row in invoice_rows:
+        iid = row.get("instance_id")
+        if iid is not None:
+            out[int(iid)] += float(row.get("amount") or 0.0)
+    return out
+
+
+def reconcile(ledger, launch_ids: list[str], invoices: Callable[[float, float], list[dict]],
+              settled: Callable[[dict], bool], now: Optional[float] = None) -> dict[str, float]:
+    """Billed $ per launch from the provider's invoice lines; settled bills are frozen in the ledger."""
+    now = time.time() if now is None else now
+    rows = [ledger.get(lid) for lid in launch_ids]
+    rows = [r for r in rows if r is not None]
+    if not rows:
+        return {}
+    lines = invoices(min(r["created_at"] for r in rows) - 60, now + 60)
+    per_instance = billed_by_instance(lines)
+    out = {}
+    for r in rows:
+        ids = ledger.instance_ids(r["id"])
+        if not ids:
+            continue
+        out[r["id"]] = sum(per_instance.get(i, 0.0) for i in ids)
+        if settled(r):
+            ledger.update(r["id"], billed_usd=out[r["id"]], billed_at=now)
+    return out
+
+
+def unbilled_launches(ledger, since: Optional[float], until: Optional[float], count_only: bool = False):
+    """Vast launches in the window whose bill is not frozen yet (or just their number)."""
+    what = "count(*)" if count_only else "id, provider_url, ended_at"
+    sql = (f"SELECT {what} FROM launches WHERE billed_usd IS NULL AND target = 'vast' "
+           "AND instance_id IS NOT NULL")
+    args: list = []
+    if since is not None:
+        sql += " AND created_at >= ?"
+        args.append(since)
+    if until is not None:
+        sql += " AND created_at < ?"
+        args.append(until)
+    if count_only:
+        return ledger.db.execute(sql, args).fetchone()[0]
+    return [dict(r) for r in ledger.db.execute(sql, args)]

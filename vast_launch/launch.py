@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +30,8 @@ LABEL_PREFIX = "vast-launch:"
 SECRET_ENV = ("WANDB_API_KEY", "VL_GIT_TOKEN")
 LOCAL_SETUP = "true"  # local instances run the clone via PYTHONPATH, never pip-installing into the user's env
 RESULT_LINE = re.compile(r"\[vast-launch\] .*result rc=(\d+) failed_stage=(\S*)")
+STAGE_LINE = re.compile(r"\[vast-launch\] stage (\d+)/(\d+) (\S+): (start|done|FAILED \(exit (\d+)\)) "
+                        r"at=([\d.]+)(?: start=([\d.]+))?")
 
 
 @dataclass
@@ -213,7 +216,9 @@ class Launcher:
             env, found = instance_env(self.cfg, launch_id, spec.commit, offer, self.wandb_mode, self.opts.extra_env)
             assert_no_secrets(onstart, found)
             storage_dph = float(offer.get("dph_total") or 0) - float(offer.get("dph_base") or 0)
-            self.ledger.event(launch_id, "creating", {"offer_id": cand.id, "why": cand.reason},
+            rates = {"dph_total": offer.get("dph_total"), "dph_base": offer.get("dph_base"),
+                     "storage_dph": max(storage_dph, 0.0)}
+            self.ledger.event(launch_id, "creating", {"offer_id": cand.id, "why": cand.reason, **rates},
                               offer_id=cand.id, machine_id=offer.get("machine_id"), gpu_name=offer.get("gpu_name"),
                               num_gpus=offer.get("num_gpus"), dph_total=offer.get("dph_total"),
                               dph_base=offer.get("dph_base"), storage_dph=max(storage_dph, 0.0))
@@ -227,7 +232,8 @@ class Launcher:
                 continue
             except CreateFailed as exc:
                 if exc.contract_id:
-                    self.ledger.event(launch_id, "created", {"error": str(exc)}, instance_id=exc.contract_id)
+                    self.ledger.event(launch_id, "created", {"error": str(exc), "instance_id": exc.contract_id},
+                                      instance_id=exc.contract_id)
                     self.say("create", f"create errored but made instance {exc.contract_id}: destroying it")
                     self._destroy(launch_id, exc.contract_id, "create errored; destroyed", final=False)
                 else:
@@ -235,7 +241,7 @@ class Launcher:
                     self.say("create", str(exc))
                 continue
             iid = created.instance_id
-            self.ledger.event(launch_id, "created", {"offer_id": cand.id}, instance_id=iid)
+            self.ledger.event(launch_id, "created", {"offer_id": cand.id, "instance_id": iid}, instance_id=iid)
             try:
                 if self._wait_running(launch_id, iid):
                     return iid, offer
@@ -250,14 +256,17 @@ class Launcher:
     def _wait_running(self, launch_id: str, iid: int) -> bool:
         limit = self.cfg.lifecycle.loading_timeout_minutes * 60
         start = time.time()
-        seen = None
+        seen, last_asked = None, start
         while time.time() - start < limit:
+            asked = time.time()
             row = self.provider.show(iid)
             status = (row or {}).get("actual_status") or "provisioning"
             if status != seen:
-                self.ledger.event(launch_id, status if status != "provisioning" else "created", set_state=True)
+                self.ledger.event(launch_id, status if status != "provisioning" else "created", set_state=True,
+                                  t=(last_asked + asked) / 2)
                 self.say("instance", f"{iid} is {status}")
                 seen = status
+            last_asked = asked
             if status == "running":
                 return True
             if status in ("exited", "unknown", "offline") or row is None:
@@ -279,17 +288,25 @@ class Launcher:
         seen_lines = 0
         last_status = "running"
         outcome: dict = {}
+        # A change happened somewhere between two polls: its midpoint halves the timeline's error.
+        last_asked = time.time()
+        gone_at = None
+        # Vast's logs API takes >= 0.3 s a call: read it beside the status polls, not between them.
+        tail = LogTail(self.provider, iid, self.opts.poll_seconds)
         try:
             while True:
+                asked = time.time()
                 row = self.provider.show(iid)
                 if row is None:
+                    gone_at = (last_asked + asked) / 2
                     break
                 status = row.get("actual_status")
                 if status != last_status:
-                    self.ledger.event(launch_id, status)
+                    self.ledger.event(launch_id, status, t=(last_asked + asked) / 2)
                     self.say("instance", f"{iid} is {status}")
                     last_status = status
-                seen_lines = self._print_new_log(iid, seen_lines, outcome)
+                last_asked = asked
+                seen_lines = self._print_new_log(launch_id, iid, seen_lines, outcome, tail)
                 if status in ("exited", "unknown", "offline"):
                     self.say("teardown", f"instance {iid} is {status} without tearing down: destroying it")
                     self._destroy(launch_id, iid, f"instance {status}; destroyed by the launcher", final=True)
@@ -300,40 +317,82 @@ class Launcher:
             self._destroy(launch_id, iid, "interrupted while following; destroyed by the launcher", final=True,
                           state="aborted")
             raise
-        self._print_final_local_log(iid, seen_lines, outcome)
+        finally:
+            tail.stop()
+        seen_lines = self._print_new_log(launch_id, iid, seen_lines, outcome, tail)
+        self._print_final_local_log(launch_id, iid, seen_lines, outcome)
         row = self.ledger.get(launch_id)
         if row["state"] not in ("destroyed", "aborted"):
             reason = self._end_reason(iid, outcome)
-            self.ledger.finish(launch_id, "destroyed", reason)
+            self.ledger.finish(launch_id, "destroyed", reason, t=gone_at)
+        self._record_local_stage_times(launch_id, iid)
+        self._reconcile_local_bill(launch_id)
         row = self.ledger.get(launch_id)
         result.state, result.end_reason = row["state"], row["end_reason"]
         result.run_dir = self._keep_local_outputs(launch_id, iid)
         self.say("done", f"{result.end_reason}" + (f"; outputs in {result.run_dir}" if result.run_dir else ""))
         return result
 
-    def _print_new_log(self, iid: int, seen: int, outcome: dict) -> int:
-        try:
-            text = self.provider.logs(iid)
-        except (ProviderError, TimeoutError):
-            return seen
-        lines = text.splitlines()
+    def _record_stage_line(self, launch_id: str, line: str) -> None:
+        """Stage wall times as the instance stamped them: cost attribution per stage."""
+        m = STAGE_LINE.search(line)
+        if m is None:
+            return
+        name, phase, at = m.group(3), m.group(4), float(m.group(6))
+        if phase == "start":
+            self.ledger.record_stage(launch_id, name, at)
+        else:
+            rc = 0 if phase == "done" else int(m.group(5))
+            self.ledger.record_stage(launch_id, name, float(m.group(7) or at), at, rc)
+
+    def _print_new_log(self, launch_id: str, iid: int, seen: int, outcome: dict, tail: "LogTail") -> int:
+        lines = tail.latest()
         for line in lines[seen:]:
             if "[vast-launch]" in line and "deadline reached" in line:
                 outcome["deadline"] = True
             m = RESULT_LINE.search(line)
             if m:
                 outcome["rc"], outcome["failed_stage"] = int(m.group(1)), m.group(2)
+            self._record_stage_line(launch_id, line)
             self.echo(f"  | {line}")
         return max(seen, len(lines))
 
-    def _print_final_local_log(self, iid: int, seen: int, outcome: dict) -> None:
+    def _print_final_local_log(self, launch_id: str, iid: int, seen: int, outcome: dict) -> None:
         """The last lines (teardown) are written after the final poll; locally they can still be read."""
         if self.workdir_of is None:
             return
         log = Path(self.workdir_of(iid)) / "onstart.log"
         if log.exists():
             for line in log.read_text(errors="replace").splitlines()[seen:]:
+                self._record_stage_line(launch_id, line)
                 self.echo(f"  | {line}")
+
+    def _record_local_stage_times(self, launch_id: str, iid: int) -> None:
+        """Locally the instance's own stage_times file is exact; it replaces what the log showed."""
+        if self.workdir_of is None:
+            return
+        times = Path(self.workdir_of(iid)) / f"vl-{launch_id}" / "stage_times"
+        if not times.exists():
+            return
+        for line in times.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 4:
+                self.ledger.record_stage(launch_id, parts[0], float(parts[1]), float(parts[2]), int(parts[3]))
+
+    def _reconcile_local_bill(self, launch_id: str) -> None:
+        """The local cloud bills at once and disappears with this process: freeze its bill now."""
+        if self.target != "local":
+            return
+        from .cost import reconcile
+
+        try:
+            billed = reconcile(self.ledger, [launch_id], self.provider.invoices, settled=lambda r: True)
+        except (ProviderError, TimeoutError) as exc:
+            self.echo(f"WARNING: could not read the bill: {exc}")
+            return
+        row = self.ledger.get(launch_id)
+        if launch_id in billed:
+            self.say("cost", f"estimate ${row['cost_usd']:.4f}, billed ${billed[launch_id]:.4f}")
 
     def _end_reason(self, iid: int, outcome: dict) -> str:
         workdir = self.workdir_of(iid) if self.workdir_of else None
@@ -365,3 +424,37 @@ class Launcher:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns("repo"), dirs_exist_ok=True)
         return dest
+
+
+class LogTail:
+    """Fetches an instance's log in a background thread; `latest()` is the newest full text's lines."""
+
+    def __init__(self, provider: Provider, iid: int, pause: float):
+        self.provider, self.iid, self.pause = provider, iid, pause
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"logs-{iid}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                text = self.provider.logs(self.iid)
+            except (ProviderError, TimeoutError):
+                text = None
+            if text:
+                lines = text.splitlines()
+                with self._lock:
+                    if len(lines) >= len(self._lines):
+                        self._lines = lines
+            self._stop.wait(self.pause)
+
+    def latest(self) -> list[str]:
+        with self._lock:
+            return list(self._lines)
+
+    def stop(self, wait: float = 10.0) -> None:
+        """Let a request in flight finish, so lines written just before the end are not lost."""
+        self._stop.set()
+        self._thread.join(wait)

@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,7 +26,17 @@ CREATE TABLE IF NOT EXISTS launches (
     wandb_project TEXT, wandb_group TEXT,
     state TEXT NOT NULL, deadline REAL,
     ended_at REAL, end_reason TEXT,
-    extra TEXT
+    extra TEXT,
+    gpu_seconds REAL, storage_seconds REAL, cost_usd REAL,
+    billed_usd REAL, billed_at REAL
+);
+CREATE TABLE IF NOT EXISTS stages (
+    launch_id TEXT NOT NULL REFERENCES launches(id),
+    name TEXT NOT NULL,
+    start REAL NOT NULL,
+    end REAL,
+    rc INTEGER,
+    PRIMARY KEY (launch_id, name, start)
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -44,8 +55,11 @@ COLUMNS = {
     "name", "config_path", "config_hash", "profile", "commit_sha", "repo", "target", "provider_url",
     "offer_id", "machine_id", "gpu_name", "num_gpus", "dph_total", "dph_base", "storage_dph",
     "instance_id", "label", "wandb_project", "wandb_group", "state", "deadline", "ended_at",
-    "end_reason", "extra",
+    "end_reason", "extra", "gpu_seconds", "storage_seconds", "cost_usd", "billed_usd", "billed_at",
 }
+# Columns added after the first release; older ledgers get them on open.
+ADDED_COLUMNS = {"gpu_seconds": "REAL", "storage_seconds": "REAL", "cost_usd": "REAL", "billed_usd": "REAL",
+                 "billed_at": "REAL"}
 
 
 def default_home() -> Path:
@@ -64,16 +78,34 @@ class Ledger:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(launches)")}
+        for col, kind in ADDED_COLUMNS.items():
+            if col not in have:
+                self.db.execute(f"ALTER TABLE launches ADD COLUMN {col} {kind}")
+        # Launches whose bill is not frozen yet: `cost` looks them up on every run.
+        self.db.execute("CREATE INDEX IF NOT EXISTS launches_unbilled ON launches(created_at) "
+                        "WHERE billed_usd IS NULL AND target = 'vast'")
 
     def close(self) -> None:
         self.db.close()
+
+    @contextmanager
+    def transaction(self):
+        """One atomic write. The connection is in autocommit mode, where `with db:` would not group."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def create(self, launch_id: str, state: str, **fields: Any) -> None:
         now = time.time()
         fields = self._clean(fields)
         cols = ["id", "created_at", "updated_at", "state", *fields]
         vals = [launch_id, now, now, state, *fields.values()]
-        with self.db:
+        with self.transaction():
             self.db.execute(f"INSERT INTO launches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals)
             self.db.execute("INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, ?, ?)",
                             (launch_id, now, state, None))
@@ -82,7 +114,7 @@ class Ledger:
         fields = self._clean(fields)
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
-        with self.db:
+        with self.transaction():
             self.db.execute(f"UPDATE launches SET {sets} WHERE id = ?", [*fields.values(), launch_id])
 
     def event(self, launch_id: str, state: str, detail: Any = None, t: Optional[float] = None,
@@ -95,14 +127,49 @@ class Ledger:
             fields["state"] = state
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
-        with self.db:
+        with self.transaction():
             self.db.execute("INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, ?, ?)",
                             (launch_id, t, state, text))
             self.db.execute(f"UPDATE launches SET {sets} WHERE id = ?", [*fields.values(), launch_id])
 
     def finish(self, launch_id: str, state: str, reason: str, t: Optional[float] = None) -> None:
+        """End a launch and freeze its cost estimate, so reports never replay finished timelines."""
+        from .cost import estimate
+
         t = time.time() if t is None else t
         self.event(launch_id, state, reason, t=t, ended_at=t, end_reason=reason)
+        est = estimate(self.get(launch_id), self.events(launch_id))
+        self.update(launch_id, gpu_seconds=est["gpu_seconds"], storage_seconds=est["storage_seconds"],
+                    cost_usd=est["cost_usd"])
+
+    def record_stage(self, launch_id: str, name: str, start: float, end: Optional[float] = None,
+                     rc: Optional[int] = None) -> None:
+        """A stage's wall time as the instance reported it (its start identifies it across updates)."""
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO stages (launch_id, name, start, end, rc) VALUES (?, ?, ?, ?, ?)",
+                            (launch_id, name, start, end, rc))
+
+    def stages(self, launch_id: Optional[str] = None) -> list[dict]:
+        sql, args = "SELECT launch_id, name, start, end, rc FROM stages", []
+        if launch_id is not None:
+            sql, args = sql + " WHERE launch_id = ?", [launch_id]
+        return [dict(r) for r in self.db.execute(sql + " ORDER BY launch_id, start", args)]
+
+    def instance_ids(self, launch_id: str) -> list[int]:
+        """Every instance a launch created (a launch may try several offers)."""
+        ids = []
+        for ev in self.events(launch_id):
+            if ev["state"] == "created" and ev["detail"]:
+                try:
+                    iid = json.loads(ev["detail"]).get("instance_id")
+                except (json.JSONDecodeError, AttributeError):
+                    iid = None
+                if iid and iid not in ids:
+                    ids.append(int(iid))
+        row = self.get(launch_id)
+        if row and row.get("instance_id") and row["instance_id"] not in ids:
+            ids.append(int(row["instance_id"]))
+        return ids
 
     def get(self, launch_id: str) -> Optional[dict]:
         row = self.db.execute("SELECT * FROM launches WHERE id = ?", (launch_id,)).fetchone()

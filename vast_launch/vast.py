@@ -17,23 +17,13 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_afte
 from vastai.api import instances, offers
 from vastai.api.client import VastClient
 
+from .credentials import find_api_key  # noqa: F401  (re-exported)
 from .errors import UserError
 from .provider import Created, CreateFailed, OfferGone, ProviderError
 
 T = TypeVar("T")
 DEFAULT_URL = "https://console.vast.ai"
 RETRY_STATUS = {429, 500, 502, 503, 504}
-
-
-def find_api_key() -> Optional[str]:
-    """The account key, in the order the vastai client itself uses (never printed)."""
-    if os.environ.get("VAST_API_KEY"):
-        return os.environ["VAST_API_KEY"]
-    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    for path in (Path(xdg) / "vastai" / "vast_api_key", Path.home() / ".vast_api_key"):
-        if path.is_file() and path.read_text().strip():
-            return path.read_text().strip()
-    return None
 
 
 def _status(exc: BaseException) -> Optional[int]:

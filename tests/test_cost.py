@@ -1,0 +1,136 @@
+"""Cost reports against the local cloud's own bill: real launches, real invoices, real ledger."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from conftest import BIN, PROJECT, cloud_env, run_cli, stage_config, wait_for
+
+GPU_DPH = 3.60
+STORAGE_COST = 36.0  # $/GB/month; with disk_gb 20 that is $1.00/h of storage
+DISK_GB = 20
+
+
+def priced(lc):
+    for oid in lc.cloud.offers:
+        lc.cloud.set_offer(oid, dph_base=GPU_DPH, storage_cost=STORAGE_COST)
+
+
+def cost_json(repo, lc=None, *args):
+    p = run_cli(["cost", "--format", "json", *args], cwd=repo, env=cloud_env(lc) if lc else None)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def invoice_total(lc, iid):
+    return sum(r["amount"] for r in lc.cloud.invoice_rows() if r["instance_id"] == iid)
+
+
+def test_launch_cost_matches_the_bill_and_ignores_later_price_changes(repo_factory, cloud):
+    priced(cloud)
+    repo = repo_factory(stage_config([{"name": "operator", "command": "sleep 4"},
+                                      {"name": "diffusion_residual", "command": "sleep 2"}],
+                                     resources={"disk_gb": DISK_GB}))
+    p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow", "--poll-seconds", "0.05"],
+                cwd=repo, env=cloud_env(cloud))
+    assert p.returncode == 0, p.stderr
+    (inst,) = cloud.cloud.instances.values()
+    billed = invoice_total(cloud, inst.id)
+    report = cost_json(repo, cloud)
+    (row,) = report["rows"]
+    print(f"estimate ${row['cost_usd']:.6f}  billed ${billed:.6f}  "
+          f"difference {100 * (row['cost_usd'] - billed) / billed:+.3f} %")
+    assert billed > 0.005
+    assert abs(row["cost_usd"] - billed) / billed < 0.01
+    assert row["billed_usd"] == billed  # reconciled from the invoice lines of this instance
+    assert abs(row["difference_usd"] - (row["cost_usd"] - billed)) < 1e-9
+
+    # Today's price is never used for yesterday's run.
+    for oid in cloud.cloud.offers:
+        cloud.cloud.set_offer(oid, dph_base=GPU_DPH * 10, storage_cost=STORAGE_COST * 10)
+    again = cost_json(repo, cloud)["rows"][0]
+    assert again["cost_usd"] == row["cost_usd"]
+
+    # Stage attribution: each stage costs its wall time at the all-in rate; the rest is overhead.
+    stages = {r["key"]: r for r in cost_json(repo, cloud, "--by", "stage")["rows"]}
+    assert set(stages) == {"operator", "diffusion_residual", "(outside stages)"}
+    rate = GPU_DPH + STORAGE_COST * DISK_GB / 720
+    assert 4 * rate / 3600 <= stages["operator"]["cost_usd"] < 4.5 * rate / 3600
+    assert 2 * rate / 3600 <= stages["diffusion_residual"]["cost_usd"] < 2.5 * rate / 3600
+
+
+def test_a_stopped_period_bills_storage_only(repo_factory, cloud, tmp_path):
+    priced(cloud)
+    repo = repo_factory(stage_config([{"name": "a", "command": '[ -f "$VL_W/resumed" ] || sleep 600; sleep 8'}],
+                                     resources={"disk_gb": DISK_GB}))
+    args = [str(BIN / "vast-launch"), "--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow",
+            "--poll-seconds", "0.05"]
+    env = {**os.environ, **cloud_env(cloud)}
+    proc = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(lambda: any(i.status == "running" for i in cloud.cloud.instances.values()), 60)
+        (inst,) = cloud.cloud.instances.values()
+        assert wait_for(lambda: "stage 1/1 a: start" in inst.log_path.read_text(), 30)
+        # The container is stopped as by the host or an outbid: its trap must not destroy it here.
+        cloud.cloud.faults.update({"destroy_failures": 10_000})
+        cloud.cloud.stop(inst.id)
+        from vast_launch.ledger import Ledger
+        with Ledger() as ledger:
+            (launch,) = ledger.launches()
+            assert wait_for(lambda: any(e["state"] == "stopped" for e in ledger.events(launch["id"])), 30)
+            ev_stopped = [e for e in ledger.events(launch["id"]) if e["state"] == "stopped"][0]["t"]
+            assert wait_for(lambda: time.time() - ev_stopped > 2.0, 10)
+        cloud.cloud.faults.update({"destroy_failures": 0})
+        next(inst.workdir.glob("vl-*")).joinpath("resumed").touch()
+        cloud.cloud.start(inst.id)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    charges = inst.charges()
+    stopped_s = sum(end - start for state, start, end in inst.segments if state == "stopped")
+    assert stopped_s > 2.0
+    row = cost_json(repo, cloud)["rows"][0]
+    storage_only_est = row["storage_seconds"] - row["gpu_seconds"]
+    storage_only_bill = charges["storage_seconds"] - charges["gpu_seconds"]
+    print(f"stopped {stopped_s:.2f} s; storage-only seconds: estimate {storage_only_est:.2f}, "
+          f"bill {storage_only_bill:.2f}; estimate ${row['cost_usd']:.6f} billed ${row['billed_usd']:.6f}")
+    assert storage_only_est >= stopped_s - 0.2  # the stopped period paid storage, not GPU
+    assert abs(storage_only_est - storage_only_bill) < 0.5
+    assert abs(row["cost_usd"] - row["billed_usd"]) / row["billed_usd"] < 0.01
+
+
+def test_group_stage_gpu_and_day_totals_add_up_to_the_launch_totals(tmp_path):
+    """A generated ledger (the same generator the benchmark uses): every grouping sums to one total."""
+    sys.path.insert(0, str(PROJECT / "benchmarks"))
+    from cost_report import generate_ledger
+
+    from vast_launch import cost
+    from vast_launch.ledger import Ledger
+
+    now = time.time()
+    generate_ledger(Ledger(), 2000, seed=7, now=now)
+    with Ledger() as ledger:
+        by_launch = cost.build_report(ledger, "launch", now=now)
+        total = sum(r["cost_usd"] for r in by_launch.rows)
+        assert len(by_launch.rows) == 2000 and total > 0
+        assert abs(by_launch.totals["cost_usd"] - total) < 1e-9
+        for by in ("group", "stage", "gpu", "day"):
+            rows = cost.build_report(ledger, by, now=now).rows
+            assert abs(sum(r["cost_usd"] for r in rows) - total) < 1e-6 * total, by
+            assert abs(sum(r["gpu_hours"] for r in rows) - by_launch.totals["gpu_hours"]) < 1e-6, by
+        stage_rows = {r["key"] for r in cost.build_report(ledger, "stage", now=now).rows}
+        assert {"operator", "diffusion_residual", "consistency_distill", "(outside stages)"} <= stage_rows
+
+
+def test_cost_output_formats_and_bad_input(repo_factory, tmp_path):
+    repo = repo_factory()
+    for fmt in ("table", "csv", "json"):
+        p = run_cli(["cost", "--format", fmt], cwd=repo)
+        assert p.returncode == 0, p.stderr
+    assert "no launches in this window" in run_cli(["cost"], cwd=repo).stdout
+    bad = run_cli(["cost", "--since", "yesterday-ish"], cwd=repo)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "--since 'yesterday-ish'" in bad.stderr
