@@ -137,3 +137,30 @@ def wait_for(pred, timeout=30.0, interval=0.1):
 
 def load_json(text: str):
     return json.loads(text)
+
+
+def require_system_part(what: str, missing: list[str]) -> None:
+    """Missing system parts fail loudly in CI and skip (with the reason) elsewhere."""
+    if not missing:
+        return
+    msg = f"{what} needs {', '.join(missing)} (installed and started by .ci/run)"
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    from slurm_cluster import missing_parts, start_cluster
+
+    require_system_part("the SLURM tests", missing_parts())
+    cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm_env(slurm_cluster, monkeypatch):
+    for key, value in slurm_cluster.env.items():
+        monkeypatch.setenv(key, value)
+    return slurm_cluster.env

@@ -102,16 +102,36 @@ def _run(fn):
 @click.option("--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(0.01, 600),
               help="time between status/log polls while following; cost timelines are this precise")
 @click.option("--yes", "-y", is_flag=True, help="do not ask before renting")
+@click.option("--pipeline", default=None, help="--target slurm: which slurm.pipelines entry (default: the first)")
+@click.option("--list-pipelines", is_flag=True, help="--target slurm: list the pipelines and their resources")
+@click.option("--from-stage", default=None, help="--target slurm: resubmit from this stage, reusing the last "
+                                                 "submission's outputs and W&B group")
+@click.option("--walltime", default=None, metavar="HH:MM:SS", help="--target slurm: every stage's time limit")
+@click.option("--memory", default=None, metavar="SIZE", help="--target slurm: every stage's memory, e.g. 96G")
+@click.option("--cpus", default=None, type=click.IntRange(1), help="--target slurm: every stage's CPUs")
+@click.option("--gpus", default=None, type=click.IntRange(0), help="--target slurm: every stage's GPUs")
+@click.option("--partition", default=None, help="--target slurm: partition for every stage")
 def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, wandb_mode, price, env_pairs,
-           target, poll_seconds, yes):
+           target, poll_seconds, yes, pipeline, list_pipelines, from_stage, walltime, memory, cpus, gpus, partition):
     """Check, pick the best offer, rent it, run the stages (the default command).
 
+    With --target slurm, each stage becomes its own sbatch job, chained with afterok.
+
     \b
-    Example:
+    Examples:
       vast-launch --local --auto-shutdown --config configs/burgers.yaml --profile smoke
+      vast-launch --auto-shutdown --config configs/burgers.yaml --dry-run
+      vast-launch --target slurm --config configs/burgers.yaml --pipeline full --memory 96G
+      vast-launch --target slurm --config configs/burgers.yaml --pipeline full --from-stage diffusion_residual
     """
     if target == "slurm":
-        _fail("the SLURM target is not available yet in this version")
+        return _launch_slurm(config, pipeline, list_pipelines, from_stage, dry_run, profile, wandb_mode,
+                             dict(walltime=walltime, memory=memory, cpus=cpus, gpus=gpus, partition=partition))
+    slurm_only = {"--pipeline": pipeline, "--list-pipelines": list_pipelines or None, "--from-stage": from_stage,
+                  "--walltime": walltime, "--memory": memory, "--cpus": cpus, "--gpus": gpus, "--partition": partition}
+    given = [k for k, v in slurm_only.items() if v is not None]
+    if given:
+        _fail(f"{', '.join(given)}: only with --target slurm")
 
     def go():
         from .launch import Launcher, LaunchOptions
@@ -139,6 +159,25 @@ def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, 
     result = _run(go)
     if result is not None and result.state == "destroyed" and (result.end_reason or "").startswith("failed"):
         sys.exit(3)
+
+
+def _launch_slurm(config, pipeline, list_pipelines, from_stage, dry_run, profile, wandb_mode, overrides):
+    def go():
+        from . import slurm
+
+        cfg = _load(config)
+        if list_pipelines:
+            for name, stages in slurm.pipelines(cfg).items():
+                click.echo(f"{name}:")
+                for stage, r in stages.items():
+                    click.echo(f"  {stage:<22} {r.walltime:>10} {r.memory:>6} {r.cpus:>3} CPU {r.gpus} GPU")
+            return
+        opts = slurm.SlurmOptions(pipeline=pipeline, from_stage=from_stage, dry_run=dry_run, profile=profile,
+                                  wandb_mode=wandb_mode, **overrides)
+        with _ledger() as ledger:
+            return slurm.launch(cfg, ledger, opts, click.echo)
+
+    _run(go)
 
 
 def _launch_local(cfg, opts, price: float):
@@ -252,13 +291,20 @@ def status(launch_id, as_json, show_all):
         else:
             rows = ledger.launches(since=None if show_all else time.time() - 7 * 86400)
         out = []
+        slurm_stages = {}
         for r in rows:
+            if r["target"] == "slurm" and (r.get("extra") or {}).get("jobs"):
+                from . import slurm
+
+                slurm_stages[r["id"]] = slurm.refresh(ledger, r)
+                r = ledger.get(r["id"])
             est = estimate(r, ledger.events(r["id"]))
             out.append({
                 "launch_id": r["id"], "instance_id": r["instance_id"], "target": r["target"], "state": r["state"],
                 "commit": r["commit_sha"], "created_at": r["created_at"], "ended_at": r["ended_at"],
                 "end_reason": r["end_reason"], "dph_total": r["dph_total"], "cost_usd": round(est["cost_usd"], 6),
                 "wandb_group": r["wandb_group"], "deadline": r["deadline"], "gpu_name": r["gpu_name"],
+                **({"stages": slurm_stages[r["id"]]} if r["id"] in slurm_stages else {}),
             })
     if as_json:
         click.echo(json.dumps(out if not launch_id else out[0], indent=2))
@@ -268,6 +314,13 @@ def status(launch_id, as_json, show_all):
     for o in out:
         end = o["ended_at"] or time.time()
         runtime = (end - o["created_at"]) / 60
+        if "stages" in o:
+            click.echo(f"{o['launch_id']:<40} {o['state']:<10} slurm      {(o['commit'] or '')[:8]}  "
+                       f"{runtime:6.1f} min  group {o['wandb_group']}  {o['end_reason'] or ''}")
+            for st in o["stages"]:
+                why = f" ({st['reason']})" if st["reason"] not in ("", "None") else ""
+                click.echo(f"    {st['stage']:<22} job {st['job_id']:<8} {st['state']}{why}")
+            continue
         click.echo(f"{o['launch_id']:<40} {o['state']:<10} inst {o['instance_id'] or '-':<7} "
                    f"{(o['commit'] or '')[:8]}  {runtime:6.1f} min  ${o['dph_total'] or 0:.3f}/h  "
                    f"${o['cost_usd']:.4f}  {o['end_reason'] or ''}")
@@ -326,6 +379,12 @@ def down(launch_ids, down_all, yes):
                     raise UserError(f"no launch matches {lid!r}")
                 rows.append(row)
             for row in rows:
+                if row["target"] == "slurm":
+                    from . import slurm
+
+                    cancelled = slurm.cancel_launch(ledger, row)
+                    click.echo(f"{row['id']}: cancelled jobs {', '.join(cancelled) or '(none were left)'}")
+                    continue
                 if not row.get("instance_id"):
                     ledger.finish(row["id"], "aborted", "down: no instance was created")
                     continue

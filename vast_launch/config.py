@@ -99,11 +99,29 @@ class Train(Strict):
         return self
 
 
+SLURM_WALLTIME = re.compile(r"^(?:(\d+)-)?(\d{1,2})(?::([0-5]\d))?(?::([0-5]\d))?$")
+SLURM_MEMORY = re.compile(r"^\d+(?:\.\d+)?[KMGT]?$", re.I)
+
+
 class SlurmStage(Strict):
     walltime: str = "01:00:00"
     memory: str = "8G"
     cpus: int = Field(2, ge=1)
     gpus: int = Field(0, ge=0)
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime(cls, v: str) -> str:
+        if not SLURM_WALLTIME.match(v.strip()):
+            raise ValueError("expected HH:MM:SS (or D-HH:MM:SS, MM, MM:SS)")
+        return v.strip()
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        if not SLURM_MEMORY.match(v.strip()):
+            raise ValueError("expected a size like 8G, 96G or 512M")
+        return v.strip().upper()
 
 
 class Slurm(Strict):
@@ -137,6 +155,17 @@ class LaunchConfig(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"stages: duplicate stage names {dupes}")
+        return self
+
+    @model_validator(mode="after")
+    def _pipeline_stages_exist(self) -> "LaunchConfig":
+        known = set(self.stage_names)
+        for name, stages in self.slurm.pipelines.items():
+            unknown = [s for s in stages if s not in known]
+            if unknown:
+                raise ValueError(f"slurm.pipelines.{name}: stage(s) {unknown} are not in stages {sorted(known)}")
+            if not stages:
+                raise ValueError(f"slurm.pipelines.{name}: no stages")
         return self
 
     @property

@@ -1,0 +1,163 @@
+"""The SLURM target on a real single-node cluster (munged + slurmctld + slurmd started by the fixture)."""
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from conftest import run_cli, stage_config
+from wandb_reader import find_runs, read_finished_run
+
+from vast_launch import slurm
+from vast_launch.ledger import Ledger
+
+TINY = '--set operator.iters=20 --set diffusion_residual.iters=20 --set consistency_distill.iters=20 --set data.n_train=16'
+TRAIN = 'python -m ups.train --config "$VL_CONFIG" --profile "$VL_PROFILE" --stage {stage} --out "$VL_OUT" ' + TINY
+STAGES = ["operator", "diffusion_residual", "consistency_distill"]
+RES = {"walltime": "00:10:00", "memory": "2G", "cpus": 1, "gpus": 0}
+
+
+def pipeline_config(stage2_prefix=""):
+    stages = [{"name": s, "command": (stage2_prefix if s == "diffusion_residual" else "") + TRAIN} for s in STAGES]
+    cfg = stage_config(stages, train={"profile": "smoke"})
+    cfg["slurm"] = {"pipelines": {"smoke": {s: dict(RES) for s in STAGES},
+                                  "big": {"operator": {"walltime": "02:00:00", "memory": "32G", "cpus": 8, "gpus": 1},
+                                          "diffusion_residual": {"walltime": "1-00:00:00", "memory": "48G",
+                                                                 "cpus": 4, "gpus": 2}}}}
+    return cfg
+
+
+def with_profiles(repo):
+    """The test config borrows the real config's training profiles."""
+    import yaml
+
+    real = yaml.safe_load((repo / "configs" / "burgers.yaml").read_text())
+    cfg = yaml.safe_load((repo / "configs" / "test.yaml").read_text())
+    cfg["train"] = real["train"]
+    (repo / "configs" / "test.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    subprocess.run(["git", "commit", "-qam", "profiles"], cwd=repo, check=True)
+    return repo
+
+
+def submit(repo, *args):
+    p = run_cli(["--target", "slurm", "--config", "configs/test.yaml", "--wandb-mode", "offline", *args], cwd=repo)
+    assert p.returncode == 0, p.stderr + p.stdout
+    return p
+
+
+def last_launch():
+    with Ledger() as ledger:
+        return ledger.launches()[-1]
+
+
+def stage_window(log: Path):
+    text = log.read_text()
+    start = float(re.search(r"start at=([\d.]+)", text).group(1))
+    end = float(re.search(r"exit \d+ at=([\d.]+)", text).group(1))
+    return start, end
+
+
+def test_three_stage_pipeline_runs_in_order_as_separate_jobs_in_one_group(repo_factory, slurm_env):
+    repo = with_profiles(repo_factory(pipeline_config()))
+    p = submit(repo, "--pipeline", "smoke")
+    row = last_launch()
+    jobs = row["extra"]["jobs"]
+    assert [j["stage"] for j in jobs] == STAGES and len({j["job_id"] for j in jobs}) == 3
+    assert row["wandb_group"] in p.stdout and all(j["job_id"] in p.stdout for j in jobs)
+    states = slurm.wait([j["job_id"] for j in jobs], timeout=400)
+    assert all(s["state"] == "COMPLETED" for s in states.values()), states
+    windows = [stage_window(repo / "runs" / "slurm" / "smoke" / j["stage"] / f"slurm-{j['job_id']}.out") for j in jobs]
+    assert windows[0][1] <= windows[1][0] and windows[1][1] <= windows[2][0]  # afterok: strictly one after another
+    runs = [read_finished_run(f) for f in find_runs(row["extra"]["out_dir"])]
+    assert sorted(r.job_type for r in runs) == sorted(STAGES)
+    assert {r.group for r in runs} == {row["wandb_group"]}
+    status = json.loads(run_cli(["status", row["id"], "--json"], cwd=repo).stdout)
+    assert status["state"] == "completed" and [s["state"] for s in status["stages"]] == ["COMPLETED"] * 3
+
+
+def test_failed_stage_cancels_the_rest_and_from_stage_resumes(repo_factory, slurm_env):
+    repo = with_profiles(repo_factory(pipeline_config(stage2_prefix='[ -f "$VL_OUT/fixed" ] || exit 7; ')))
+    submit(repo, "--pipeline", "smoke")
+    first = last_launch()
+    jobs = first["extra"]["jobs"]
+    states = slurm.wait([j["job_id"] for j in jobs], timeout=400)
+    by_stage = {j["stage"]: states[j["job_id"]] for j in jobs}
+    assert by_stage["operator"]["state"] == "COMPLETED"
+    assert by_stage["diffusion_residual"]["state"] == "FAILED" and by_stage["diffusion_residual"]["exit_code"] == "7:0"
+    assert by_stage["consistency_distill"]["state"] == "CANCELLED"
+    assert by_stage["consistency_distill"]["reason"] == "DependencyNeverSatisfied"
+    status = json.loads(run_cli(["status", first["id"], "--json"], cwd=repo).stdout)
+    assert status["state"] == "failed" and "diffusion_residual" in status["end_reason"]
+
+    out = Path(first["extra"]["out_dir"])
+    checkpoint = out / "operator" / "checkpoint.pt"
+    before = checkpoint.stat().st_mtime_ns
+    (out / "fixed").touch()
+    p = submit(repo, "--pipeline", "smoke", "--from-stage", "diffusion_residual")
+    second = last_launch()
+    assert second["id"] != first["id"] and second["wandb_group"] == first["wandb_group"]
+    jobs2 = second["extra"]["jobs"]
+    assert [j["stage"] for j in jobs2] == ["diffusion_residual", "consistency_distill"]
+    states = slurm.wait([j["job_id"] for j in jobs2], timeout=400)
+    assert all(s["state"] == "COMPLETED" for s in states.values()), states
+    assert checkpoint.stat().st_mtime_ns == before  # stage 1 was not rerun; its checkpoint was used
+    runs = [read_finished_run(f) for f in find_runs(out)]
+    assert {r.group for r in runs} == {first["wandb_group"]}
+    # the failed attempt exited before training started, so one run per stage, all in the first group
+    assert sorted(r.job_type for r in runs) == sorted(STAGES) and all(r.finished for r in runs)
+    assert "stage operator" not in p.stdout
+
+
+def sbatch_lines(text, stage):
+    block = text.split(f"/{stage}/job.sbatch ---")[1].split("--- ")[0]
+    return dict(re.findall(r"^#SBATCH --([\w-]+)=(\S+)", block, re.M))
+
+
+def test_per_stage_resources_and_global_overrides_in_the_scripts(repo_factory):
+    repo = repo_factory(pipeline_config())
+    p = run_cli(["--target", "slurm", "--config", "configs/test.yaml", "--pipeline", "big", "--dry-run"], cwd=repo)
+    assert p.returncode == 0, p.stderr
+    op, dr = sbatch_lines(p.stdout, "operator"), sbatch_lines(p.stdout, "diffusion_residual")
+    assert (op["time"], op["mem"], op["cpus-per-task"], op["gres"]) == ("02:00:00", "32G", "8", "gpu:1")
+    assert (dr["time"], dr["mem"], dr["cpus-per-task"], dr["gres"]) == ("1-00:00:00", "48G", "4", "gpu:2")
+    assert "DRY RUN" in p.stdout and not (repo / "runs" / "slurm").exists()
+    p = run_cli(["--target", "slurm", "--config", "configs/test.yaml", "--pipeline", "big", "--dry-run",
+                 "--walltime", "12:00:00", "--memory", "96G", "--cpus", "16", "--gpus", "4", "--partition", "gpu"],
+                cwd=repo)
+    assert p.returncode == 0, p.stderr
+    for stage in ("operator", "diffusion_residual"):
+        lines = sbatch_lines(p.stdout, stage)
+        assert (lines["time"], lines["mem"], lines["cpus-per-task"], lines["gres"], lines["partition"]) == \
+               ("12:00:00", "96G", "16", "gpu:4", "gpu")
+    group = re.search(r"W&B group ([^\s;]+)", p.stdout).group(1)
+    assert p.stdout.count(f"export WANDB_RUN_GROUP={group}") == 2  # one group for every stage
+
+
+def test_bad_input_is_one_line_and_submits_nothing(repo_factory, tmp_path):
+    repo = repo_factory(pipeline_config())
+    base = ["--target", "slurm", "--config", "configs/test.yaml"]
+    no_sbatch = tmp_path / "bin"
+    no_sbatch.mkdir()
+    os.symlink(subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip(), no_sbatch / "git")
+    cases = [
+        (["--pipeline", "nope"], {}, "--pipeline nope: not one of ['big', 'smoke']"),
+        (["--pipeline", "smoke", "--from-stage", "evaluate"], {}, "--from-stage evaluate: not a stage"),
+        (["--pipeline", "smoke", "--walltime", "25h"], {}, "--walltime '25h'"),
+        (["--pipeline", "smoke", "--memory", "lots"], {}, "--memory 'lots'"),
+        (["--pipeline", "smoke", "--from-stage", "consistency_distill"], {}, "no earlier submission"),
+        (["--pipeline", "smoke"], {"PATH": str(no_sbatch)}, "sbatch not found on PATH"),
+    ]
+    for args, env, needle in cases:
+        p = run_cli([*base, *args], cwd=repo, env=env)
+        assert p.returncode == 1 and needle in p.stderr and p.stderr.count("\n") == 1, (args, p.stderr)
+    p = run_cli(["--pipeline", "smoke", "--config", "configs/test.yaml"], cwd=repo)
+    assert p.returncode == 1 and "--pipeline: only with --target slurm" in p.stderr
+    with Ledger() as ledger:
+        assert ledger.launches() == []
+    assert not list(repo.glob("runs/slurm/*/*/job.sbatch"))
+    bad = pipeline_config()
+    bad["slurm"]["pipelines"]["smoke"]["operator"]["memory"] = "4 gigs"
+    repo2 = repo_factory(bad)
+    p = run_cli([*base, "--dry-run"], cwd=repo2)
+    assert p.returncode == 1 and "slurm.pipelines.smoke.operator.memory" in p.stderr

@@ -1,0 +1,325 @@
+"""The SLURM target: one sbatch job per stage, chained with afterok, one W&B group per submission.
+
+Each stage is an independent job with its own resources; a failed stage cancels its dependents
+(`--kill-on-invalid-dep=yes`), and `--from-stage` resubmits from there, reusing the earlier
+stages' outputs and W&B group.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from .config import SLURM_MEMORY, SLURM_WALLTIME, LaunchConfig, SlurmStage
+from .errors import UserError
+
+FINISHED_OK = {"COMPLETED"}
+FINISHED_BAD = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+
+
+def check_walltime(value: str, option: str) -> str:
+    if not SLURM_WALLTIME.match(value.strip()):
+        raise UserError(f"{option} {value!r}: expected HH:MM:SS (or D-HH:MM:SS, MM, MM:SS)")
+    return value.strip()
+
+
+def check_memory(value: str, option: str) -> str:
+    if not SLURM_MEMORY.match(value.strip()):
+        raise UserError(f"{option} {value!r}: expected a size like 8G, 96G or 512M")
+    return value.strip().upper()
+
+
+@dataclass
+class StageJob:
+    stage: str
+    walltime: str
+    memory: str
+    cpus: int
+    gpus: int
+    partition: Optional[str]
+    script_path: Path
+    script: str
+    job_id: Optional[str] = None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["script_path"] = str(self.script_path)
+        return d
+
+
+def pipelines(cfg: LaunchConfig) -> dict[str, dict[str, SlurmStage]]:
+    """The config's pipelines; without any, one pipeline 'default' of all stages with default resources."""
+    if cfg.slurm.pipelines:
+        return cfg.slurm.pipelines
+    return {"default": {s.name: SlurmStage() for s in cfg.stages}}
+
+
+def resolve(cfg: LaunchConfig, pipeline: Optional[str], from_stage: Optional[str]) -> tuple[str, list[str]]:
+    """The pipeline's name and the stages to submit."""
+    pipes = pipelines(cfg)
+    name = pipeline or next(iter(pipes))
+    if name not in pipes:
+        raise UserError(f"--pipeline {name}: not one of {sorted(pipes)} (slurm.pipelines in {cfg.source})")
+    stages = list(pipes[name])
+    if from_stage is not None:
+        if from_stage not in stages:
+            raise UserError(f"--from-stage {from_stage}: not a stage of pipeline {name} ({', '.join(stages)})")
+        stages = stages[stages.index(from_stage):]
+    return name, stages
+
+
+def plan(cfg: LaunchConfig, repo_root: Path, pipeline: Optional[str], from_stage: Optional[str],
+         overrides: dict, group: str, launch_id: str, profile: str, out_dir: Path,
+         extra_env: Optional[dict] = None) -> tuple[str, list[StageJob]]:
+    """The sbatch script of every stage to submit (from from_stage on), nothing written yet."""
+    pipes = pipelines(cfg)
+    name, stages = resolve(cfg, pipeline, from_stage)
+    for opt, check in (("walltime", check_walltime), ("memory", check_memory)):
+        if overrides.get(opt) is not None:
+            overrides[opt] = check(overrides[opt], f"--{opt}")
+    commands = {s.name: s.render_command() for s in cfg.stages}
+    config_rel = Path(cfg.source).resolve().relative_to(repo_root.resolve()).as_posix()
+    jobs = []
+    for stage in stages:
+        res = pipes[name][stage]
+        walltime = overrides.get("walltime") or res.walltime
+        memory = overrides.get("memory") or res.memory
+        cpus = overrides.get("cpus") or res.cpus
+        gpus = overrides["gpus"] if overrides.get("gpus") is not None else res.gpus
+        partition = overrides.get("partition") or cfg.slurm.partition
+        stage_dir = repo_root / "runs" / "slurm" / name / stage
+        script = render_script(
+            job_name=f"{cfg.name}-{name}-{stage}", walltime=walltime, memory=memory, cpus=cpus, gpus=gpus,
+            partition=partition, log_dir=stage_dir, workdir=repo_root, stage=stage, command=commands[stage],
+            env={**(extra_env or {}), "WANDB_RUN_GROUP": group, "WANDB_DIR": str(out_dir), "VL_LAUNCH_ID": launch_id,
+                 "VL_CONFIG": config_rel, "VL_PROFILE": profile, "VL_OUT": str(out_dir), "VL_STAGE": stage,
+                 "VL_PIPELINE": name})
+        jobs.append(StageJob(stage, walltime, memory, cpus, gpus, partition, stage_dir / "job.sbatch", script))
+    return name, jobs
+
+
+def render_script(job_name: str, walltime: str, memory: str, cpus: int, gpus: int, partition: Optional[str],
+                  log_dir: Path, workdir: Path, stage: str, command: str, env: dict) -> str:
+    lines = ["#!/bin/bash",
+             f"#SBATCH --job-name={job_name}",
+             f"#SBATCH --time={walltime}",
+             f"#SBATCH --mem={memory}",
+             f"#SBATCH --cpus-per-task={cpus}",
+             "#SBATCH --ntasks=1"]
+    if gpus:
+        lines.append(f"#SBATCH --gres=gpu:{gpus}")
+    if partition:
+        lines.append(f"#SBATCH --partition={partition}")
+    lines += [f"#SBATCH --output={log_dir}/slurm-%j.out",
+              f"#SBATCH --chdir={workdir}",
+              "#SBATCH --kill-on-invalid-dep=yes",
+              "set -o pipefail",
+              *(f"export {k}={shlex.quote(str(v))}" for k, v in env.items()),
+              f'export PYTHONPATH={shlex.quote(str(workdir / "src"))}:{shlex.quote(str(workdir))}${{PYTHONPATH:+:$PYTHONPATH}}',
+              f'echo "[vast-launch] slurm job $SLURM_JOB_ID stage {stage}: start at=$(date +%s.%N) on $(hostname)"',
+              command,
+              "rc=$?",
+              f'echo "[vast-launch] slurm job $SLURM_JOB_ID stage {stage}: exit $rc at=$(date +%s.%N)"',
+              "exit $rc", ""]
+    return "\n".join(lines)
+
+
+def require(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise UserError(f"{binary} not found on PATH: run this on a SLURM login node (or install slurm-client)")
+    return path
+
+
+def submit(jobs: list[StageJob], echo: Callable[[str], None]) -> list[StageJob]:
+    """Write and submit every script, each after the previous with afterok; all or nothing."""
+    sbatch = require("sbatch")
+    previous: Optional[str] = None
+    done: list[StageJob] = []
+    try:
+        for job in jobs:
+            job.script_path.parent.mkdir(parents=True, exist_ok=True)
+            job.script_path.write_text(job.script)
+            args = [sbatch, "--parsable"]
+            if previous:
+                args.append(f"--dependency=afterok:{previous}")
+            p = subprocess.run([*args, str(job.script_path)], capture_output=True, text=True, timeout=60)
+            if p.returncode != 0:
+                raise UserError(f"sbatch refused stage {job.stage}: {p.stderr.strip() or p.stdout.strip()}")
+            job.job_id = p.stdout.strip().split(";")[0]
+            previous = job.job_id
+            done.append(job)
+            echo(f"  stage {job.stage:<22} job {job.job_id:<8} {job.walltime} {job.memory} {job.cpus} CPU "
+                 f"{job.gpus} GPU" + (f" after {done[-2].job_id}" if len(done) > 1 else ""))
+    except BaseException:
+        cancel([j.job_id for j in done if j.job_id])
+        raise
+    return done
+
+
+def cancel(job_ids: list[str]) -> None:
+    if job_ids and shutil.which("scancel"):
+        subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
+
+
+def job_states(job_ids: list[str]) -> dict[str, dict]:
+    """State, reason and exit code of each job: squeue/scontrol, else sacct (when accounting exists)."""
+    out: dict[str, dict] = {}
+    for jid in job_ids:
+        p = subprocess.run(["scontrol", "show", "job", "-o", jid], capture_output=True, text=True, timeout=30) \
+            if shutil.which("scontrol") else None
+        if p is not None and p.returncode == 0 and "JobState=" in p.stdout:
+            kv = dict(re.findall(r"(\w+)=(\S*)", p.stdout))
+            out[jid] = {"state": kv.get("JobState", "UNKNOWN"), "reason": kv.get("Reason", ""),
+                        "exit_code": kv.get("ExitCode", "")}
+            continue
+        out[jid] = _sacct(jid)
+    return out
+
+
+def _sacct(jid: str) -> dict:
+    if shutil.which("sacct"):
+        p = subprocess.run(["sacct", "-n", "-P", "-X", "-j", jid, "-o", "State,ExitCode"], capture_output=True,
+                           text=True, timeout=30)
+        line = p.stdout.strip().splitlines()[0] if p.returncode == 0 and p.stdout.strip() else ""
+        if line:
+            state, _, code = line.partition("|")
+            return {"state": state.split()[0], "reason": "", "exit_code": code}
+    return {"state": "UNKNOWN", "reason": "not known to scontrol or sacct any more", "exit_code": ""}
+
+
+def summarize(stage_states: list[tuple[str, dict]]) -> tuple[str, Optional[str]]:
+    """(ledger state, end reason or None while jobs remain) of a submission."""
+    states = [s["state"] for _, s in stage_states]
+    if all(s in FINISHED_OK for s in states):
+        return "completed", "completed: every stage's job finished"
+    for stage, s in stage_states:
+        if s["state"] in FINISHED_BAD and s["reason"] != "DependencyNeverSatisfied":
+            if all(x in FINISHED_OK | FINISHED_BAD for x in states):
+                return "failed", f"failed in stage {stage} ({s['state']}, exit {s['exit_code']})"
+            return "failing", None
+    if any(s == "RUNNING" for s in states):
+        return "running", None
+    if all(s in FINISHED_OK | FINISHED_BAD for s in states):
+        return "failed", "cancelled"
+    return "queued", None
+
+
+def wait(job_ids: list[str], timeout: float, poll: float = 0.5) -> dict[str, dict]:
+    deadline = time.time() + timeout
+    while True:
+        states = job_states(job_ids)
+        if all(s["state"] in FINISHED_OK | FINISHED_BAD for s in states.values()) or time.time() > deadline:
+            return states
+        time.sleep(poll)
+
+
+# --- a submission, recorded in the ledger ----------------------------------------------------------
+@dataclass
+class SlurmOptions:
+    pipeline: Optional[str] = None
+    from_stage: Optional[str] = None
+    dry_run: bool = False
+    profile: Optional[str] = None
+    wandb_mode: Optional[str] = None
+    walltime: Optional[str] = None
+    memory: Optional[str] = None
+    cpus: Optional[int] = None
+    gpus: Optional[int] = None
+    partition: Optional[str] = None
+
+
+def launch(cfg: LaunchConfig, ledger, opts: SlurmOptions, echo: Callable[[str], None]) -> dict:
+    from .gitcheck import repo_root
+    from .launch import new_launch_id
+
+    root = repo_root(Path(cfg.source).parent)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                           text=True).stdout.strip()
+    profile = opts.profile or cfg.train.profile
+    if cfg.train.profiles and profile not in cfg.train.profiles:
+        raise UserError(f"--profile {profile}: not one of {sorted(cfg.train.profiles)} (train.profiles)")
+    pipeline, _ = resolve(cfg, opts.pipeline, opts.from_stage)
+    launch_id = new_launch_id(cfg.name)
+    if opts.from_stage:
+        earlier = latest_submission(ledger, pipeline, cfg.source)
+        if earlier is None:
+            raise UserError(f"--from-stage {opts.from_stage}: no earlier submission of pipeline {pipeline} "
+                            "in the ledger to continue")
+        group, out_dir = earlier["wandb_group"], Path(earlier["extra"]["out_dir"])
+    else:
+        group = cfg.wandb.group or launch_id
+        out_dir = root / "runs" / "slurm" / pipeline / launch_id / "out"
+    overrides = {"walltime": opts.walltime, "memory": opts.memory, "cpus": opts.cpus, "gpus": opts.gpus,
+                 "partition": opts.partition}
+    extra_env = {"WANDB_MODE": opts.wandb_mode} if opts.wandb_mode else {}
+    pipeline, jobs = plan(cfg, root, pipeline, opts.from_stage, overrides, group, launch_id, profile, out_dir,
+                          extra_env)
+    chain = " -> ".join(j.stage for j in jobs)
+    if opts.dry_run:
+        echo(f"DRY RUN: nothing is submitted. Pipeline {pipeline}: {chain} (each after the previous, afterok)")
+        echo(f"W&B group {group}; outputs in {out_dir}")
+        for job in jobs:
+            echo(f"--- {job.script_path} ---")
+            echo(job.script)
+        return {"launch_id": launch_id, "state": "dry-run", "jobs": [j.as_dict() for j in jobs], "wandb_group": group}
+    require("sbatch")
+    if dirty:
+        echo("WARNING: uncommitted changes: the jobs run this working tree, not only commit " + commit[:10])
+    extra = {"pipeline": pipeline, "out_dir": str(out_dir), "from_stage": opts.from_stage, "dirty": bool(dirty)}
+    ledger.create(launch_id, "submitting", name=cfg.name, config_path=cfg.source, config_hash=cfg.config_hash(),
+                  profile=profile, commit_sha=commit, repo=str(root), target="slurm", wandb_project=cfg.wandb.project,
+                  wandb_group=group, extra=extra)
+    echo(f"submitting pipeline {pipeline}: {chain}")
+    try:
+        submit(jobs, echo)
+    except BaseException as exc:
+        ledger.finish(launch_id, "failed", f"submission failed: {exc}")
+        raise
+    extra["jobs"] = [{"stage": j.stage, "job_id": j.job_id, "script": str(j.script_path)} for j in jobs]
+    ledger.event(launch_id, "queued", {"jobs": extra["jobs"]}, extra=extra)
+    echo(f"launch {launch_id}: jobs {', '.join(j.job_id for j in jobs)}; W&B group {group}")
+    echo(f"logs in runs/slurm/{pipeline}/<stage>/slurm-<job id>.out; `vast-launch status {launch_id}`")
+    return {"launch_id": launch_id, "state": "queued", "jobs": [j.as_dict() for j in jobs], "wandb_group": group}
+
+
+def latest_submission(ledger, pipeline: str, config_path: Optional[str]) -> Optional[dict]:
+    for row in reversed(ledger.launches()):
+        extra = row.get("extra") or {}
+        if row["target"] == "slurm" and isinstance(extra, dict) and extra.get("pipeline") == pipeline \
+                and extra.get("jobs") and (config_path is None or row["config_path"] == config_path):
+            return row
+    return None
+
+
+def refresh(ledger, row: dict) -> list[dict]:
+    """Each stage's job state; the ledger row follows (completed / failed once every job has ended)."""
+    jobs = (row.get("extra") or {}).get("jobs") or []
+    states = job_states([j["job_id"] for j in jobs]) if jobs else {}
+    per_stage = [(j["stage"], states.get(j["job_id"], {"state": "UNKNOWN", "reason": "", "exit_code": ""}))
+                 for j in jobs]
+    if jobs and row["state"] not in ("completed", "failed", "cancelled"):
+        state, reason = summarize(per_stage)
+        if reason is not None:
+            ledger.finish(row["id"], state, reason)
+        elif state != row["state"]:
+            ledger.event(row["id"], state)
+    return [{"stage": stage, "job_id": j["job_id"], **s} for (stage, s), j in zip(per_stage, jobs)]
+
+
+def cancel_launch(ledger, row: dict) -> list[str]:
+    """scancel the jobs of a submission that have not ended."""
+    jobs = (row.get("extra") or {}).get("jobs") or []
+    require("scancel")
+    states = job_states([j["job_id"] for j in jobs])
+    live = [jid for jid, s in states.items() if s["state"] not in FINISHED_OK | FINISHED_BAD]
+    cancel(live)
+    ledger.finish(row["id"], "cancelled", f"cancelled by `vast-launch down` (jobs {', '.join(live) or 'none left'})")
+    return live
