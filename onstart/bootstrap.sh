@@ -3,7 +3,7 @@
 # Vast runs it on every container start, so it is idempotent.
 L=@@LAUNCH_ID@@ SHA=@@COMMIT@@ REPO=@@REPO@@ DEADLINE=@@DEADLINE@@ AUTO=@@AUTO@@
 export WANDB_RUN_GROUP=@@GROUP@@ VL_PROFILE=@@PROFILE@@ VL_CONFIG=@@CONFIG@@
-W=${DATA_DIRECTORY:-$HOME}/vl-$L; mkdir -p "$W/out"; cd "$W" || exit 1
+W=${DATA_DIRECTORY:-$HOME}/vl-$L; mkdir -p "$W/out"; cd "$W" || exit 1; echo "$W" > "/tmp/vl-$L.dir"
 exec > >(tee -a "$W/boot.log") 2>&1
 cat > stages.tsv <<'VL_STAGES'
 @@STAGES_TSV@@
@@ -33,7 +33,7 @@ wandb_wait(){ for _ in $(seq 240); do pgrep -g "$(ps -o pgid= $$ | tr -d ' ')" -
 finish(){
   rc=$?; trap - EXIT TERM INT HUP; set +e
   [ "$rc" = 0 ] && touch "$W/done"
-  log "result rc=$rc failed_stage=$(cat "$W/failed_stage" 2>/dev/null)"
+  log "result rc=$rc failed_stage=$(cat "$W/failed_stage" 2>/dev/null) at=$(date +%s.%N)"
   echo "rc=$rc failed_stage=$(cat "$W/failed_stage" 2>/dev/null) t=$(date +%s.%N)" > "$W/result"
   wandb_wait; cp -f "$W/boot.log" "$W/out/" 2>/dev/null; destroy
 }

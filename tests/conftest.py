@@ -164,3 +164,22 @@ def slurm_env(slurm_cluster, monkeypatch):
     for key, value in slurm_cluster.env.items():
         monkeypatch.setenv(key, value)
     return slurm_cluster.env
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    from sshd_server import missing_parts, start_sshd
+
+    require_system_part("the SSH tests", missing_parts())
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ssh_cloud(tmp_path, sshd):
+    """A local cloud whose instances show the loopback sshd as their SSH endpoint."""
+    from vast_launch.localcloud import LocalCloud
+
+    with LocalCloud(root=tmp_path / "cloud", loading_seconds=0.2, ssh_port=sshd.port) as lc:
+        yield lc

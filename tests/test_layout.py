@@ -21,3 +21,42 @@ def test_ups_never_imports_the_launcher_and_launcher_never_imports_torch():
         assert not re.search(r"^\s*(from|import)\s+torch\b", text, re.M), path
         # wandb only inside the functions that talk to W&B (collector, cost sync), never at import time
         assert not re.search(r"^(from|import)\s+wandb\b", text, re.M), path
+
+
+def test_status_check_and_help_import_nothing_heavy(tmp_path):
+    """`--help`, `status` and `check` answer without the vastai SDK, wandb, torch or rich tables."""
+    code = ("import sys\nfrom vast_launch.cli import main\n"
+            "try:\n    main(sys.argv[1:], standalone_mode=False)\nexcept BaseException:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'wandb', 'vastai', 'rich.table') if m in sys.modules))")
+    env = {"VAST_LAUNCH_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for args in (["--help"], ["status"], ["check", "--config", "configs/burgers.yaml"]):
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=PROJECT,
+                             env=env).stdout
+        assert "HEAVY []" in out, (args, out[-500:])
+
+
+def test_every_command_help_has_an_example():
+    from click.testing import CliRunner
+
+    from vast_launch.cli import main
+
+    def walk(group, prefix):
+        for name, cmd in group.commands.items():
+            yield prefix + [name], cmd
+            if hasattr(cmd, "commands"):
+                yield from walk(cmd, prefix + [name])
+
+    for path, cmd in walk(main, []):
+        if hasattr(cmd, "commands"):
+            continue
+        text = CliRunner().invoke(main, [*path, "--help"]).output
+        assert "Example" in text, f"`vast-launch {' '.join(path)} --help` has no example"
+
+
+def test_shell_completion_script_is_generated():
+    import os
+
+    env = {**os.environ, "_VAST_LAUNCH_COMPLETE": "bash_source"}
+    out = subprocess.run([str(PROJECT / ".venv" / "bin" / "vast-launch") if (PROJECT / ".venv").exists()
+                          else "vast-launch"], env=env, capture_output=True, text=True).stdout
+    assert "complete -o nosort -F _vast_launch_completion vast-launch" in out

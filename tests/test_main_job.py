@@ -1,6 +1,8 @@
 """The README's main command: the real trainer on the embedded local cloud, W&B offline."""
 
 import json
+import re
+import struct
 
 from conftest import cloud_env, git, no_live_processes, run_cli, stage_config
 from wandb_reader import find_runs, read_finished_run
@@ -26,6 +28,31 @@ def test_local_smoke_launch_end_to_end(repo_factory):
     assert all(r.config["launch.commit"] == head for r in runs)
     ev = json.loads((run_dir / "out" / "eval.json").read_text())
     assert ev["refiner"]["nrmse"] < ev["operator"]["nrmse"]
+    # progress: each phase and stage k/3 with elapsed time and cost so far
+    for phase in ("check", "search", "create", "instance", "stage 1/3", "stage 2/3", "stage 3/3", "teardown"):
+        assert re.search(rf"^\[\s*[\d.]+s \$\d+\.\d{{4}}\] {re.escape(phase)}", p.stdout, re.M) or phase in (
+            "check", "search") and re.search(rf"^\[\s*[\d.]+s\] {phase}", p.stdout, re.M), phase
+    assert re.search(r"\[ups\] operator step \d+/\d+ loss", p.stdout)  # the trainer's own progress, streamed
+
+    # the report, with the PNG of curves and rollout error
+    rp = run_cli(["report", row["launch_id"], "--plot", "--json"], cwd=repo)
+    assert rp.returncode == 0, rp.stderr
+    rep = json.loads(rp.stdout)
+    assert [p["phase"] for p in rep["timeline"]][0] == "queued (search, create)"
+    assert [p["phase"] for p in rep["timeline"] if p["phase"].startswith("stage ")] == [f"stage {s}" for s in STAGES]
+    assert "teardown" in [p["phase"] for p in rep["timeline"]]
+    assert set(rep["evaluation"]) >= {"operator", "refiner", "distilled_1step"}
+    md = (repo / rep["markdown"]).read_text()
+    assert "| refiner |" in md and "## Timeline" in md and row["wandb_group"] in md
+    png = (repo / rep["png"]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (1600, 400)
+    from PIL import Image  # matplotlib's own dependency: decode the whole image, not only its header
+
+    with Image.open(repo / rep["png"]) as img:
+        img.load()
+        assert img.size == (1600, 400) and len(set(img.convert("L").getdata())) > 10  # not a blank canvas
 
 
 def test_billed_seconds_after_the_last_stage(repo_factory, tmp_path):

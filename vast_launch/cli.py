@@ -328,13 +328,19 @@ def status(launch_id, as_json, show_all):
 
 @main.command()
 @click.argument("launch_id")
-@click.option("--tail", default=200, show_default=True)
-def logs(launch_id, tail):
-    """Print the instance's onstart/trainer log through the Vast logs API.
+@click.option("--tail", default=200, show_default=True, help="lines of history to start with")
+@click.option("--follow", "-f", is_flag=True, help="keep printing new lines until the instance is gone")
+@click.option("--via", type=click.Choice(["auto", "ssh", "api"]), default="auto", show_default=True,
+              help="auto: SSH when the instance exposes it, else the Vast logs API")
+@click.option("--identity", "-i", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="SSH private key (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa and the agent)")
+def logs(launch_id, tail, follow, via, identity):
+    """Print (or follow) the instance's onstart and trainer log, over SSH or the Vast logs API.
 
     \b
-    Example:
-      vast-launch logs burgers-20261122-120000-ab12
+    Examples:
+      vast-launch logs burgers-20261122-120000-ab12 --follow
+      vast-launch logs 30001 --via api --tail 50
     """
 
     def go():
@@ -348,9 +354,93 @@ def logs(launch_id, tail):
                 click.echo(local.read_text())
                 return
             raise UserError(f"instance {row['instance_id']} is destroyed; its logs went with it")
-        click.echo(_provider_for(row).logs(row["instance_id"], tail=tail))
+        provider = _provider_for(row)
+        iid = row["instance_id"]
+        if via != "api":
+            from . import remote
+
+            ep = remote.endpoint(provider.show(iid))
+            if ep is None and via == "ssh":
+                raise UserError(f"instance {iid} shows no SSH endpoint; use --via api")
+            if ep is not None:
+                try:
+                    return _logs_over_ssh(row, ep, tail, follow, identity, lambda: provider.show(iid) is None)
+                except UserError as exc:
+                    if via == "ssh":
+                        raise
+                    click.echo(f"note: {exc}; using the Vast logs API", err=True)
+        _logs_over_api(provider, iid, tail, follow)
 
     _run(go)
+
+
+def _logs_over_ssh(row, ep, tail, follow, identity, gone) -> None:
+    from . import remote
+
+    cmd = f'F=$({remote.log_path_command(row["id"])}); exec tail -n {int(tail)} {"-F" if follow else ""} "$F"'
+    out = sys.stdout.buffer
+    with remote.Session(*ep, key_file=identity, known_hosts=remote.known_hosts_file()) as session:
+        session.run(cmd, lambda b: (out.write(b), out.flush()), lambda b: sys.stderr.buffer.write(b),
+                    stop=gone if follow else None)
+
+
+def _logs_over_api(provider, iid, tail, follow) -> None:
+    import time
+
+    from .provider import ProviderError
+
+    seen = 0
+    while True:
+        try:
+            lines = provider.logs(iid, tail=tail if not follow else None).splitlines()
+        except (ProviderError, TimeoutError) as exc:
+            lines = []
+            if not follow:
+                raise UserError(f"logs of instance {iid}: {exc}")
+        start = seen if follow and seen else max(len(lines) - tail, 0)
+        for line in lines[start:]:
+            click.echo(line)
+        seen = max(seen, len(lines))
+        if not follow or provider.show(iid) is None:
+            return
+        time.sleep(2.0)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("launch_id")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--identity", "-i", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="SSH private key (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa and the agent)")
+def ssh(identity, launch_id, command):
+    """Open a shell on the instance, or run COMMAND there and exit with its status.
+
+    \b
+    Examples:
+      vast-launch ssh burgers-20261122-120000-ab12
+      vast-launch ssh -i ~/.ssh/vast burgers-20261122-120000-ab12 nvidia-smi -L
+    """
+
+    def go():
+        from . import remote
+
+        with _ledger() as ledger:
+            row = ledger.find(launch_id)
+        if row is None or not row.get("instance_id"):
+            raise UserError(f"no instance known for {launch_id!r} (see `vast-launch status`)")
+        inst = _provider_for(row).show(row["instance_id"])
+        if inst is None:
+            raise UserError(f"instance {row['instance_id']} is gone")
+        ep = remote.endpoint(inst)
+        if ep is None:
+            raise UserError(f"instance {row['instance_id']} shows no SSH endpoint (it needs runtype ssh)")
+        with remote.Session(*ep, key_file=identity, known_hosts=remote.known_hosts_file()) as session:
+            if not command:
+                return session.shell()
+            out, err = sys.stdout.buffer, sys.stderr.buffer
+            return session.run(" ".join(command), lambda b: (out.write(b), out.flush()),
+                               lambda b: (err.write(b), err.flush()))
+
+    sys.exit(_run(go) or 0)
 
 
 @main.command()
@@ -393,6 +483,55 @@ def down(launch_ids, down_all, yes):
                 ledger.finish(row["id"], "destroyed", "destroyed by `vast-launch down`")
                 click.echo(f"{row['id']}: instance {row['instance_id']} "
                            f"{'destroyed' if existed else 'was already gone'}")
+
+    _run(go)
+
+
+# --- report ---------------------------------------------------------------------------------
+@main.command()
+@click.argument("launch_id")
+@click.option("--plot", "with_plot", is_flag=True, help="also a PNG: each stage's loss curve and rollout nRMSE")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="the launch's outputs (default: runs/local/<id>/out for local launches)")
+@click.option("--dest", default="runs/reports", show_default=True, help="where the Markdown (and PNG) go")
+@click.option("--json", "as_json", is_flag=True)
+def report(launch_id, with_plot, out_dir, dest, as_json):
+    """After a launch: timeline, cost, hardware, evaluation table and W&B group, as Markdown.
+
+    \b
+    Examples:
+      vast-launch report burgers-20261122-120000-ab12 --plot
+      vast-launch report 30001 --out path/to/out --json
+    """
+
+    def go():
+        from . import report as rep
+
+        with _ledger() as ledger:
+            row = ledger.find(launch_id)
+            if row is None:
+                raise UserError(f"no launch matches {launch_id!r} (see `vast-launch status`)")
+            out = Path(out_dir) if out_dir else None
+            if out is None:
+                for candidate in (Path("runs/local") / row["id"] / "out",
+                                  Path(((row.get("extra") or {}) if isinstance(row.get("extra"), dict) else {})
+                                       .get("out_dir") or "/nonexistent")):
+                    if candidate.is_dir():
+                        out = candidate
+                        break
+            data = rep.build(ledger, row, out)
+        dest_dir = Path(dest)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        png = rep.plot(data, dest_dir / f"{row['id']}.png") if with_plot else None
+        md = dest_dir / f"{row['id']}.md"
+        text = rep.to_markdown(data, png)
+        md.write_text(text)
+        if as_json:
+            data.pop("curves")
+            click.echo(json.dumps({**data, "markdown": str(md), "png": str(png) if png else None}, indent=2))
+        else:
+            click.echo(text)
+            click.echo(f"written: {md}" + (f" and {png}" if png else ""))
 
     _run(go)
 

@@ -29,7 +29,7 @@ from .provider import CreateFailed, OfferGone, Provider, ProviderError
 LABEL_PREFIX = "vast-launch:"
 SECRET_ENV = ("WANDB_API_KEY", "VL_GIT_TOKEN")
 LOCAL_SETUP = "true"  # local instances run the clone via PYTHONPATH, never pip-installing into the user's env
-RESULT_LINE = re.compile(r"\[vast-launch\] .*result rc=(\d+) failed_stage=(\S*)")
+RESULT_LINE = re.compile(r"\[vast-launch\] .*result rc=(\d+) failed_stage=(\S*)(?: at=([\d.]+))?")
 STAGE_LINE = re.compile(r"\[vast-launch\] stage (\d+)/(\d+) (\S+): (start|done|FAILED \(exit (\d+)\)) "
                         r"at=([\d.]+)(?: start=([\d.]+))?")
 
@@ -60,13 +60,21 @@ class LaunchResult:
 
 
 class Printer:
-    """Phase lines with elapsed time: `[  3.2s] create  offer 1001 ...`."""
+    """Phase lines with elapsed time and, once something is rented, the cost so far:
+    `[ 63.2s $0.0123] stage 2/3 diffusion_residual`."""
 
     def __init__(self, echo: Callable[[str], None], t0: Optional[float] = None):
         self.echo, self.t0 = echo, t0 or time.time()
+        self.cost_so_far: Optional[Callable[[], float]] = None
 
     def __call__(self, phase: str, msg: str) -> None:
-        self.echo(f"[{time.time() - self.t0:6.1f}s] {phase:<9} {msg}")
+        cost = ""
+        if self.cost_so_far is not None:
+            try:
+                cost = f" ${self.cost_so_far():.4f}"
+            except Exception:  # a progress line must never break a launch
+                cost = ""
+        self.echo(f"[{time.time() - self.t0:6.1f}s{cost}] {phase:<9} {msg}")
 
 
 def new_launch_id(name: str) -> str:
@@ -160,6 +168,9 @@ class Launcher:
             label=LABEL_PREFIX + launch_id, num_gpus=res.num_gpus,
         )
         result = LaunchResult(launch_id=launch_id)
+        from .cost import estimate
+
+        self.say.cost_so_far = lambda: estimate(self.ledger.get(launch_id), self.ledger.events(launch_id))["cost_usd"]
         try:
             iid, offer = self._rent(launch_id, ranked, spec, onstart)
         except KeyboardInterrupt:
@@ -341,6 +352,7 @@ class Launcher:
         name, phase, at = m.group(3), m.group(4), float(m.group(6))
         if phase == "start":
             self.ledger.record_stage(launch_id, name, at)
+            self.say(f"stage {m.group(1)}/{m.group(2)}", name)
         else:
             rc = 0 if phase == "done" else int(m.group(5))
             self.ledger.record_stage(launch_id, name, float(m.group(7) or at), at, rc)
@@ -348,14 +360,21 @@ class Launcher:
     def _print_new_log(self, launch_id: str, iid: int, seen: int, outcome: dict, tail: "LogTail") -> int:
         lines = tail.latest()
         for line in lines[seen:]:
-            if "[vast-launch]" in line and "deadline reached" in line:
-                outcome["deadline"] = True
-            m = RESULT_LINE.search(line)
-            if m:
-                outcome["rc"], outcome["failed_stage"] = int(m.group(1)), m.group(2)
-            self._record_stage_line(launch_id, line)
-            self.echo(f"  | {line}")
+            self._handle_line(launch_id, line, outcome)
         return max(seen, len(lines))
+
+    def _handle_line(self, launch_id: str, line: str, outcome: dict) -> None:
+        """Echo one instance log line and record what it tells (stage times, result, deadline)."""
+        if "[vast-launch]" in line and "deadline reached" in line:
+            outcome["deadline"] = True
+        self.echo(f"  | {line}")
+        m = RESULT_LINE.search(line)
+        if m:
+            outcome["rc"], outcome["failed_stage"] = int(m.group(1)), m.group(2)
+            self.say("teardown", f"stages ended (exit {m.group(1)}); the instance is destroying itself")
+            self.ledger.event(launch_id, "teardown", {"rc": int(m.group(1))}, set_state=False,
+                              t=float(m.group(3)) if m.group(3) else None)
+        self._record_stage_line(launch_id, line)
 
     def _print_final_local_log(self, launch_id: str, iid: int, seen: int, outcome: dict) -> None:
         """The last lines (teardown) are written after the final poll; locally they can still be read."""
@@ -364,8 +383,7 @@ class Launcher:
         log = Path(self.workdir_of(iid)) / "onstart.log"
         if log.exists():
             for line in log.read_text(errors="replace").splitlines()[seen:]:
-                self._record_stage_line(launch_id, line)
-                self.echo(f"  | {line}")
+                self._handle_line(launch_id, line, outcome)
 
     def _record_local_stage_times(self, launch_id: str, iid: int) -> None:
         """Locally the instance's own stage_times file is exact; it replaces what the log showed."""

@@ -76,6 +76,7 @@ class Instance:
     ended_at: Optional[float] = None
     starts: int = 0
     has_vastai_cli: bool = True
+    ssh_port: Optional[int] = None
 
     @property
     def gpu_dph(self) -> float:
@@ -122,7 +123,8 @@ class Instance:
             "inet_up_cost": 0.0, "inet_down_cost": 0.0, "disk_space": self.disk,
             "start_date": self.created_at, "end_date": self.created_at + self.offer.get("duration", 0),
             "machine_id": self.offer["machine_id"], "host_id": self.offer["host_id"],
-            "ssh_host": "127.0.0.1", "ssh_port": 22, "public_ipaddr": "127.0.0.1",
+            "ssh_host": "127.0.0.1" if self.ssh_port else None, "ssh_port": self.ssh_port,
+            "public_ipaddr": "127.0.0.1",
             "image_uuid": self.image, "gpu_util": 0.0,
             "extra_env": [[k, v] for k, v in self.env.items()],
         }
@@ -132,8 +134,11 @@ class Cloud:
     """Offers and instances of this machine. Thread-safe; owned by the HTTP server."""
 
     def __init__(self, root: Path, account_key: str, offers: Optional[list[dict]] = None,
-                 loading_seconds: float = 0.3, public_url: str = "", bin_dir: Optional[str] = None):
+                 loading_seconds: float = 0.3, public_url: str = "", bin_dir: Optional[str] = None,
+                 ssh_port: Optional[int] = None):
         self.root = Path(root)
+        # An sshd on this machine that reaches the instances' files (tests start one on loopback).
+        self.ssh_port = ssh_port
         self.root.mkdir(parents=True, exist_ok=True)
         self.account_key = account_key
         self.offers = {o["id"]: dict(o) for o in (offers if offers is not None else default_offers())}
@@ -180,7 +185,7 @@ class Cloud:
             inst = Instance(
                 id=iid, offer=dict(offer), label=body.get("label") or "", image=body.get("image") or "",
                 env=env, onstart=body.get("onstart") or "", disk=float(body.get("disk") or 10),
-                api_key=secrets.token_hex(24), workdir=self.root / f"instance-{iid}",
+                api_key=secrets.token_hex(24), workdir=self.root / f"instance-{iid}", ssh_port=self.ssh_port,
             )
             inst.workdir.mkdir(parents=True, exist_ok=True)
             inst.has_vastai_cli = not self.faults.no_vastai_cli

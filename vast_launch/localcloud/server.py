@@ -375,7 +375,7 @@ class LocalCloud:
 
     def __init__(self, root: Optional[str | Path] = None, port: int = 0, host: str = "127.0.0.1",
                  api_key: Optional[str] = None, offers: Optional[list[dict]] = None,
-                 price_dph: float = 0.0, loading_seconds: float = 0.3):
+                 price_dph: float = 0.0, loading_seconds: float = 0.3, ssh_port: Optional[int] = None):
         self._tmp = None
         if root is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="vast-localcloud-")
@@ -385,7 +385,7 @@ class LocalCloud:
         self.url = f"http://{host}:{self.httpd.server_address[1]}"
         self.cloud = Cloud(Path(root), self.api_key,
                            offers=offers if offers is not None else default_offers(price_dph),
-                           loading_seconds=loading_seconds, public_url=self.url)
+                           loading_seconds=loading_seconds, public_url=self.url, ssh_port=ssh_port)
         self.httpd.cloud = self.cloud
         self.httpd.routes = [(v, re.compile(p), fn, needs) for v, p, fn, needs in ROUTES]
         self.httpd.log_blobs = {}
