@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from conftest import PROJECT
+from conftest import BIN, PROJECT
 
 
 def test_cli_start_up_imports_no_torch_wandb_or_vastai():
@@ -57,6 +57,5 @@ def test_shell_completion_script_is_generated():
     import os
 
     env = {**os.environ, "_VAST_LAUNCH_COMPLETE": "bash_source"}
-    out = subprocess.run([str(PROJECT / ".venv" / "bin" / "vast-launch") if (PROJECT / ".venv").exists()
-                          else "vast-launch"], env=env, capture_output=True, text=True).stdout
+    out = subprocess.run([str(BIN / "vast-launch")], env=env, capture_output=True, text=True).stdout
     assert "complete -o nosort -F _vast_launch_completion vast-launch" in out
