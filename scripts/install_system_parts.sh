@@ -14,4 +14,4 @@ printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
 $SUDO chmod +x /usr/sbin/policy-rc.d
 trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Optional
 
+from .ledger import window_clause
+
 # While running the GPU and storage are billed; while the instance exists in any other state,
 # storage only; offline instances are not billed.
 GPU_STATES = {"running"}
@@ -111,14 +113,8 @@ def launch_rows(ledger, since: Optional[float], until: Optional[float], now: Opt
     billed: launch id -> billed $ read just now but not yet settled (so not in the ledger).
     """
     now = time.time() if now is None else now
-    sql, args = LAUNCH_ROW_SQL, []
-    if since is not None:
-        sql += " AND created_at >= ?"
-        args.append(since)
-    if until is not None:
-        sql += " AND created_at < ?"
-        args.append(until)
-    cur = ledger.db.execute(sql + " ORDER BY created_at", args)
+    window, args = window_clause(since, until)
+    cur = ledger.db.execute(LAUNCH_ROW_SQL + window + " ORDER BY created_at", args)
     cur.row_factory = None  # plain tuples: several times faster than sqlite3.Row
     names = LAUNCH_ROW_NAMES
     rows = [dict(zip(names, tup)) for tup in cur]
@@ -257,15 +253,9 @@ def reconcile(ledger, launch_ids: list[str], invoices: Callable[[float, float], 
 def unbilled_launches(ledger, since: Optional[float], until: Optional[float], count_only: bool = False):
     """Vast launches in the window whose bill is not frozen yet (or just their number)."""
     what = "count(*)" if count_only else "id, provider_url, ended_at"
+    window, args = window_clause(since, until)
     sql = (f"SELECT {what} FROM launches WHERE billed_usd IS NULL AND target = 'vast' "
-           "AND instance_id IS NOT NULL")
-    args: list = []
-    if since is not None:
-        sql += " AND created_at >= ?"
-        args.append(since)
-    if until is not None:
-        sql += " AND created_at < ?"
-        args.append(until)
+           "AND instance_id IS NOT NULL" + window)
     if count_only:
         return ledger.db.execute(sql, args).fetchone()[0]
     return [dict(r) for r in ledger.db.execute(sql, args)]

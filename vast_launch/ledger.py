@@ -62,6 +62,16 @@ ADDED_COLUMNS = {"gpu_seconds": "REAL", "storage_seconds": "REAL", "cost_usd": "
                  "billed_at": "REAL"}
 
 
+def window_clause(since: Optional[float], until: Optional[float]) -> tuple[str, list]:
+    """` AND created_at >= ? AND created_at < ?` for the bounds given, and its arguments."""
+    sql, args = "", []
+    if since is not None:
+        sql, args = sql + " AND created_at >= ?", args + [since]
+    if until is not None:
+        sql, args = sql + " AND created_at < ?", args + [until]
+    return sql, args
+
+
 def default_home() -> Path:
     if os.environ.get("VAST_LAUNCH_HOME"):
         return Path(os.environ["VAST_LAUNCH_HOME"])
@@ -194,13 +204,8 @@ class Ledger:
 
     def launches(self, since: Optional[float] = None, until: Optional[float] = None,
                  active_only: bool = False) -> list[dict]:
-        sql, args = "SELECT * FROM launches WHERE 1=1", []
-        if since is not None:
-            sql += " AND created_at >= ?"
-            args.append(since)
-        if until is not None:
-            sql += " AND created_at < ?"
-            args.append(until)
+        window, args = window_clause(since, until)
+        sql = "SELECT * FROM launches WHERE 1=1" + window
         if active_only:
             sql += f" AND state NOT IN ({', '.join('?' * len(TERMINAL_STATES))})"
             args.extend(sorted(TERMINAL_STATES))
