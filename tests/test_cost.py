@@ -134,3 +134,48 @@ def test_cost_output_formats_and_bad_input(repo_factory, tmp_path):
     assert "no launches in this window" in run_cli(["cost"], cwd=repo).stdout
     bad = run_cli(["cost", "--since", "yesterday-ish"], cwd=repo)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "--since 'yesterday-ish'" in bad.stderr
+
+
+class RecordedSummary(dict):
+    def update(self, values):  # HTTPSummary.update persists to the server; here it records
+        super().update(values)
+
+
+class RecordedRun:
+    def __init__(self, job_type):
+        self.job_type, self.summary = job_type, RecordedSummary()
+
+
+class RecordedApi:
+    default_entity = "team"
+
+    def __init__(self, runs):
+        self.run_list, self.calls = runs, []
+
+    def runs(self, path, filters=None):
+        self.calls.append((path, filters))
+        return self.run_list
+
+
+def test_sync_wandb_writes_each_stage_runs_share_of_the_cost(tmp_path):
+    sys.path.insert(0, str(PROJECT / "benchmarks"))
+    from cost_report import STAGES, generate_ledger
+
+    from vast_launch import cost
+    from vast_launch.ledger import Ledger
+    from vast_launch.wandb_api import sync_cost_to_wandb
+
+    with Ledger() as ledger:
+        generate_ledger(ledger, 1, seed=3, active=0)
+        (row,) = cost.build_report(ledger, "launch").rows
+        runs = [RecordedRun(s) for s in STAGES]
+        api = RecordedApi(runs)
+        note = sync_cost_to_wandb(ledger, [row], api=api)
+    assert note == "W&B: cost written into 3 run summaries"
+    assert api.calls == [("team/ups-burgers", {"group": row["wandb_group"]})]
+    stage_sum = sum(r.summary["cost_usd"] for r in runs)
+    assert 0 < stage_sum <= row["cost_usd"] + 1e-6
+    assert all(r.summary["dph_total"] == row["dph_total"] for r in runs)
+    assert all(r.summary["launch_cost_usd"] == round(row["cost_usd"], 6) for r in runs)
+    offline = sync_cost_to_wandb(None, [row])  # no WANDB_API_KEY here: nothing is attempted
+    assert offline.startswith("W&B sync skipped")
