@@ -52,7 +52,8 @@ def test_local_smoke_launch_end_to_end(repo_factory):
 
     with Image.open(repo / rep["png"]) as img:
         img.load()
-        assert img.size == (1600, 400) and len(set(img.convert("L").getdata())) > 10  # not a blank canvas
+        low, high = img.convert("L").getextrema()
+        assert img.size == (1600, 400) and high - low > 100  # drawn on, not a blank canvas
 
 
 def test_billed_seconds_after_the_last_stage(repo_factory, tmp_path):
