@@ -16,7 +16,9 @@ GROUP_FIELDS = ["key", "launches", "gpu_hours", "cost_usd", "billed_usd", "usd_p
 
 
 def _money(v) -> str:
-    return "-" if v is None else f"${v:,.4f}"
+    if v is None:
+        return "-"
+    return f"-${-v:,.4f}" if v < 0 else f"${v:,.4f}"
 
 
 def render(report: Report, fmt: str, echo: Callable[[str], None]) -> None:

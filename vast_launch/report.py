@@ -41,7 +41,8 @@ def timeline(row: dict, events: list[dict], stages: list[dict]) -> list[dict]:
             out[-1]["seconds"] += until - t
             continue
         out.append({"phase": label, "start": t, "seconds": max(until - t, 0.0)})
-    return out
+    # a stage that ends as the next starts leaves a gap of nothing: not worth a row
+    return [ph for ph in out if not (ph["phase"].startswith("between stages") and ph["seconds"] < 0.05)]
 
 
 def metrics_curves(out_dir: Optional[Path]) -> dict[str, list[tuple[int, float]]]:
