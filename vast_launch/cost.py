@@ -130,13 +130,14 @@ def launch_rows(ledger, since: Optional[float], until: Optional[float], now: Opt
     return rows
 
 
-def stage_split(launch: dict, stages: list[dict], rate_dph: float) -> dict[str, float]:
+def stage_split(launch: dict, stages: list[dict]) -> dict[str, float]:
     """Split one launch's cost over its stages; the rest (setup, loading, teardown) goes to OUTSIDE_STAGES.
 
-    The parts always add up to the launch's cost: if clock skew makes the stages longer than the
-    launch, they are scaled down to fit.
+    A stage costs its wall time at the all-in rate. The parts always add up to the launch's cost:
+    if clock skew makes the stages longer than the launch, they are scaled down to fit.
     """
     total = launch["cost_usd"] or 0.0
+    rate_dph = float(launch["dph_total"] or 0.0)
     parts: dict[str, float] = defaultdict(float)
     for st in stages:
         end = st["end"] if st["end"] is not None else (launch["ended_at"] or time.time())
@@ -148,6 +149,13 @@ def stage_split(launch: dict, stages: list[dict], rate_dph: float) -> dict[str, 
         inside = total
     parts[OUTSIDE_STAGES] += total - inside
     return parts
+
+
+def stage_parts(launch: dict, stages: list[dict]) -> list[tuple[str, float, float]]:
+    """(stage, dollars, share of the launch in 0..1); a launch that cost nothing is all outside stages."""
+    total = launch["cost_usd"]
+    return [(name, usd, usd / total if total else float(name == OUTSIDE_STAGES))
+            for name, usd in stage_split(launch, stages).items()]
 
 
 def _group_key(row: dict, by: str) -> str:
@@ -204,14 +212,10 @@ def build_report(ledger, by: str = "launch", since: Optional[float] = None, unti
         rows = _aggregate((_group_key(r, by), r, r["cost_usd"], 1.0) for r in launches)
         return Report(by, since, until, rows, totals)
     by_launch: dict[str, list[dict]] = defaultdict(list)
-    for st in ledger.stages():
+    for st in ledger.stages(since=since, until=until):
         by_launch[st["launch_id"]].append(st)
-    keyed = []
-    for r in launches:
-        rate = float(r["dph_total"] or 0.0)
-        for name, usd in stage_split(r, by_launch.get(r["launch_id"], []), rate).items():
-            share = usd / r["cost_usd"] if r["cost_usd"] else float(name == OUTSIDE_STAGES)
-            keyed.append((name, r, usd, share))
+    keyed = ((name, r, usd, share) for r in launches
+             for name, usd, share in stage_parts(r, by_launch.get(r["launch_id"], [])))
     return Report(by, since, until, _aggregate(keyed), totals)
 
 

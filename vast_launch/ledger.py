@@ -159,11 +159,16 @@ class Ledger:
             self.db.execute("INSERT OR REPLACE INTO stages (launch_id, name, start, end, rc) VALUES (?, ?, ?, ?, ?)",
                             (launch_id, name, start, end, rc))
 
-    def stages(self, launch_id: Optional[str] = None) -> list[dict]:
-        sql, args = "SELECT launch_id, name, start, end, rc FROM stages", []
+    def stages(self, launch_id: Optional[str] = None, since: Optional[float] = None,
+               until: Optional[float] = None) -> list[dict]:
+        """Stage times of one launch, or of the launches created in a window."""
         if launch_id is not None:
-            sql, args = sql + " WHERE launch_id = ?", [launch_id]
-        return [dict(r) for r in self.db.execute(sql + " ORDER BY launch_id, start", args)]
+            where, args = "launch_id = ?", [launch_id]
+        else:
+            window, args = window_clause(since, until)
+            where = "launch_id IN (SELECT id FROM launches WHERE 1=1" + window + ")"
+        sql = f"SELECT launch_id, name, start, end, rc FROM stages WHERE {where} ORDER BY launch_id, start"
+        return [dict(r) for r in self.db.execute(sql, args)]
 
     def instance_ids(self, launch_id: str) -> list[int]:
         """Every instance a launch created (a launch may try several offers)."""

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 
 @dataclass
@@ -138,7 +138,7 @@ def sync_cost_to_wandb(ledger, launch_rows: list[dict], api: Any = None) -> str:
 
     A run is one stage (job_type), so it gets that stage's share; W&B offline means nothing to write.
     """
-    from .cost import stage_split
+    from .cost import stage_parts
 
     if api is None:
         if os.environ.get("WANDB_MODE") in ("offline", "disabled") or not os.environ.get("WANDB_API_KEY"):
@@ -151,13 +151,12 @@ def sync_cost_to_wandb(ledger, launch_rows: list[dict], api: Any = None) -> str:
         full = ledger.get(row["launch_id"])
         if not full or not full.get("wandb_group") or not full.get("wandb_project"):
             continue
-        rate = float(row["dph_total"] or 0.0)
-        parts = stage_split(row, ledger.stages(row["launch_id"]), rate)
+        parts = {name: (usd, share) for name, usd, share in stage_parts(row, ledger.stages(row["launch_id"]))}
         path = full["wandb_project"] if "/" in full["wandb_project"] else f"{api.default_entity}/{full['wandb_project']}"
         for run in api.runs(path, filters={"group": full["wandb_group"]}):
-            stage_usd = parts.get(run.job_type, 0.0)
-            share = stage_usd / row["cost_usd"] if row["cost_usd"] else 0.0
+            stage_usd, share = parts.get(run.job_type, (0.0, 0.0))
             run.summary.update({"cost_usd": round(stage_usd, 6), "gpu_hours": round(row["gpu_hours"] * share, 6),
-                                "dph_total": rate, "launch_cost_usd": round(row["cost_usd"], 6)})
+                                "dph_total": float(row["dph_total"] or 0.0),
+                                "launch_cost_usd": round(row["cost_usd"], 6)})
             written += 1
     return f"W&B: cost written into {written} run summaries"
