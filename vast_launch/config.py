@@ -103,6 +103,20 @@ SLURM_WALLTIME = re.compile(r"^(?:(\d+)-)?(\d{1,2})(?::([0-5]\d))?(?::([0-5]\d))
 SLURM_MEMORY = re.compile(r"^\d+(?:\.\d+)?[KMGT]?$", re.I)
 
 
+def slurm_walltime(value: str) -> str:
+    """The walltime as sbatch takes it, or ValueError (shared by the config and --walltime)."""
+    if not SLURM_WALLTIME.match(value.strip()):
+        raise ValueError("expected HH:MM:SS (or D-HH:MM:SS, MM, MM:SS)")
+    return value.strip()
+
+
+def slurm_memory(value: str) -> str:
+    """The memory as sbatch takes it (8G, 512M), or ValueError (shared by the config and --memory)."""
+    if not SLURM_MEMORY.match(value.strip()):
+        raise ValueError("expected a size like 8G, 96G or 512M")
+    return value.strip().upper()
+
+
 class SlurmStage(Strict):
     walltime: str = "01:00:00"
     memory: str = "8G"
@@ -112,16 +126,12 @@ class SlurmStage(Strict):
     @field_validator("walltime")
     @classmethod
     def _walltime(cls, v: str) -> str:
-        if not SLURM_WALLTIME.match(v.strip()):
-            raise ValueError("expected HH:MM:SS (or D-HH:MM:SS, MM, MM:SS)")
-        return v.strip()
+        return slurm_walltime(v)
 
     @field_validator("memory")
     @classmethod
     def _memory(cls, v: str) -> str:
-        if not SLURM_MEMORY.match(v.strip()):
-            raise ValueError("expected a size like 8G, 96G or 512M")
-        return v.strip().upper()
+        return slurm_memory(v)
 
 
 class Slurm(Strict):

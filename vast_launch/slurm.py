@@ -16,23 +16,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from .config import SLURM_MEMORY, SLURM_WALLTIME, LaunchConfig, SlurmStage
+from .config import LaunchConfig, SlurmStage, slurm_memory, slurm_walltime
 from .errors import UserError
 
 FINISHED_OK = {"COMPLETED"}
 FINISHED_BAD = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
 
 
-def check_walltime(value: str, option: str) -> str:
-    if not SLURM_WALLTIME.match(value.strip()):
-        raise UserError(f"{option} {value!r}: expected HH:MM:SS (or D-HH:MM:SS, MM, MM:SS)")
-    return value.strip()
-
-
-def check_memory(value: str, option: str) -> str:
-    if not SLURM_MEMORY.match(value.strip()):
-        raise UserError(f"{option} {value!r}: expected a size like 8G, 96G or 512M")
-    return value.strip().upper()
+def checked_overrides(overrides: dict) -> dict:
+    """The command line's resource overrides, with walltime and memory validated as the config's are."""
+    out = dict(overrides)
+    for opt, check in (("walltime", slurm_walltime), ("memory", slurm_memory)):
+        if out.get(opt) is not None:
+            try:
+                out[opt] = check(out[opt])
+            except ValueError as exc:
+                raise UserError(f"--{opt} {out[opt]!r}: {exc}") from None
+    return out
 
 
 @dataclass
@@ -80,9 +80,7 @@ def plan(cfg: LaunchConfig, repo_root: Path, pipeline: Optional[str], from_stage
     """The sbatch script of every stage to submit (from from_stage on), nothing written yet."""
     pipes = pipelines(cfg)
     name, stages = resolve(cfg, pipeline, from_stage)
-    for opt, check in (("walltime", check_walltime), ("memory", check_memory)):
-        if overrides.get(opt) is not None:
-            overrides[opt] = check(overrides[opt], f"--{opt}")
+    overrides = checked_overrides(overrides)
     commands = {s.name: s.render_command() for s in cfg.stages}
     config_rel = Path(cfg.source).resolve().relative_to(repo_root.resolve()).as_posix()
     jobs = []
@@ -236,13 +234,12 @@ class SlurmOptions:
 
 
 def launch(cfg: LaunchConfig, ledger, opts: SlurmOptions, echo: Callable[[str], None]) -> dict:
-    from .gitcheck import repo_root
+    from .gitcheck import git, repo_root
     from .launch import new_launch_id
 
     root = repo_root(Path(cfg.source).parent)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                           text=True).stdout.strip()
+    commit = git(["rev-parse", "HEAD"], cwd=root, check=False)
+    dirty = git(["status", "--porcelain", "--untracked-files=no"], cwd=root, check=False)
     profile = opts.profile or cfg.train.profile
     if cfg.train.profiles and profile not in cfg.train.profiles:
         raise UserError(f"--profile {profile}: not one of {sorted(cfg.train.profiles)} (train.profiles)")
