@@ -81,7 +81,7 @@ def start_cluster(root: Path, timeout: float = 60.0) -> Cluster:
 
     host = socket.gethostname().split(".")[0]
     node = subprocess.run([_exe("slurmd"), "-C"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
-    node = " ".join(p for p in node.split() if not p.startswith("NodeName=")) + f" NodeAddr=127.0.0.1"
+    node = " ".join(p for p in node.split() if not p.startswith("NodeName=")) + " NodeAddr=127.0.0.1"
     conf = root / "slurm.conf"
     conf.write_text(f"""ClusterName=vltest
 SlurmctldHost={host}(127.0.0.1)

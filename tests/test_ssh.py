@@ -21,7 +21,7 @@ def detached(repo_factory, lc, command=WAIT_STAGE):
 def test_ssh_runs_a_command_on_the_instance_and_returns_its_status(repo_factory, ssh_cloud, sshd):
     repo, inst = detached(repo_factory, ssh_cloud)
     env = cloud_env(ssh_cloud)
-    p = run_cli(["ssh", "-i", str(sshd.key_file), str(inst.id), "cat", f"/tmp/vl-*.dir; echo via-ssh"], cwd=repo,
+    p = run_cli(["ssh", "-i", str(sshd.key_file), str(inst.id), "cat", "/tmp/vl-*.dir; echo via-ssh"], cwd=repo,
                 env=env)
     assert p.returncode == 0, p.stderr
     assert "via-ssh" in p.stdout and str(inst.workdir) in p.stdout

@@ -61,7 +61,8 @@ def _ledger():
 
 
 def _provider_for(row=None, url=None):
-    from .vast import VastProvider, find_api_key
+    from .credentials import find_api_key
+    from .vast import VastProvider
 
     key = find_api_key()
     if not key:
@@ -378,10 +379,13 @@ def _logs_over_ssh(row, ep, tail, follow, identity, gone) -> None:
     from . import remote
 
     cmd = f'F=$({remote.log_path_command(row["id"])}); exec tail -n {int(tail)} {"-F" if follow else ""} "$F"'
-    out = sys.stdout.buffer
     with remote.Session(*ep, key_file=identity, known_hosts=remote.known_hosts_file()) as session:
-        session.run(cmd, lambda b: (out.write(b), out.flush()), lambda b: sys.stderr.buffer.write(b),
-                    stop=gone if follow else None)
+        session.run(cmd, _stream_to(sys.stdout), _stream_to(sys.stderr), stop=gone if follow else None)
+
+
+def _stream_to(stream):
+    """Write raw bytes from the instance straight through, as they arrive."""
+    return lambda data: (stream.buffer.write(data), stream.buffer.flush())
 
 
 def _logs_over_api(provider, iid, tail, follow) -> None:
@@ -436,9 +440,7 @@ def ssh(identity, launch_id, command):
         with remote.Session(*ep, key_file=identity, known_hosts=remote.known_hosts_file()) as session:
             if not command:
                 return session.shell()
-            out, err = sys.stdout.buffer, sys.stderr.buffer
-            return session.run(" ".join(command), lambda b: (out.write(b), out.flush()),
-                               lambda b: (err.write(b), err.flush()))
+            return session.run(" ".join(command), _stream_to(sys.stdout), _stream_to(sys.stderr))
 
     sys.exit(_run(go) or 0)
 
@@ -511,15 +513,10 @@ def report(launch_id, with_plot, out_dir, dest, as_json):
             row = ledger.find(launch_id)
             if row is None:
                 raise UserError(f"no launch matches {launch_id!r} (see `vast-launch status`)")
-            out = Path(out_dir) if out_dir else None
-            if out is None:
-                for candidate in (Path("runs/local") / row["id"] / "out",
-                                  Path(((row.get("extra") or {}) if isinstance(row.get("extra"), dict) else {})
-                                       .get("out_dir") or "/nonexistent")):
-                    if candidate.is_dir():
-                        out = candidate
-                        break
-            data = rep.build(ledger, row, out)
+            extra = row["extra"] if isinstance(row.get("extra"), dict) else {}
+            candidates = [Path(out_dir)] if out_dir else [Path("runs/local") / row["id"] / "out"] + (
+                [Path(extra["out_dir"])] if extra.get("out_dir") else [])  # local launch; SLURM submission
+            data = rep.build(ledger, row, next((c for c in candidates if c.is_dir()), None))
         dest_dir = Path(dest)
         dest_dir.mkdir(parents=True, exist_ok=True)
         png = rep.plot(data, dest_dir / f"{row['id']}.png") if with_plot else None
@@ -591,8 +588,8 @@ def _reconcile_vast(ledger, since, until):
     import time
 
     from .cost import SETTLE_SECONDS, reconcile, unbilled_launches
-    from .provider import ProviderError
     from .credentials import find_api_key
+    from .provider import ProviderError
 
     if not find_api_key():
         n = unbilled_launches(ledger, since, until, count_only=True)

@@ -108,16 +108,17 @@ def compute(runs: list[RunRecord], window_start: float, now: float, sps_key: Opt
     recent = [r for r in runs if r.created_at >= window_start]
     active = [r for r in runs if r.state == "running"]
     ended_recent = [r for r in recent if r.state != "running"]
+    in_scope = list({r.id: r for r in recent + active}.values())  # created in the window, or still running
     m: dict[str, float] = {
         "wandb.runs.active": len(active),
         f"wandb.runs.completed_{label}": sum(r.state == "finished" for r in recent),
         f"wandb.runs.failed_{label}": sum(r.state in FAILED_STATES for r in recent),
-        "wandb.runs.total_recent": len({r.id for r in recent} | {r.id for r in active}),
+        "wandb.runs.total_recent": len(in_scope),
     }
     durations = [r.duration_s / 3600 for r in ended_recent if r.duration_s]
     m["wandb.training.avg_duration_hours"] = statistics.fmean(durations) if durations else 0.0
     gpu_hours, assumed = 0.0, 0
-    for r in {r.id: r for r in recent + active}.values():
+    for r in in_scope:
         start = max(r.created_at, window_start)
         end = min(r.created_at + r.duration_s, now) if r.state != "running" else now
         count = gpu_count(r)
@@ -126,22 +127,19 @@ def compute(runs: list[RunRecord], window_start: float, now: float, sps_key: Opt
         gpu_hours += max(end - start, 0.0) / 3600 * count
     m[f"wandb.training.total_gpu_hours_{label}"] = gpu_hours
     m["wandb.training.runs_without_gpu_count"] = assumed
-    m.update(_success_metrics("wandb.push_to_main", [r for r in recent + active if is_push_to_main(r)]))
+    m.update(_success_metrics("wandb.push_to_main", [r for r in in_scope if is_push_to_main(r)]))
     ptm_done = sorted((r for r in ended_recent if is_push_to_main(r)), key=lambda r: r.created_at)
     sps = [v for v in (sps_of(r, sps_key) for r in ptm_done) if v is not None]
     m["wandb.push_to_main.avg_duration_hours"] = (
         statistics.fmean(r.duration_s / 3600 for r in ptm_done) if ptm_done else 0.0)
-    m["wandb.push_to_main.sps.latest"] = sps[-1] if sps else 0.0
-    m["wandb.push_to_main.sps.mean"] = statistics.fmean(sps) if sps else 0.0
-    m["wandb.push_to_main.sps.median"] = statistics.median(sps) if sps else 0.0
-    m["wandb.push_to_main.sps.min"] = min(sps) if sps else 0.0
-    m["wandb.push_to_main.sps.max"] = max(sps) if sps else 0.0
-    m.update(_success_metrics("wandb.sweep", [r for r in recent + active if is_sweep(r)]))
+    sps_stats = {"latest": lambda v: v[-1], "mean": statistics.fmean, "median": statistics.median,
+                 "min": min, "max": max}
+    m.update({f"wandb.push_to_main.sps.{k}": stat(sps) if sps else 0.0 for k, stat in sps_stats.items()})
+    m.update(_success_metrics("wandb.sweep", [r for r in in_scope if is_sweep(r)]))
     return m
 
 
 def _success_metrics(prefix: str, runs: list[RunRecord]) -> dict:
-    runs = list({r.id: r for r in runs}.values())
     ok = sum(r.state == "finished" for r in runs)
     failed = sum(r.state in FAILED_STATES for r in runs)
     return {f"{prefix}.runs": len(runs), f"{prefix}.active": sum(r.state == "running" for r in runs),

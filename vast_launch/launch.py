@@ -231,8 +231,7 @@ class Launcher:
                      "storage_dph": max(storage_dph, 0.0)}
             self.ledger.event(launch_id, "creating", {"offer_id": cand.id, "why": cand.reason, **rates},
                               offer_id=cand.id, machine_id=offer.get("machine_id"), gpu_name=offer.get("gpu_name"),
-                              num_gpus=offer.get("num_gpus"), dph_total=offer.get("dph_total"),
-                              dph_base=offer.get("dph_base"), storage_dph=max(storage_dph, 0.0))
+                              num_gpus=offer.get("num_gpus"), **rates)
             self.say("create", f"offer {cand.id} ({offer.get('gpu_name')} x{offer.get('num_gpus')}, "
                                f"${cand.dph:.3f}/h): {cand.reason}")
             try:
@@ -317,7 +316,7 @@ class Launcher:
                     self.say("instance", f"{iid} is {status}")
                     last_status = status
                 last_asked = asked
-                seen_lines = self._print_new_log(launch_id, iid, seen_lines, outcome, tail)
+                seen_lines = self._print_new_log(launch_id, seen_lines, outcome, tail)
                 if status in ("exited", "unknown", "offline"):
                     self.say("teardown", f"instance {iid} is {status} without tearing down: destroying it")
                     self._destroy(launch_id, iid, f"instance {status}; destroyed by the launcher", final=True)
@@ -330,7 +329,7 @@ class Launcher:
             raise
         finally:
             tail.stop()
-        seen_lines = self._print_new_log(launch_id, iid, seen_lines, outcome, tail)
+        seen_lines = self._print_new_log(launch_id, seen_lines, outcome, tail)
         self._print_final_local_log(launch_id, iid, seen_lines, outcome)
         row = self.ledger.get(launch_id)
         if row["state"] not in ("destroyed", "aborted"):
@@ -357,7 +356,7 @@ class Launcher:
             rc = 0 if phase == "done" else int(m.group(5))
             self.ledger.record_stage(launch_id, name, float(m.group(7) or at), at, rc)
 
-    def _print_new_log(self, launch_id: str, iid: int, seen: int, outcome: dict, tail: "LogTail") -> int:
+    def _print_new_log(self, launch_id: str, seen: int, outcome: dict, tail: "LogTail") -> int:
         lines = tail.latest()
         for line in lines[seen:]:
             self._handle_line(launch_id, line, outcome)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
 import requests
@@ -17,7 +16,6 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_afte
 from vastai.api import instances, offers
 from vastai.api.client import VastClient
 
-from .credentials import find_api_key  # noqa: F401  (re-exported)
 from .errors import UserError
 from .provider import Created, CreateFailed, OfferGone, ProviderError
 
