@@ -1,57 +1,113 @@
 #!/bin/bash
-# vast-launch onstart for launch @@LAUNCH_ID@@. Rendered per launch; holds no secret.
-# Vast runs it on every container start, so it is idempotent.
-L=@@LAUNCH_ID@@ SHA=@@COMMIT@@ REPO=@@REPO@@ DEADLINE=@@DEADLINE@@ AUTO=@@AUTO@@
+# vast-launch bootstrap for launch @@LAUNCH_ID@@. Rendered per launch; holds no secret.
+# Vast runs the onstart on every container start, so this is idempotent. Two teardown layers live
+# here: the trap (any end of this shell) and a watchdog in its own process group (deadline, budget,
+# idle), so that a SIGTERM to this shell's group cannot disable both.
+set -u
+L=@@LAUNCH_ID@@ SHA=@@COMMIT@@ REPO=@@REPO@@ AUTO=@@AUTO@@ IDLE_S=@@IDLE_S@@ SIG=
+DEADLINE=${VL_DEADLINE:-@@DEADLINE@@} WHY=${VL_DEADLINE_WHY:-deadline}
 export WANDB_RUN_GROUP=@@GROUP@@ VL_PROFILE=@@PROFILE@@ VL_CONFIG=@@CONFIG@@
-W=${DATA_DIRECTORY:-$HOME}/vl-$L; mkdir -p "$W/out"; cd "$W" || exit 1; echo "$W" > "/tmp/vl-$L.dir"
-exec > >(tee -a "$W/boot.log") 2>&1
+W=${DATA_DIRECTORY:-$HOME}/vl-$L BOOT=$$
+mkdir -p "$W/out" && cd "$W" || exit 1
+echo "$W" > "/tmp/vl-$L.dir"
+# Log to a file, never through a pipe that a group SIGTERM can kill; a mirror in its own process
+# group copies the file to the container's output, which is what Vast's logs API returns.
+trap '' PIPE
+touch boot.log
+exec 3>&1 >>boot.log 2>&1
+set -m
+tail -c +$(($(stat -c %s boot.log) + 1)) -s 0.2 -F boot.log >&3 2>/dev/null &
+set +m
 cat > stages.tsv <<'VL_STAGES'
 @@STAGES_TSV@@
 VL_STAGES
+cat > run_stages.sh <<'VL_RUNNER'
+@@RUN_STAGES@@
+VL_RUNNER
 export VL_LAUNCH_ID=$L VL_OUT=$W/out VL_W=$W WANDB_DIR=$W/out PYTHONPATH=$W/repo/src:$W/repo
 log(){ echo "[vast-launch] $(date -u +%H:%M:%S) $*"; }
 U=${VAST_URL:-https://console.vast.ai}
-api(){ python3 - "$1" "$U/api/v0/instances/$CONTAINER_ID/" <<'PY'
-import json,os,sys,urllib.request as u
-r=u.Request(sys.argv[2]+"?owner=me",method=sys.argv[1],data=b"{}" if sys.argv[1]=="DELETE" else None,headers={"Authorization":"Bearer "+os.environ["CONTAINER_API_KEY"],"Content-Type":"application/json"})
-try:b=json.load(u.urlopen(r,timeout=30))
-except Exception as e:b={"code":getattr(e,"code",0)}
-sys.exit(0 if b.get("instances",1) is None or b.get("code")==404 else 1)
+# DELETE (or only GET) this instance with the stdlib (-S: no site-packages, no CLI start-up); 0: gone.
+# ACK: wait (at most VL_ACK_WAIT s) until a following launcher labeled it "... result-seen".
+gone(){ python3 -S - "$1" "$U/api/v0/instances/$CONTAINER_ID/?owner=me" <<'PY'
+import json,os,sys,time,urllib.request as u
+h={"Authorization":"Bearer "+os.environ["CONTAINER_API_KEY"],"Content-Type":"application/json"}
+def call(m):
+    try:return json.load(u.urlopen(u.Request(sys.argv[2],method=m,data=b"{}" if m=="DELETE" else None,headers=h),timeout=30))
+    except Exception as e:return {"code":getattr(e,"code",0)}
+if sys.argv[1]=="ACK":
+    end=time.time()+float(os.environ.get("VL_ACK_WAIT") or 0)
+    while time.time()<end and not str((call("GET").get("instances") or {}).get("label","")).endswith(" result-seen"):time.sleep(0.1)
+    sys.exit(0)
+if sys.argv[1]=="DELETE":call("DELETE")
+for _ in range(12):
+    b=call("GET")
+    if b.get("instances",1) is None or b.get("code") in (401,403,404):sys.exit(0)
+    time.sleep(0.25)
+sys.exit(1)
 PY
 }
 destroy(){
-  [ "$AUTO" = 1 ] || [ "$1" = force ] || { log "auto-shutdown off: instance left running"; return; }
+  [ "$AUTO" = 1 ] || [ "${1:-}" = force ] || { log "auto-shutdown off: instance left running until the deadline"; return; }
   for i in 1 2 3 4 5 6 7 8; do
     log "destroying instance $CONTAINER_ID (try $i)"
-    vastai destroy instance "$CONTAINER_ID" -y --api-key "$CONTAINER_API_KEY" >/dev/null 2>&1
-    api GET && { log "instance gone"; return; }
-    api DELETE; api GET && { log "instance gone (HTTP)"; return; }
+    gone DELETE && return
+    command -v vastai >/dev/null && VAST_API_KEY=$CONTAINER_API_KEY vastai destroy instance "$CONTAINER_ID" -y \
+      >/dev/null 2>&1 && gone GET && return
     sleep $((i < 5 ? i : 5)).$((RANDOM % 10))
   done; log "could not destroy; the watchdog and the reaper remain"
 }
-wandb_wait(){ for _ in $(seq 240); do pgrep -g "$(ps -o pgid= $$ | tr -d ' ')" -f wandb-core >/dev/null 2>&1 || return; sleep 0.5; done; }
+# W&B may still be writing after a stage exits: wait for this launch's wandb-core (no pgrep in slim images).
+wandb_busy(){ local f a; for f in /proc/[0-9]*/cmdline; do
+  mapfile -d '' a 2>/dev/null <"$f"; [[ "${a[*]}" == *wandb-core* ]] || continue
+  mapfile -d '' a 2>/dev/null <"${f%cmdline}environ"; [[ " ${a[*]} " == *" VL_LAUNCH_ID=$L "* ]] && return 0
+done; return 1; }
+wandb_wait(){ for _ in $(seq 1200); do wandb_busy || return; sleep 0.1; done; }
 finish(){
-  rc=$?; trap - EXIT TERM INT HUP; set +e
+  rc=$?; trap '' TERM INT HUP; set +e
   [ "$rc" = 0 ] && touch "$W/done"
-  log "result rc=$rc failed_stage=$(cat "$W/failed_stage" 2>/dev/null) at=$(date +%s.%N)"
-  echo "rc=$rc failed_stage=$(cat "$W/failed_stage" 2>/dev/null) t=$(date +%s.%N)" > "$W/result"
-  wandb_wait; cp -f "$W/boot.log" "$W/out/" 2>/dev/null; destroy
+  fs=$(cat "$W/failed_stage" 2>/dev/null)
+  [ -z "$fs" ] && [ "$rc" != 0 ] && fs=$(cat "$W/current_stage" 2>/dev/null)
+  echo "rc=$rc failed_stage=$fs signal=$SIG t=$(date +%s.%N)" > "$W/result"
+  log "result rc=$rc failed_stage=$fs at=$(date +%s.%N)${SIG:+ signal=$SIG}"
+  wandb_wait; cp -f "$W/boot.log" "$W/out/" 2>/dev/null
+  [ "${VL_ACK_WAIT:-0}" != 0 ] && [ "$AUTO" = 1 ] && gone ACK
+  destroy
+}
+gpu_busy(){ local u; command -v nvidia-smi >/dev/null || return 1
+  for u in $(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null); do
+    [ "${u%%.*}" -ge 5 ] 2>/dev/null && return 0; done; return 1; }
+busy(){ kill -0 "$(cat "$W/stage.pid" 2>/dev/null)" 2>/dev/null || gpu_busy \
+  || { [ ! -f "$W/result" ] && kill -0 "$BOOT" 2>/dev/null; }; }
+hit(){ echo "$1" > "$W/deadline_hit"; log "$2: destroying"; [ "${VL_ACK_WAIT:-0}" != 0 ] && gone ACK; destroy force; }
+watchdog(){
+  trap '' TERM INT HUP; local now nap idle_since; idle_since=$(date +%s)
+  while :; do
+    now=$(date +%s)
+    [ "$now" -ge "$DEADLINE" ] && { hit "$WHY" "$WHY reached"; return; }
+    nap=$((DEADLINE - now))
+    if [ "$IDLE_S" -gt 0 ]; then
+      busy && idle_since=$now
+      [ $((now - idle_since)) -ge "$IDLE_S" ] && { hit idle "idle for $IDLE_S s"; return; }
+      nap=$((nap < 15 ? nap : 15)); nap=$((nap < IDLE_S ? nap : IDLE_S))
+    fi
+    sleep "$nap"
+  done
 }
 trap finish EXIT
-trap 'exit 143' TERM INT HUP
-if [ "${VL_WATCHDOG:-1}" = 1 ] && ! kill -0 "$(cat "$W/watchdog.pid" 2>/dev/null)" 2>/dev/null; then
-  (trap '' TERM INT HUP; while [ "$(date +%s)" -lt "$DEADLINE" ]; do sleep 1; done
-   log "deadline reached: destroying"; echo deadline > "$W/deadline_hit"; destroy force) &
-  echo $! > "$W/watchdog.pid"
-fi
+trap 'SIG=TERM; exit 143' TERM
+trap 'SIG=INT; exit 130' INT
+trap 'SIG=HUP; exit 129' HUP
+if [ "${VL_WATCHDOG:-1}" = 1 ]; then set -m; watchdog & echo $! > watchdog.pid; set +m; fi
 [ "${VL_TRAP:-1}" = 1 ] || trap - EXIT
-log "launch $L commit $SHA deadline $(date -u -d "@$DEADLINE" +%FT%TZ 2>/dev/null || echo "$DEADLINE")"
-[ -f "$W/done" ] && { log "already finished: tearing down"; exit 0; }
+log "launch $L commit $SHA deadline $(date -u -d "@$DEADLINE" +%FT%TZ 2>/dev/null || echo "$DEADLINE") ($WHY)"
+[ "$AUTO" = 1 ] || log "WARNING: auto-shutdown is off: the instance runs until the deadline or the idle limit"
+[ -f done ] && { log "already finished: tearing down"; exit 0; }
 if [ ! -d repo/.git ]; then
   git init -q repo && git -C repo remote add origin "$REPO" || exit 1
-  [ -n "$VL_GIT_TOKEN" ] && git -C repo config http.extraHeader "Authorization: Basic $(printf 'x-access-token:%s' "$VL_GIT_TOKEN" | base64 -w0)"
+  [ -n "${VL_GIT_TOKEN:-}" ] && git -C repo config http.extraHeader "Authorization: Basic $(printf 'x-access-token:%s' "$VL_GIT_TOKEN" | base64 -w0)"
   git -C repo fetch -q --depth 1 origin "$SHA" || git -C repo fetch -q origin || exit 1
 fi
 git -C repo checkout -q --detach "$SHA" || { log "commit $SHA not found in $REPO"; exit 1; }
-cd repo && { @@SETUP@@; } || { log "setup failed"; exit 1; }
-bash onstart/run_stages.sh
+cd repo && { set +u; @@SETUP@@; } || { log "setup failed"; exit 1; }
+bash "$W/run_stages.sh"

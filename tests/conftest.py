@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +24,52 @@ def git(cwd, *args, check=True):
     if check and p.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {p.stderr}")
     return p.stdout.strip()
+
+
+def leftover_processes(needle: str) -> list[tuple[int, str]]:
+    """Live processes (not zombies) whose environment or command line contains `needle`."""
+    want, me, found = needle.encode(), os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except (OSError, IndexError):
+            continue
+        if want in env or want in cmd:
+            found.append((int(entry), cmd.replace(b"\0", b" ").decode(errors="replace").strip()[:160]))
+    return found
+
+
+def end_processes(procs: list[tuple[int, str]]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid, _ in procs:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes(tmp_path):
+    """Fails the test when a process carrying its temp path (an instance, a launcher, a job) outlives it."""
+    yield
+    needle = str(tmp_path)
+    left = leftover_processes(needle)
+    deadline = time.time() + 5
+    while left and time.time() < deadline:
+        time.sleep(0.1)
+        left = leftover_processes(needle)
+    if left:
+        end_processes(left)
+        pytest.fail("processes outlived the test (ended now):\n" + "\n".join(f"  {p} {c}" for p, c in left))
 
 
 @pytest.fixture(autouse=True)
@@ -88,11 +135,27 @@ def repo_factory(tmp_path):
     return make
 
 
-def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300, input: str | None = None):
+def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 600, input: str | None = None):
+    """Run the CLI. One that outlives `timeout` gets SIGINT, then SIGTERM, then SIGKILL, so a launcher
+    can still destroy its instance; the test then fails with what it printed."""
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([str(BIN / "vast-launch"), *args], cwd=cwd, env=e, capture_output=True, text=True,
-                          timeout=timeout, input=input)
+    proc = subprocess.Popen([str(BIN / "vast-launch"), *args], cwd=cwd, env=e, text=True,
+                            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            proc.send_signal(sig)
+            try:
+                out, err = proc.communicate(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise AssertionError(f"vast-launch {' '.join(args)} ran past {timeout} s; stopped it.\n"
+                             f"stdout: {out[-3000:]}\nstderr: {err[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.fixture

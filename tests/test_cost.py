@@ -11,6 +11,7 @@ from conftest import BIN, PROJECT, cloud_env, run_cli, stage_config, wait_for
 GPU_DPH = 3.60
 STORAGE_COST = 36.0  # $/GB/month; with disk_gb 20 that is $1.00/h of storage
 DISK_GB = 20
+ALL_IN_DPH = GPU_DPH + STORAGE_COST * DISK_GB / 720
 
 
 def priced(lc):
@@ -43,7 +44,9 @@ def test_launch_cost_matches_the_bill_and_ignores_later_price_changes(repo_facto
     print(f"estimate ${row['cost_usd']:.6f}  billed ${billed:.6f}  "
           f"difference {100 * (row['cost_usd'] - billed) / billed:+.3f} %")
     assert billed > 0.005
-    assert abs(row["cost_usd"] - billed) / billed < 0.01
+    # The follower stamps each state change at the midpoint of the two polls around it: within one
+    # second of billing whatever the machine's speed (the soak and the benchmark show the typical error).
+    assert abs(row["cost_usd"] - billed) <= max(0.01 * billed, ALL_IN_DPH / 3600)
     assert row["billed_usd"] == billed  # reconciled from the invoice lines of this instance
     assert abs(row["difference_usd"] - (row["cost_usd"] - billed)) < 1e-9
 
@@ -56,9 +59,13 @@ def test_launch_cost_matches_the_bill_and_ignores_later_price_changes(repo_facto
     # Stage attribution: each stage costs its wall time at the all-in rate; the rest is overhead.
     stages = {r["key"]: r for r in cost_json(repo, cloud, "--by", "stage")["rows"]}
     assert set(stages) == {"operator", "diffusion_residual", "(outside stages)"}
-    rate = GPU_DPH + STORAGE_COST * DISK_GB / 720
-    assert 4 * rate / 3600 <= stages["operator"]["cost_usd"] < 4.5 * rate / 3600
-    assert 2 * rate / 3600 <= stages["diffusion_residual"]["cost_usd"] < 2.5 * rate / 3600
+    from vast_launch.ledger import Ledger
+
+    with Ledger() as ledger:  # the stage's own wall time, as the instance stamped it, at the all-in rate
+        walls = {st["name"]: st["end"] - st["start"] for st in ledger.stages(row["launch_id"])}
+    assert walls["operator"] >= 4 and walls["diffusion_residual"] >= 2  # sleep 4, sleep 2
+    for name in ("operator", "diffusion_residual"):
+        assert abs(stages[name]["cost_usd"] - walls[name] * ALL_IN_DPH / 3600) < 1e-9, name
 
 
 def test_a_stopped_period_bills_storage_only(repo_factory, cloud, tmp_path):
@@ -100,7 +107,7 @@ def test_a_stopped_period_bills_storage_only(repo_factory, cloud, tmp_path):
           f"bill {storage_only_bill:.2f}; estimate ${row['cost_usd']:.6f} billed ${row['billed_usd']:.6f}")
     assert storage_only_est >= stopped_s - 0.2  # the stopped period paid storage, not GPU
     assert abs(storage_only_est - storage_only_bill) < 0.5
-    assert abs(row["cost_usd"] - row["billed_usd"]) / row["billed_usd"] < 0.01
+    assert abs(row["cost_usd"] - row["billed_usd"]) <= max(0.01 * row["billed_usd"], ALL_IN_DPH / 3600)
 
 
 def test_group_stage_gpu_and_day_totals_add_up_to_the_launch_totals(tmp_path):
@@ -179,3 +186,27 @@ def test_sync_wandb_writes_each_stage_runs_share_of_the_cost(tmp_path):
     assert all(r.summary["launch_cost_usd"] == round(row["cost_usd"], 6) for r in runs)
     offline = sync_cost_to_wandb(None, [row])  # no WANDB_API_KEY here: nothing is attempted
     assert offline.startswith("W&B sync skipped")
+
+
+def test_cost_formats_agree_on_a_ledger_with_real_rows(tmp_path):
+    """table, CSV and JSON of the same generated ledger, parsed back: same launches, same dollars."""
+    import csv
+    import io
+
+    sys.path.insert(0, str(PROJECT / "benchmarks"))
+    from cost_report import generate_ledger
+
+    from vast_launch.ledger import Ledger
+
+    generate_ledger(Ledger(), 40, seed=3, now=time.time())
+    args = ["cost", "--since", "3650d", "--no-reconcile"]
+    as_json = json.loads(run_cli([*args, "--format", "json"], cwd=tmp_path).stdout)
+    as_csv = list(csv.DictReader(io.StringIO(run_cli([*args, "--format", "csv"], cwd=tmp_path).stdout)))
+    table = run_cli([*args, "--format", "table"], cwd=tmp_path, env={"COLUMNS": "250"}).stdout
+    assert len(as_json["rows"]) == len(as_csv) == 40
+    assert [r["launch_id"] for r in as_csv] == [r["launch_id"] for r in as_json["rows"]]
+    for c, j in zip(as_csv, as_json["rows"]):
+        assert abs(float(c["cost_usd"]) - j["cost_usd"]) < 1e-9
+    total = sum(float(r["cost_usd"]) for r in as_csv)
+    assert abs(total - as_json["totals"]["cost_usd"]) < 1e-6
+    assert f"${as_json['totals']['cost_usd']:,.4f}" in table

@@ -150,3 +150,21 @@ def test_check_json_reports_each_failure(repo_factory):
     assert out["failures"] == ["no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`"]
     ok = run_cli(["check", "--config", "configs/test.yaml", "--target", "local"], cwd=repo)
     assert ok.returncode == 0 and "is on the remote" in ok.stdout
+
+
+def test_check_asks_the_remote_not_the_stale_tracking_ref(repo_factory, cloud):
+    """The remote's branch was reset after our push; origin/main here still shows our commit."""
+    repo = repo_factory(stage_config(ECHO_STAGES))
+    first = git(repo, "rev-parse", "HEAD")
+    (repo / "note.txt").write_text("a fix\n")
+    git(repo, "add", "note.txt")
+    git(repo, "commit", "-q", "-m", "a fix")
+    git(repo, "push", "-q", "origin", "main")
+    remote = repo.parent / (repo.name + "-remote.git")
+    git(remote, "update-ref", "refs/heads/main", first)  # someone force-pushed the fix away
+    assert git(repo, "rev-parse", "origin/main") == git(repo, "rev-parse", "HEAD")  # stale, still says pushed
+    p = run_cli(["check", "--config", "configs/test.yaml", "--target", "local"], cwd=repo)
+    assert p.returncode == 1, p.stdout
+    assert "is not on remote 'origin'" in p.stderr, p.stderr
+    launch = run_cli(["--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo, env=cloud_env(cloud))
+    assert launch.returncode == 1 and not creates(cloud)

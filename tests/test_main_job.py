@@ -20,7 +20,8 @@ def test_local_smoke_launch_end_to_end(repo_factory):
     (row,) = json.loads(run_cli(["status", "--json"], cwd=repo).stdout)
     assert row["state"] == "destroyed" and row["commit"] == head
     assert row["end_reason"] == "completed: all stages done; the instance destroyed itself"
-    run_dir = repo / "runs" / "local" / row["launch_id"]
+    run_dir = repo.parent / "home" / "local" / "runs" / row["launch_id"]  # the state dir, not the repo
+    assert not (repo / "runs").exists()
     assert (run_dir / "boot.log").exists() and "destroying instance" in p.stdout
     runs = [read_finished_run(f) for f in find_runs(run_dir / "out")]
     assert sorted(r.job_type for r in runs) == sorted(STAGES)
@@ -56,8 +57,9 @@ def test_local_smoke_launch_end_to_end(repo_factory):
         assert img.size == (1600, 400) and high - low > 100  # drawn on, not a blank canvas
 
 
-def test_billed_seconds_after_the_last_stage(repo_factory, tmp_path):
-    """Teardown waits for W&B by watching its process, not by sleeping: billing stops within 2 s."""
+def test_teardown_waits_for_wandb_then_destroys(repo_factory, tmp_path):
+    """Teardown waits for W&B by watching its process, not by sleeping, then destroys itself
+    (how fast: benchmarks/soak.py measures the seconds billed after the last stage)."""
     from vast_launch.localcloud import LocalCloud
 
     cmd = ('python -m ups.train --config "$VL_CONFIG" --profile smoke --stage {stage} --out "$VL_OUT" '
@@ -73,5 +75,7 @@ def test_billed_seconds_after_the_last_stage(repo_factory, tmp_path):
         last_stage_end = max(float(line.split()[2]) for line in (vl / "stage_times").read_text().splitlines())
         after = inst.ended_at - last_stage_end
         print(f"billed seconds after the last stage finished: {after:.2f} s")
-        assert 0 < after < 2.0
+        assert after > 0 and inst.destroyed_by == "instance"
+        runs = [read_finished_run(f, timeout=0) for f in find_runs(vl / "out")]
+        assert runs and all(r.finished for r in runs)  # W&B had written its exit record before the destroy
         assert no_live_processes(lc)

@@ -161,3 +161,26 @@ def test_bad_input_is_one_line_and_submits_nothing(repo_factory, tmp_path):
     repo2 = repo_factory(bad)
     p = run_cli([*base, "--dry-run"], cwd=repo2)
     assert p.returncode == 1 and "slurm.pipelines.smoke.operator.memory" in p.stderr
+
+
+def test_each_stage_depends_afterok_on_the_previous_as_slurm_records_it(repo_factory, slurm_env):
+    """Read back from slurmctld while the first stage holds: `after` would look the same on an idle node."""
+    wait = 'while [ ! -f "$VL_OUT/../go" ]; do sleep 0.2; done'
+    cfg = stage_config([{"name": s, "command": wait} for s in STAGES], train={"profile": "smoke"})
+    cfg["slurm"] = {"pipelines": {"smoke": {s: dict(RES) for s in STAGES}}}
+    repo = repo_factory(cfg)
+    submit(repo, "--pipeline", "smoke")
+    row = last_launch()
+    ids = [j["job_id"] for j in row["extra"]["jobs"]]
+    try:
+        for prev, job in zip(ids, ids[1:]):
+            shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True,
+                                   check=True).stdout
+            assert re.search(rf"Dependency=afterok:{prev}(\(|\s)", shown), shown
+        assert "Dependency=(null)" in subprocess.run(["scontrol", "show", "job", "-o", ids[0]], capture_output=True,
+                                                     text=True, check=True).stdout
+    finally:
+        (Path(row["extra"]["out_dir"]).parent / "go").parent.mkdir(parents=True, exist_ok=True)
+        (Path(row["extra"]["out_dir"]).parent / "go").touch()
+    states = slurm.wait(ids, timeout=400)
+    assert all(s["state"] == "COMPLETED" for s in states.values()), states

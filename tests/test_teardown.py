@@ -36,7 +36,7 @@ def test_failing_stage_is_torn_down_by_the_trap(repo_factory, cloud):
                                       {"name": "diffusion_residual", "command": "echo boom; exit 7"},
                                       {"name": "consistency_distill", "command": "echo never"}]))
     p = launch(repo, cloud)
-    assert p.returncode == 3, p.stderr
+    assert p.returncode == 7, p.stderr  # the failed stage's own exit code
     inst = only_instance(cloud)
     assert inst.destroyed_by == "instance"
     assert "never" not in p.stdout.replace("echo never", "")
@@ -49,17 +49,13 @@ def test_failing_stage_is_torn_down_by_the_trap(repo_factory, cloud):
 def test_hanging_training_is_destroyed_by_the_watchdog(repo_factory, cloud):
     repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}],
                                      lifecycle={"max_hours": SHORT_DEADLINE_H}))
-    t0 = time.time()
     p = launch(repo, cloud)
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 124, p.stderr  # the watchdog's documented exit code, not success
     inst = only_instance(cloud)
-    assert inst.destroyed_by == "instance" and (vl_dir(inst) / "deadline_hit").exists()
-    assert time.time() - t0 < 60
+    assert inst.destroyed_by == "instance" and (vl_dir(inst) / "deadline_hit").read_text().strip() == "deadline"
     (row,) = status(repo)
-    # The follower reads the reason from the log; the last lines may go with the instance.
-    assert row["state"] == "destroyed" and row["end_reason"] in (
-        "deadline reached: destroyed by the in-instance watchdog",
-        "instance gone (destroyed outside this launcher or by its watchdog)")
+    assert row["state"] == "destroyed"
+    assert row["end_reason"] == "deadline reached (lifecycle.max_hours): destroyed by the in-instance watchdog"
     assert no_live_processes(cloud)
 
 
@@ -69,7 +65,7 @@ def test_watchdog_survives_sigkill_of_the_trap_shell(repo_factory, cloud):
     p = launch(repo, cloud, follow=False)
     assert p.returncode == 0, p.stderr
     inst = only_instance(cloud)
-    assert wait_for(lambda: "stage 1/1 a: start" in inst.log_path.read_text(), 20)
+    assert wait_for(lambda: "stage 1/1 a: start" in inst.log_path.read_text(), 60)
     os.kill(inst.proc.pid, signal.SIGKILL)  # the bootstrap shell that holds the trap
     assert wait_for(lambda: inst.status == "destroyed", 40)
     assert inst.destroyed_by == "instance" and (vl_dir(inst) / "deadline_hit").exists()
@@ -124,14 +120,16 @@ def test_destroy_failures_are_retried(repo_factory, cloud):
     assert deletes[:3] == [503, 503, 503] and 200 in deletes
 
 
-def test_http_fallback_when_the_image_has_no_vastai_cli(repo_factory, cloud):
+def test_destroy_over_http_when_the_image_has_no_vastai_cli(repo_factory, cloud):
     repo = repo_factory(stage_config([{"name": "a", "command": "command -v vastai || echo no-vastai-cli-here"}]))
     cloud.cloud.faults.update({"no_vastai_cli": True, "destroy_failures": 1, "destroy_failure_status": 429})
     p = launch(repo, cloud)
     assert p.returncode == 0, p.stderr
     inst = only_instance(cloud)
-    assert "no-vastai-cli-here" in inst.log_path.read_text()
-    assert inst.destroyed_by == "instance" and "instance gone (HTTP)" in inst.log_path.read_text()
+    assert "no-vastai-cli-here" in (vl_dir(inst) / "boot.log").read_text()
+    deletes = [(e["status"], e["who"]) for e in cloud.cloud.events if e["method"] == "DELETE"]
+    assert deletes == [(429, f"instance:{inst.id}"), (200, f"instance:{inst.id}")]
+    assert inst.destroyed_by == "instance"
 
 
 def test_container_restart_resumes_and_finished_work_tears_down_at_once(repo_factory, cloud):

@@ -34,7 +34,6 @@ def test_smoke_profile_learns(tmp_path):
     assert ev["refiner"]["nrmse"] < ev["operator"]["nrmse"]
     assert ev["distilled_1step"]["nrmse"] < ev["operator"]["nrmse"]
     assert ev["distilled_1step"]["wall_s_per_rollout"] < ev["refiner"]["wall_s_per_rollout"]
-    assert total < 90  # the 60 s budget is for the stages; this bounds the whole process on a busy CI box
 
 
 def test_resume_after_kill_skips_finished_stage(tmp_path):

@@ -64,6 +64,16 @@ def _provider_for(row=None, url=None):
     from .credentials import find_api_key
     from .vast import VastProvider
 
+    if row is not None and row.get("target") == "local":
+        # The embedded cloud's key died with it; the account key must never go to its old port.
+        from .settle import launcher_alive
+
+        pid = (row.get("extra") or {}).get("launcher_pid") if isinstance(row.get("extra"), dict) else None
+        if launcher_alive(row):
+            raise UserError(f"{row['id']} runs on the embedded local cloud of launcher pid {pid}: "
+                            f"stop it there (Ctrl-C), or `vast-launch down {row['id']}`")
+        raise UserError(f"{row['id']} ran on the embedded local cloud, which ended with its launcher; "
+                        "its instance ended with it")
     key = find_api_key()
     if not key:
         raise UserError("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
@@ -71,9 +81,20 @@ def _provider_for(row=None, url=None):
                         on_retry=lambda m: click.echo(f"  retrying {m}", err=True))
 
 
+def _settle(ledger, rows) -> None:
+    """Open rows whose launcher died are settled with the provider before they are shown or used."""
+    from .settle import settle
+
+    for note in settle(ledger, rows, _provider_for):
+        click.echo(f"warning: {note}", err=True)
+
+
 def _run(fn):
     try:
         return fn()
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
     except CheckFailed as exc:
         for line in exc.failures:
             click.echo(f"check failed: {line}", err=True)
@@ -86,9 +107,9 @@ def _run(fn):
 @main.command()
 @click.option("--config", "config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False),
               help="launch YAML")
-@click.option("--auto-shutdown/--no-auto-shutdown", default=False,
-              help="destroy the instance when training ends (success or failure); the hard deadline "
-                   "(lifecycle.max_hours) applies either way")
+@click.option("--auto-shutdown/--no-auto-shutdown", default=None,
+              help="destroy the instance when training ends (success or failure); default: "
+                   "lifecycle.auto_shutdown. The hard deadline (lifecycle.max_hours) applies either way")
 @click.option("--local", is_flag=True, help="rent this machine from the embedded local cloud (no Vast account)")
 @click.option("--dry-run", is_flag=True, help="print the offer, create payload and onstart (secrets redacted); rent nothing")
 @click.option("--follow/--detach", default=None, help="stream logs until the instance is gone (default: follow with --local)")
@@ -117,6 +138,11 @@ def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, 
     """Check, pick the best offer, rent it, run the stages (the default command).
 
     With --target slurm, each stage becomes its own sbatch job, chained with afterok.
+
+    \b
+    Exit codes: 0 all stages done; a failed stage's own exit code; 124 the in-instance watchdog
+    ended the run (deadline, budget or idle); 3 the instance ended without a result; 130
+    interrupted (Ctrl-C, SIGTERM, SIGHUP); 1 a user error (nothing rented); 2 bad usage.
 
     \b
     Examples:
@@ -154,12 +180,20 @@ def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, 
         provider = _provider_for(url=os.environ.get("VAST_URL"))
         if not dry_run and not yes and sys.stdin.isatty():
             click.confirm("Rent an instance now?", abort=True, default=True)
+        if sys.stdin.isatty():
+            opts.ask_destroy = lambda: click.confirm(
+                "\nDestroy the instance now? (no: detach and leave it running, its teardown armed)", default=True)
         with _ledger() as ledger:
             return Launcher(cfg, provider, ledger, opts, echo=click.echo).run()
 
-    result = _run(go)
-    if result is not None and result.state == "destroyed" and (result.end_reason or "").startswith("failed"):
-        sys.exit(3)
+    from .interrupts import signals_interrupt
+    from .protocol import EXIT_INTERRUPTED
+
+    with signals_interrupt():
+        result = _run(go)
+    if result is not None and result.exit_code == EXIT_INTERRUPTED:
+        click.echo("interrupted", err=True)
+    sys.exit(result.exit_code if result is not None else 0)
 
 
 def _launch_slurm(config, pipeline, list_pipelines, from_stage, dry_run, profile, wandb_mode, overrides):
@@ -182,21 +216,36 @@ def _launch_slurm(config, pipeline, list_pipelines, from_stage, dry_run, profile
 
 
 def _launch_local(cfg, opts, price: float):
-    from .gitcheck import repo_root
-    from .launch import Launcher
+    from .local_launch import LocalLauncher, local_home, local_runs_dir
     from .localcloud import LocalCloud
     from .vast import VastProvider
 
-    root = repo_root(Path(cfg.source).parent)
-    runs = root / "runs" / "local"
-    opts.runs_dir = runs
-    (runs / ".cloud").mkdir(parents=True, exist_ok=True)
-    with LocalCloud(root=runs / ".cloud", price_dph=price) as lc, _ledger() as ledger:
-        click.echo(f"local cloud at {lc.url} (this machine, ${price:.3f}/h)")
-        provider = VastProvider(lc.api_key, lc.url)
-        launcher = Launcher(cfg, provider, ledger, opts, echo=click.echo, target="local",
-                            workdir_of=lambda iid: lc.cloud.instances[iid].workdir)
-        return launcher.run()
+    opts.runs_dir = local_runs_dir()
+    root = local_home() / "cloud"
+    root.mkdir(parents=True, exist_ok=True)
+    with _ledger() as ledger:
+        with LocalCloud(root=root, price_dph=price) as lc:
+            click.echo(f"local cloud at {lc.url} (this machine, ${price:.3f}/h)")
+            provider = VastProvider(lc.api_key, lc.url)
+            launcher = LocalLauncher(cfg, provider, ledger, opts, echo=click.echo)
+            try:
+                result = launcher.run()
+            finally:
+                _local_cloud_ends(ledger, lc)
+        if result.state == "running":
+            row = ledger.get(result.launch_id)
+            result.state, result.end_reason = row["state"], row["end_reason"]
+            click.echo(f"the local cloud ended with this launcher, and instance {result.instance_id} with it")
+        return result
+
+
+def _local_cloud_ends(ledger, lc) -> None:
+    """Every launch on this embedded cloud that is still open ends with it: record that."""
+    lc.close()
+    for row in ledger.launches(active_only=True):
+        if row["target"] == "local" and row["provider_url"] == lc.url:
+            ledger.finish(row["id"], "destroyed", "the embedded local cloud ended with its launcher; "
+                                                  "the instance ended with it")
 
 
 # --- check ----------------------------------------------------------------------------------
@@ -291,6 +340,8 @@ def status(launch_id, as_json, show_all):
             rows = [row]
         else:
             rows = ledger.launches(since=None if show_all else time.time() - 7 * 86400)
+        _settle(ledger, rows)
+        rows = [ledger.get(r["id"]) for r in rows]
         out = []
         slurm_stages = {}
         for r in rows:
@@ -349,12 +400,19 @@ def logs(launch_id, tail, follow, via, identity):
             row = ledger.find(launch_id)
         if row is None or not row.get("instance_id"):
             raise UserError(f"no instance known for {launch_id!r} (see `vast-launch status`)")
-        if row["state"] in ("destroyed", "aborted"):
-            local = Path("runs/local") / row["id"] / "boot.log"
+        if row["state"] in ("destroyed", "aborted") or row["target"] == "local":
+            from .local_launch import local_runs_dir
+            from .settle import local_workdir
+
+            local = local_runs_dir() / row["id"] / "boot.log"
+            live = local_workdir(row)
+            if row["target"] == "local" and not local.exists() and live is not None:
+                local = live / "boot.log"  # a local launch still running: its instance's files are here
             if local.exists():
-                click.echo(local.read_text())
+                click.echo("\n".join(local.read_text(errors="replace").splitlines()[-tail:]))
                 return
-            raise UserError(f"instance {row['instance_id']} is destroyed; its logs went with it")
+            if row["state"] in ("destroyed", "aborted"):
+                raise UserError(f"instance {row['instance_id']} is destroyed; its logs went with it")
         provider = _provider_for(row)
         iid = row["instance_id"]
         if via != "api":
@@ -463,6 +521,7 @@ def down(launch_ids, down_all, yes):
             raise UserError("name launch ids, or pass --all --yes")
         if down_all and not yes:
             raise UserError("--all destroys every active launch: add --yes")
+        failed = 0
         with _ledger() as ledger:
             rows = ledger.launches(active_only=True) if down_all else []
             for lid in launch_ids:
@@ -470,23 +529,78 @@ def down(launch_ids, down_all, yes):
                 if row is None:
                     raise UserError(f"no launch matches {lid!r}")
                 rows.append(row)
+            _settle(ledger, [r for r in rows if r["target"] != "local"])
             for row in rows:
-                if row["target"] == "slurm":
-                    from . import slurm
-
-                    cancelled = slurm.cancel_launch(ledger, row)
-                    click.echo(f"{row['id']}: cancelled jobs {', '.join(cancelled) or '(none were left)'}")
-                    continue
-                if not row.get("instance_id"):
-                    ledger.finish(row["id"], "aborted", "down: no instance was created")
-                    continue
-                ledger.event(row["id"], "destroying", "down by user", set_state=False)
-                existed = _provider_for(row).destroy(row["instance_id"])
-                ledger.finish(row["id"], "destroyed", "destroyed by `vast-launch down`")
-                click.echo(f"{row['id']}: instance {row['instance_id']} "
-                           f"{'destroyed' if existed else 'was already gone'}")
+                try:
+                    click.echo(f"{row['id']}: {_down_one(ledger, ledger.get(row['id']), yes)}")
+                except UserError as exc:
+                    failed += 1
+                    click.echo(f"error: {row['id']}: {exc}", err=True)
+        if failed:
+            sys.exit(1)
 
     _run(go)
+
+
+def _down_one(ledger, row, yes: bool) -> str:
+    """Destroy one launch's instance after checking it is ours; returns what happened."""
+    from .protocol import label_for, launch_id_of
+    from .provider import ProviderError
+    from .teardown import destroy_and_record, instances_by_label
+
+    if row["target"] == "slurm":
+        from . import slurm
+
+        cancelled = slurm.cancel_launch(ledger, row)
+        return f"cancelled jobs {', '.join(cancelled) or '(none were left)'}"
+    if row["target"] == "local":
+        return _down_local(ledger, row)
+    provider = _provider_for(row)
+    iid = row.get("instance_id")
+    if not iid:
+        found = instances_by_label(provider, row["id"])
+        if not found:
+            if row["state"] not in ("destroyed", "aborted", "failed"):
+                ledger.finish(row["id"], "aborted", "down: no instance exists for this launch")
+            return "no instance exists for this launch"
+        iid = int(found[0]["id"])
+    inst = provider.show(int(iid))
+    if inst is None:
+        _settle(ledger, [row])
+        return f"instance {iid} was already gone"
+    label = inst.get("label") or ""
+    if launch_id_of(label) != row["id"]:
+        raise UserError(f"instance {iid} carries label {label!r}, not {label_for(row['id'])!r}: not destroyed")
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Destroy instance {iid} ({inst.get('gpu_name')}, {inst.get('actual_status')}, "
+                      f"${float(inst.get('dph_total') or 0):.3f}/h) of {row['id']}?", abort=True)
+    final = ledger.get(row["id"])["state"] not in ("destroyed", "aborted", "failed")
+    try:
+        destroy_and_record(provider, ledger, row["id"], int(iid), "destroyed by `vast-launch down`", final=final)
+    except ProviderError as exc:
+        raise UserError(f"instance {iid} was NOT destroyed: {exc}")
+    return f"instance {iid} destroyed (confirmed gone)"
+
+
+def _down_local(ledger, row) -> str:
+    """A local launch lives inside its launcher: end that launcher, which ends its cloud and instance."""
+    import signal
+    import time
+
+    from .settle import launcher_alive
+
+    if launcher_alive(row):
+        pid = int(row["extra"]["launcher_pid"])
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + 60
+        while launcher_alive(row) and time.time() < deadline:
+            time.sleep(0.1)
+        if launcher_alive(row):
+            raise UserError(f"its launcher (pid {pid}) is still running 60 s after SIGTERM")
+        _settle(ledger, [ledger.get(row["id"])])
+        return f"its launcher (pid {pid}) was stopped; the local cloud and its instance ended with it"
+    _settle(ledger, [row])
+    return "it ran on the embedded local cloud, which ended with its launcher; nothing is left running"
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -514,7 +628,9 @@ def report(launch_id, with_plot, out_dir, dest, as_json):
             if row is None:
                 raise UserError(f"no launch matches {launch_id!r} (see `vast-launch status`)")
             extra = row["extra"] if isinstance(row.get("extra"), dict) else {}
-            candidates = [Path(out_dir)] if out_dir else [Path("runs/local") / row["id"] / "out"] + (
+            from .local_launch import local_runs_dir
+
+            candidates = [Path(out_dir)] if out_dir else [local_runs_dir() / row["id"] / "out"] + (
                 [Path(extra["out_dir"])] if extra.get("out_dir") else [])  # local launch; SLURM submission
             data = rep.build(ledger, row, next((c for c in candidates if c.is_dir()), None))
         dest_dir = Path(dest)
@@ -565,6 +681,7 @@ def cost(since, until, by, fmt, reconcile, sync_wandb):
         t_since, t_until = parse_when(since, "--since"), parse_when(until, "--until")
         notes, billed = [], {}
         with _ledger() as ledger:
+            _settle(ledger, ledger.launches(since=t_since, until=t_until, active_only=True))
             if reconcile:
                 billed, notes = _reconcile_vast(ledger, t_since, t_until)
             report = costmod.build_report(ledger, by, t_since, t_until, billed=billed)
@@ -682,8 +799,10 @@ def _wandb_project(config) -> str:
 @main.command()
 @click.option("--dry-run", is_flag=True, help="only list what would be destroyed")
 @click.option("--yes", "-y", is_flag=True, help="destroy without asking (for cron / CI schedules)")
-@click.option("--grace-minutes", default=10.0, show_default=True, help="after a launch's hard deadline")
-@click.option("--loading-minutes", default=30.0, show_default=True, help="longest acceptable loading")
+@click.option("--grace-minutes", default=None, type=float,
+              help="after a launch's hard deadline (default: its lifecycle.reap_grace_minutes, else 10)")
+@click.option("--loading-minutes", default=None, type=float,
+              help="longest acceptable loading (default: its lifecycle.loading_timeout_minutes, else 30)")
 @click.option("--stuck-minutes", default=10.0, show_default=True, help="longest acceptable exited/unknown/offline")
 @click.option("--json", "as_json", is_flag=True)
 def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, as_json):
@@ -703,6 +822,8 @@ def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, as_json):
     def go():
         provider = _provider_for(url=os.environ.get("VAST_URL"))
         with _ledger() as ledger:
+            _settle(ledger, [r for r in ledger.launches(active_only=True) if r["provider_url"] == provider.url
+                             or r["target"] == "local"])
             found = reaper.plan(provider, ledger, grace_minutes, loading_minutes, stuck_minutes)
             if found and not dry_run:
                 if not yes:
@@ -717,13 +838,13 @@ def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, as_json):
         click.echo(json.dumps([v.as_dict() for v in found], indent=2))
     else:
         for v in found:
-            verb = "destroyed" if v.destroyed else "would destroy"
+            verb = "destroyed" if v.destroyed else "FAILED to destroy" if v.error else "would destroy"
             click.echo(f"{verb} instance {v.instance_id} ({v.launch_id or 'no launch'}, {v.status}, "
-                       f"${v.dph_total:.3f}/h): {v.reason}")
+                       f"${v.dph_total:.3f}/h): {v.reason}" + (f" ({v.error})" if v.error else ""))
         saved = sum(v.dph_total for v in found)
         click.echo(f"{len(found)} instance(s) {'found' if dry_run else 'reaped'}; ${saved:.3f}/h "
                    f"{'would be' if dry_run else ''} saved".replace("  ", " ") if found else "nothing to reap")
-    sys.exit(2 if found else 0)
+    sys.exit(1 if any(v.error for v in found) else 2 if found else 0)
 
 
 # --- local cloud ----------------------------------------------------------------------------
@@ -757,8 +878,11 @@ def serve(port, price, root):
     keyfile.write_text(lc.api_key)
     os.chmod(keyfile, 0o600)
     click.echo(f"local cloud listening on {lc.url}\nexport VAST_URL={lc.url}\nexport VAST_API_KEY=$(cat {keyfile})")
+    from .interrupts import signals_interrupt
+
     try:
-        lc.serve_forever()
+        with signals_interrupt():
+            lc.serve_forever()
     except KeyboardInterrupt:
         click.echo("stopped; every instance it ran was destroyed")
 

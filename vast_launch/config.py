@@ -53,11 +53,14 @@ class Resources(Strict):
 
 
 class Lifecycle(Strict):
-    auto_shutdown: bool = True
+    auto_shutdown: bool = Field(True, description="the launch's default; --auto-shutdown/--no-auto-shutdown override")
     max_hours: float = Field(4.0, gt=0, le=24 * 14, description="hard deadline; the instance destroys itself then")
-    idle_minutes: Optional[float] = Field(None, gt=0)
-    loading_timeout_minutes: float = Field(20, gt=0)
-    reap_grace_minutes: float = Field(10, ge=0)
+    idle_minutes: Optional[float] = Field(
+        None, gt=0, description="destroy after this long with no stage process and no GPU use (in the instance)")
+    max_cost_usd: Optional[float] = Field(
+        None, gt=0, description="the deadline becomes the earlier of max_hours and when the rented rate spends this")
+    loading_timeout_minutes: float = Field(20, gt=0, description="longest wait for `running`; then the next offer")
+    reap_grace_minutes: float = Field(10, ge=0, description="`vast-launch reap` waits this long past the deadline")
 
 
 class Code(Strict):

@@ -102,11 +102,14 @@ class Ledger:
     @contextmanager
     def transaction(self):
         """One atomic write. The connection is in autocommit mode, where `with db:` would not group."""
+        if self.db.in_transaction:  # left open by a signal that landed between BEGIN and COMMIT
+            self.db.execute("ROLLBACK")
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
 

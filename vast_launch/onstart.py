@@ -1,16 +1,31 @@
-"""Render onstart/bootstrap.sh for one launch. The result holds no secret and fits Vast's limit."""
+"""Render the instance's bootstrap for one launch, and the short onstart that unpacks it.
+
+Vast caps args+onstart at 4,096 characters, so the bootstrap (onstart/bootstrap.sh with the stage
+runner inside) travels zlib+base64'd in the create call's env, in `VL_BOOT_nn` entries of at most 256
+characters (Vast's limit per entry; 32,768 for all). Nothing rendered holds a secret.
+"""
 
 from __future__ import annotations
 
+import base64
+import re
 import shlex
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "onstart" / "bootstrap.sh"
+SCRIPTS = Path(__file__).resolve().parent.parent / "onstart"
+TEMPLATE = SCRIPTS / "bootstrap.sh"
+RUNNER = SCRIPTS / "run_stages.sh"
 # Vast accepts args+onstart up to 4,096 characters (docs elsewhere say 4,048); keep a margin.
 MAX_ONSTART_CHARS = 4000
+# Vast: each env entry (key and value) at most 256 characters, all of them 32,768; keep room for the rest.
+ENV_ENTRY_CHARS = 256
+MAX_BOOT_ENV_CHARS = 24_000
+BOOT_ENV_PREFIX = "VL_BOOT_"
+PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
 
 
 @dataclass
@@ -25,9 +40,11 @@ class OnstartSpec:
     stages: list[tuple[str, str]]  # (name, command)
     setup: str
     auto_shutdown: bool
+    idle_seconds: int = 0  # 0: no idle limit
 
 
-def render_onstart(spec: OnstartSpec) -> str:
+def render_bootstrap(spec: OnstartSpec) -> str:
+    """The full bootstrap script, filled in one pass: a value can never create a placeholder."""
     for name, cmd in spec.stages:
         if "\t" in cmd or "\n" in cmd or "VL_STAGES" in cmd:
             raise UserError(f"stages.{name}.command: must be one line without tabs")
@@ -37,23 +54,61 @@ def render_onstart(spec: OnstartSpec) -> str:
         "REPO": shlex.quote(spec.repo),
         "DEADLINE": str(int(spec.deadline)),
         "AUTO": "1" if spec.auto_shutdown else "0",
+        "IDLE_S": str(int(spec.idle_seconds)),
         "GROUP": shlex.quote(spec.group),
         "PROFILE": shlex.quote(spec.profile),
         "CONFIG": shlex.quote(spec.config_path),
         "STAGES_TSV": "\n".join(f"{name}\t{cmd}" for name, cmd in spec.stages),
         "SETUP": spec.setup.strip() or "true",
+        "RUN_STAGES": RUNNER.read_text().rstrip("\n"),
     }
-    text = TEMPLATE.read_text()
-    for key, value in values.items():
-        text = text.replace(f"@@{key}@@", value)
-    if "@@" in text:
-        raise RuntimeError("onstart template has an unfilled placeholder")
-    if len(text) > MAX_ONSTART_CHARS:
+    template = TEMPLATE.read_text()
+    missing = set(PLACEHOLDER.findall(template)) - set(values)
+    if missing:
+        raise RuntimeError(f"bootstrap template has unfilled placeholders {sorted(missing)}")
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def pack_bootstrap(bootstrap: str) -> dict[str, str]:
+    """The bootstrap as env entries VL_BOOT_00, VL_BOOT_01, ... (zlib, base64, in order)."""
+    packed = base64.b64encode(zlib.compress(bootstrap.encode(), 9)).decode()
+    width = ENV_ENTRY_CHARS - len(BOOT_ENV_PREFIX) - 2
+    chunks = [packed[i:i + width] for i in range(0, len(packed), width)]
+    return {f"{BOOT_ENV_PREFIX}{i:02d}": chunk for i, chunk in enumerate(chunks)}
+
+
+def unpack_bootstrap(env: dict[str, str]) -> str:
+    keys = sorted(k for k in env if k.startswith(BOOT_ENV_PREFIX))
+    return zlib.decompress(base64.b64decode("".join(env[k] for k in keys))).decode()
+
+
+def wrap_onstart(launch_id: str) -> str:
+    """The onstart: unpack the bootstrap from the env into the launch's work dir and run it."""
+    return "\n".join([
+        "#!/bin/bash",
+        f"# vast-launch onstart for launch {launch_id}: the bootstrap travels zlib+base64 in the env",
+        "# (VL_BOOT_nn), as Vast caps the onstart at 4 KB. Vast runs this on every container start.",
+        f"W=${{DATA_DIRECTORY:-$HOME}}/vl-{shlex.quote(launch_id)}; mkdir -p \"$W\" || exit 1",
+        "python3 -S -c 'import base64,os,sys,zlib;k=sorted(x for x in os.environ if x.startswith(\"VL_BOOT_\"));"
+        "sys.stdout.buffer.write(zlib.decompress(base64.b64decode(\"\".join(os.environ[x] for x in k))))' "
+        "> \"$W/bootstrap.sh\" || exit 1",
+        'exec bash "$W/bootstrap.sh"',
+        "",
+    ])
+
+
+def render_onstart(spec: OnstartSpec) -> tuple[str, str, dict[str, str]]:
+    """(onstart as sent to the provider, the bootstrap it unpacks, the env entries carrying it)."""
+    bootstrap = render_bootstrap(spec)
+    onstart = wrap_onstart(spec.launch_id)
+    boot_env = pack_bootstrap(bootstrap)
+    size = sum(len(k) + len(v) for k, v in boot_env.items())
+    if len(onstart) > MAX_ONSTART_CHARS or size > MAX_BOOT_ENV_CHARS:
         raise UserError(
-            f"rendered onstart is {len(text)} characters, over Vast's limit of {MAX_ONSTART_CHARS}: "
-            "shorten stages.*.command or code.setup"
+            f"the rendered bootstrap takes {size} characters of env once compressed, over the "
+            f"{MAX_BOOT_ENV_CHARS} it may use of Vast's 32,768: shorten stages.*.command or code.setup"
         )
-    return text
+    return onstart, bootstrap, boot_env
 
 
 def assert_no_secrets(text: str, secrets: dict[str, str]) -> None:

@@ -235,7 +235,7 @@ class SlurmOptions:
 
 def launch(cfg: LaunchConfig, ledger, opts: SlurmOptions, echo: Callable[[str], None]) -> dict:
     from .gitcheck import git, repo_root
-    from .launch import new_launch_id
+    from .instance_env import new_launch_id
 
     root = repo_root(Path(cfg.source).parent)
     commit = git(["rev-parse", "HEAD"], cwd=root, check=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -13,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from .faults import Faults
 
@@ -77,6 +78,10 @@ class Instance:
     starts: int = 0
     has_vastai_cli: bool = True
     ssh_port: Optional[int] = None
+    # Every process of this container carries it in its environment: a process that made its own
+    # session or process group is still inside the container, as on Vast.
+    marker: str = field(default_factory=lambda: secrets.token_hex(8))
+    runtype: str = "ssh"
 
     @property
     def gpu_dph(self) -> float:
@@ -130,6 +135,65 @@ class Instance:
         }
 
 
+MARKER_ENV = "LOCALCLOUD_CONTAINER"
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent that may never reap it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def container_pids(marker: str, pgid: Optional[int] = None) -> list[int]:
+    """Live processes of one container: its process group, and every process carrying its marker."""
+    needle = f"{MARKER_ENV}={marker}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            if pgid is not None and os.getpgid(pid) == pgid:
+                found.append(pid)
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(pid)
+        except OSError:
+            continue
+    return [p for p in found if _alive(p)]
+
+
+def kill_container(marker: str, proc: Optional[subprocess.Popen], grace: float) -> None:
+    """TERM (when there is a grace period), then KILL, every process of a container; reaped before returning."""
+    pgid = proc.pid if proc is not None else None
+    signals = ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)) if grace > 0 else ((signal.SIGKILL, 10.0),)
+    for sig, wait in signals:
+        pids = container_pids(marker, pgid)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            if proc is not None:
+                proc.poll()  # our own child: reap it, or it stays a zombie
+            if not container_pids(marker, pgid):
+                break
+            time.sleep(0.02)
+    if proc is not None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 class Cloud:
     """Offers and instances of this machine. Thread-safe; owned by the HTTP server."""
 
@@ -149,7 +213,21 @@ class Cloud:
         self.faults = Faults()
         self.events: list[dict] = []
         self.lock = threading.RLock()
-        self._next_id = 30001
+        self.closed = False
+
+    def _take_id(self) -> int:
+        """Instance ids (and so work dirs) are never reused within a cloud root, across processes too."""
+        counter = self.root / ".next_id"
+        with open(counter, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            text = f.read().strip()
+            used = [int(d.name.split("-")[1]) for d in self.root.glob("instance-*") if d.name[9:].isdigit()]
+            iid = max([int(text) if text.isdigit() else 30001, *(u + 1 for u in used)])
+            f.seek(0)
+            f.truncate()
+            f.write(str(iid + 1))
+        return iid
 
     # --- auth -------------------------------------------------------------------------------
     def who(self, key: Optional[str]) -> Optional[str]:
@@ -160,7 +238,8 @@ class Cloud:
             return "account"
         with self.lock:
             for inst in self.instances.values():
-                if secrets.compare_digest(key, inst.api_key):
+                # An instance key dies with its instance.
+                if inst.status != "destroyed" and secrets.compare_digest(key, inst.api_key):
                     return f"instance:{inst.id}"
         return None
 
@@ -179,14 +258,15 @@ class Cloud:
     def create(self, offer_id: int, body: dict) -> Instance:
         with self.lock:
             offer = self.offers[offer_id]
-            iid = self._next_id
-            self._next_id += 1
+            iid = self._take_id()
             env = {k: str(v) for k, v in (body.get("env") or {}).items() if not k.startswith("-")}
             inst = Instance(
                 id=iid, offer=dict(offer), label=body.get("label") or "", image=body.get("image") or "",
                 env=env, onstart=body.get("onstart") or "", disk=float(body.get("disk") or 10),
                 api_key=secrets.token_hex(24), workdir=self.root / f"instance-{iid}", ssh_port=self.ssh_port,
             )
+            if body.get("runtype") == "args" or body.get("args"):
+                inst.runtype = "args"
             inst.workdir.mkdir(parents=True, exist_ok=True)
             inst.has_vastai_cli = not self.faults.no_vastai_cli
             inst.set_state("loading")
@@ -207,6 +287,7 @@ class Cloud:
             "VAST_URL": self.public_url, "VASTAI_NO_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1",
         }
         env.update(inst.env)
+        env[MARKER_ENV] = inst.marker
         return env
 
     def _bin_without_vastai(self, inst: Instance) -> Path:
@@ -222,7 +303,7 @@ class Cloud:
         """Container start: run onstart in its own process group (also on restarts)."""
         with self.lock:
             inst = self.instances.get(iid)
-            if inst is None or inst.status not in ("loading", "stopped"):
+            if self.closed or inst is None or inst.status not in ("loading", "stopped"):
                 return
             script = inst.workdir / "onstart.sh"
             script.write_text(inst.onstart)
@@ -240,34 +321,20 @@ class Cloud:
         threading.Thread(target=self._reap_process, args=(iid, proc), daemon=True).start()
 
     def _reap_process(self, iid: int, proc: subprocess.Popen) -> None:
+        """As on Vast (ssh/jupyter run types), the onstart ending does not end the container: it stays
+        `running`, and billing, until destroyed or stopped. Only an `args` run type's main process
+        ending makes the instance `exited`."""
         proc.wait()
         with self.lock:
             inst = self.instances.get(iid)
-            if inst is not None and inst.proc is proc and inst.status == "running":
+            if inst is not None and inst.proc is proc and inst.status == "running" and inst.runtype == "args":
                 inst.set_state("exited")
 
-    @staticmethod
-    def _kill_group(proc: Optional[subprocess.Popen], grace: float = 2.0) -> None:
-        if proc is None:
-            return
-        try:
-            pgid = os.getpgid(proc.pid)
-        except ProcessLookupError:
-            pgid = proc.pid
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                return
-            deadline = time.time() + wait
-            while time.time() < deadline:
-                try:
-                    os.killpg(pgid, 0)
-                except ProcessLookupError:
-                    return
-                time.sleep(0.05)
+    def destroy(self, iid: int, by: str, answer: Optional[Callable[[], None]] = None) -> bool:
+        """Gone at once, as `docker rm -f`: every process of the container is killed before this returns.
 
-    def destroy(self, iid: int, by: str, delay: float = 0.0) -> bool:
+        `answer` runs once the instance is marked gone and before its processes die: the HTTP answer
+        reaches a caller inside the container, as it does on the real service."""
         with self.lock:
             inst = self.instances.get(iid)
             if inst is None or inst.status == "destroyed":
@@ -275,17 +342,20 @@ class Cloud:
             inst.set_state("destroyed")
             inst.destroyed_by = by
             inst.ended_at = time.time()
-            proc = inst.proc
-        # The answer reaches the caller before its container is killed, as on the real service.
-        threading.Timer(delay, self._kill_group, args=(proc,)).start()
+            proc, inst.proc = inst.proc, None
+        if answer is not None:
+            answer()
+        kill_container(inst.marker, proc, grace=0)
         return True
 
-    def stop(self, iid: int) -> None:
+    def stop(self, iid: int, grace: float = 2.0) -> None:
+        """As `docker stop`: TERM, a grace period, then KILL; storage stays (and is billed)."""
         with self.lock:
             inst = self.instances[iid]
             proc, inst.proc = inst.proc, None
-            inst.set_state("stopped")
-        self._kill_group(proc, grace=0.5)
+            if inst.status != "destroyed":
+                inst.set_state("stopped")
+        kill_container(inst.marker, proc, grace=grace)
 
     def start(self, iid: int) -> None:
         with self.lock:
@@ -304,16 +374,32 @@ class Cloud:
             inst = self.instances[iid]
             proc, inst.proc = inst.proc, None
             inst.set_state("exited")
-        self._kill_group(proc, grace=0.5)
+        kill_container(inst.marker, proc, grace=0.5)
+
+    def signal_group(self, iid: int, sig: int = signal.SIGTERM) -> None:
+        """A signal to the onstart's whole process group and nothing more (a host or Docker stop's first step)."""
+        with self.lock:
+            proc = self.instances[iid].proc
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
 
     def live(self) -> list[Instance]:
         with self.lock:
             return [i for i in self.instances.values() if i.status != "destroyed"]
 
     def shutdown(self) -> None:
-        for inst in self.live():
-            self.destroy(inst.id, by="server-shutdown")
-            self._kill_group(inst.proc, grace=1.0)
+        """The cloud's process is ending: no container outlives it (destroyed ones still dying included)."""
+        with self.lock:
+            self.closed = True
+            insts = list(self.instances.values())
+        for inst in insts:
+            if inst.status != "destroyed":
+                self.destroy(inst.id, by="server-shutdown")
+            else:
+                kill_container(inst.marker, None, grace=0)
 
     def invoice_rows(self, since: float = 0.0, until: Optional[float] = None) -> list[dict]:
         until = time.time() if until is None else until

@@ -165,10 +165,11 @@ class _Handler(BaseHTTPRequestHandler):
         oid = int(offer_id)
         body = self._body()
         with cloud.lock:
-            if oid in cloud.faults.vanish_on_create:
+            if oid in cloud.faults.vanish_on_create and oid in cloud.offers:
+                # Rented by someone else between search and create: it leaves search, as on Vast.
                 cloud.faults.vanish_on_create.discard(oid)
-                cloud.offers.pop(oid, None)
-            exists = oid in cloud.offers
+                cloud.offers[oid]["rented"] = True
+            exists = oid in cloud.offers and not cloud.offers[oid].get("rented")
         if not exists:
             self._send(404, {"success": False, "error": "no_such_ask", "msg": f"Instance type {oid} is no longer available."})
             return
@@ -228,8 +229,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(status, {"success": False, "error": "internal_error", "msg": "destroy failed"})
             return
-        cloud.destroy(inst.id, by="instance" if who.startswith("instance:") else "account", delay=0.2)
-        self._send(200, {"success": True})
+        cloud.destroy(inst.id, by="instance" if who.startswith("instance:") else "account",
+                      answer=lambda: (self._send(200, {"success": True}), self.wfile.flush()))
 
     def update(self, who, query, iid):
         cloud = self.server.cloud
@@ -314,6 +315,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.cloud.mark_exited(int(iid))
         self._send(200, {"success": True})
 
+    def local_signal(self, who, query, iid):
+        self.server.cloud.signal_group(int(iid))
+        self._send(200, {"success": True})
+
 
 def _validate_create(body: dict) -> Optional[str]:
     if len(body.get("image") or "") > 1024:
@@ -359,6 +364,7 @@ ROUTES: list[tuple[str, str, Callable, str]] = [
     ("POST", r"/_local/offers/(\d+)", H.local_offer, "account"),
     ("POST", r"/_local/instances/(\d+)/restart", H.local_restart, "account"),
     ("POST", r"/_local/instances/(\d+)/exit", H.local_exit, "account"),
+    ("POST", r"/_local/instances/(\d+)/sigterm", H.local_signal, "account"),
 ]
 
 
@@ -368,6 +374,14 @@ class _Server(ThreadingHTTPServer):
     cloud: Cloud
     routes: list
     log_blobs: dict
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away (a destroyed container's last request) is no server error."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class LocalCloud:

@@ -1,0 +1,83 @@
+"""The shell<->launcher contract: what the stage runner prints is what protocol.py parses.
+
+The runner is taken from the rendered bootstrap (the bytes an instance runs), not from the source file.
+"""
+
+import subprocess
+
+import pytest
+
+from vast_launch.onstart import OnstartSpec, render_onstart, unpack_bootstrap
+from vast_launch.protocol import EXIT_NO_RESULT, EXIT_WATCHDOG, Outcome, exit_code_for_reason, parse_stage_line
+
+
+def spec(stages, setup="true"):
+    return OnstartSpec(launch_id="t-1", commit="0" * 40, repo="https://example.invalid/r.git", group="g",
+                       deadline=2_000_000_000, profile="smoke", config_path="c.yaml", stages=stages, setup=setup,
+                       auto_shutdown=True)
+
+
+def runner_from(bootstrap: str) -> str:
+    return bootstrap.split("<<'VL_RUNNER'\n", 1)[1].split("\nVL_RUNNER\n", 1)[0]
+
+
+def test_stage_runner_lines_parse_and_agree_with_its_files(tmp_path):
+    _, bootstrap, _ = render_onstart(spec([("a", "echo A"), ("b", "exit 7"), ("c", "echo never")]))
+    (tmp_path / "run_stages.sh").write_text(runner_from(bootstrap))
+    (tmp_path / "stages.tsv").write_text("a\techo A\nb\texit 7\nc\techo never\n")
+    p = subprocess.run(["bash", str(tmp_path / "run_stages.sh")], env={"VL_W": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                       capture_output=True, text=True)
+    assert p.returncode == 7
+    events = [e for e in map(parse_stage_line, p.stdout.splitlines()) if e]
+    assert [(e.name, e.phase, e.rc) for e in events] == [("a", "start", None), ("a", "done", 0),
+                                                         ("b", "start", None), ("b", "failed", 7)]
+    times = [line.split() for line in (tmp_path / "stage_times").read_text().splitlines()]
+    assert [(t[0], int(t[3])) for t in times] == [("a", 0), ("b", 7)]
+    assert float(times[1][1]) == events[2].at and float(times[1][2]) == events[3].at
+    assert (tmp_path / "failed_stage").read_text().strip() == "b"
+    assert "never" not in p.stdout
+
+
+@pytest.mark.parametrize("line,rc,stage,signal", [
+    ("[vast-launch] 12:00:00 result rc=0 failed_stage= at=1700000000.5", 0, "", ""),
+    ("[vast-launch] 12:00:00 result rc=143 failed_stage=train at=1700000000.5 signal=TERM", 143, "train", "TERM"),
+])
+def test_result_lines(line, rc, stage, signal):
+    out = Outcome()
+    assert out.read_line(line)
+    assert (out.rc, out.failed_stage, out.signal, out.result_at) == (rc, stage, signal, 1700000000.5)
+
+
+def test_outcomes_map_to_reasons_and_exit_codes():
+    watchdog = Outcome(watchdog="deadline")
+    assert watchdog.exit_code() == EXIT_WATCHDOG
+    assert watchdog.end_reason() == "deadline reached (lifecycle.max_hours): destroyed by the in-instance watchdog"
+    assert Outcome().exit_code() == EXIT_NO_RESULT
+    failed = Outcome(rc=7, failed_stage="b")
+    assert failed.exit_code() == 7 and failed.end_reason().startswith("failed in stage b (exit 7)")
+    assert exit_code_for_reason(failed.end_reason()) == 7
+    assert exit_code_for_reason(watchdog.end_reason()) == EXIT_WATCHDOG
+    done_then_idle = Outcome(rc=0, watchdog="idle")
+    assert done_then_idle.exit_code() == 0 and done_then_idle.end_reason().startswith("completed")
+
+
+def test_watchdog_lines_are_recognised():
+    out = Outcome()
+    out.read_line("[vast-launch] 12:00:00 budget reached: destroying")
+    assert out.watchdog == "budget"
+    out.read_line("[vast-launch] 12:00:00 idle for 180 s: destroying")
+    assert out.watchdog == "idle"
+
+
+def test_onstart_fits_with_a_long_setup_and_many_stages():
+    stages = [(f"stage{i}", f"python -m my_project.train --stage {i} --out \"$VL_OUT\" --seed {i}") for i in range(10)]
+    setup = " && ".join(f"pip install -q pkg{i}=={i}.{i * 7 % 10}.{i * 3 % 10}" for i in range(90))[:2000]
+    onstart, bootstrap, env = render_onstart(spec(stages, setup=setup))
+    assert len(setup) == 2000 and len(bootstrap) > 4000 >= len(onstart)
+    assert all(len(k) + len(v) <= 256 for k, v in env.items()) and unpack_bootstrap(env) == bootstrap
+    assert "@@" not in bootstrap
+
+
+def test_values_cannot_create_placeholders():
+    _, bootstrap, _ = render_onstart(spec([("a", "echo @@SETUP@@")], setup="echo real-setup"))
+    assert bootstrap.count("echo real-setup") == 1 and "echo @@SETUP@@" in bootstrap

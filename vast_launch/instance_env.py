@@ -1,0 +1,57 @@
+"""What an instance is created with: its launch id, its environment (secrets only here, never in the
+onstart), and its hard deadline on a given offer."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from datetime import datetime, timezone
+
+from .config import LaunchConfig
+
+SECRET_ENV = ("WANDB_API_KEY", "VL_GIT_TOKEN")
+
+
+def new_launch_id(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:24] or "launch"
+    return f"{slug}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def redact(env: dict) -> dict:
+    return {k: ("***redacted***" if k in SECRET_ENV and v else v) for k, v in env.items()}
+
+
+def offer_deadline(cfg: LaunchConfig, start: float, offer: dict) -> tuple[int, str]:
+    """The instance's hard deadline on this offer: max_hours, or earlier where max_cost_usd runs out."""
+    deadline, why = start + cfg.lifecycle.max_hours * 3600, "deadline"
+    dph = float(offer.get("dph_total") or 0)
+    if cfg.lifecycle.max_cost_usd is not None and dph > 0:
+        budget_end = start + cfg.lifecycle.max_cost_usd / dph * 3600
+        if budget_end < deadline:
+            deadline, why = budget_end, "budget"
+    return int(deadline), why
+
+
+def instance_env(cfg: LaunchConfig, launch_id: str, commit: str, offer: dict, wandb_mode: str,
+                 extra: dict, deadline: tuple[int, str]) -> tuple[dict, dict]:
+    """(env for the create call, the secrets in it). Secrets go in env, never in the onstart."""
+    env = {
+        "VL_DEADLINE": str(deadline[0]), "VL_DEADLINE_WHY": deadline[1],
+        "VL_LAUNCH_ID": launch_id, "VL_NAME": cfg.name, "VL_COMMIT": commit,
+        "VL_OFFER_ID": str(offer.get("id")), "VL_MACHINE_ID": str(offer.get("machine_id")),
+        "VL_GPU_NAME": str(offer.get("gpu_name")), "VL_NUM_GPUS": str(offer.get("num_gpus")),
+        "VL_DPH_TOTAL": f"{float(offer.get('dph_total') or 0):.4f}",
+        "WANDB_PROJECT": cfg.wandb.project, "WANDB_MODE": wandb_mode, "VASTAI_NO_UPDATE_CHECK": "1",
+    }
+    if cfg.wandb.entity:
+        env["WANDB_ENTITY"] = cfg.wandb.entity
+    env.update({k: str(v) for k, v in extra.items()})
+    found = {}
+    if wandb_mode == "online" and os.environ.get("WANDB_API_KEY"):
+        found["WANDB_API_KEY"] = os.environ["WANDB_API_KEY"]
+    token = os.environ.get("VAST_LAUNCH_GIT_TOKEN")
+    if token:
+        found["VL_GIT_TOKEN"] = token
+    env.update(found)
+    return env, found

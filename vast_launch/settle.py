@@ -1,0 +1,153 @@
+"""Make the ledger tell the truth after a launcher died: ask the provider about every open launch.
+
+A launcher killed by SIGKILL, a closed laptop or a cancelled CI job leaves its row at
+`creating`/`loading`/`running`. `status`, `reap`, `cost` and `down` call `settle` first:
+- a row whose launcher is still alive on this machine is that launcher's to write, and is skipped;
+- a local launch whose launcher is gone ended with it (the embedded cloud lives in the launcher);
+- a Vast launch is looked up by instance id, or by its label when no id was recorded: an instance
+  that is gone becomes `destroyed` with the best end reason known and an estimate that stops when
+  it vanished; an instance found by label is adopted; none at all means nothing was created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from .errors import UserError
+from .ledger import TERMINAL_STATES, Ledger
+from .protocol import Outcome, workdir_name
+from .provider import Provider, ProviderError
+from .teardown import instances_by_label
+
+
+def process_start_time(pid: int) -> Optional[float]:
+    """The process's start in clock ticks since boot (tells a live launcher from a reused pid)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return float(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def launcher_alive(row: dict) -> Optional[bool]:
+    """True/False for a launcher on this machine; None when the row cannot tell (another host)."""
+    extra = row.get("extra") if isinstance(row.get("extra"), dict) else {}
+    pid = extra.get("launcher_pid")
+    if not pid or extra.get("launcher_host") != socket.gethostname():
+        return None
+    started = extra.get("launcher_started")
+    if started is None:
+        try:
+            os.kill(int(pid), 0)
+            return True
+        except OSError:
+            return False
+    return process_start_time(int(pid)) == started
+
+
+def known_outcome(ledger: Ledger, launch_id: str) -> Outcome:
+    """What the follower had learnt from the instance's log before it stopped following."""
+    out = Outcome()
+    for ev in ledger.events(launch_id):
+        try:
+            detail = json.loads(ev["detail"]) if ev["detail"] else {}
+        except (TypeError, json.JSONDecodeError):
+            detail = {}
+        if ev["state"] in ("teardown", "stages_ended") and isinstance(detail, dict):
+            out.rc, out.failed_stage = detail.get("rc"), detail.get("failed_stage") or ""
+        elif ev["state"] == "watchdog" and isinstance(detail, dict):
+            out.watchdog = detail.get("why")
+    return out
+
+
+def _gone_at(provider: Provider, row: dict, iid: int) -> float:
+    """When the instance vanished: its bill's last timestamp, else the last thing the ledger saw."""
+    now = time.time()
+    last_seen = float(row.get("updated_at") or row["created_at"])
+    try:
+        lines = [r for r in provider.invoices(float(row["created_at"]), now)
+                 if str(r.get("instance_id")) == str(iid) and r.get("timestamp")]
+    except (ProviderError, TimeoutError):
+        lines = []
+    if lines:
+        return min(max(float(max(r["timestamp"] for r in lines)), last_seen), now)
+    return last_seen
+
+
+def _local_end(row: dict) -> float:
+    """A local launch ended with its launcher: the instance's log was last written about then."""
+    from .local_launch import local_home
+
+    t = float(row.get("updated_at") or row["created_at"])
+    if row.get("instance_id"):
+        log = local_home() / "cloud" / f"instance-{row['instance_id']}" / workdir_name(row["id"]) / "boot.log"
+        try:
+            t = max(t, log.stat().st_mtime)
+        except OSError:
+            pass
+    return min(t, time.time())
+
+
+def settle(ledger: Ledger, rows: list[dict], provider_for: Callable[[dict], Provider]) -> list[str]:
+    """Settle the open rows among `rows`; returns notes for rows that could not be settled."""
+    notes: list[str] = []
+    providers: dict[str, Provider] = {}
+    for row in rows:
+        if row["state"] in TERMINAL_STATES or row.get("target") not in ("vast", "local"):
+            continue
+        alive = launcher_alive(row)
+        if alive:
+            continue
+        if row["target"] == "local":
+            if alive is False:
+                ledger.finish(row["id"], "destroyed", "the launcher ended before the launch did; the embedded "
+                                                      "local cloud and its instance ended with it", t=_local_end(row))
+            continue
+        try:
+            url = row.get("provider_url") or ""
+            if url not in providers:
+                providers[url] = provider_for(row)
+            _settle_vast(ledger, row, providers[url])
+        except (UserError, ProviderError) as exc:
+            notes.append(f"{row['id']}: not settled ({exc})")
+    return notes
+
+
+def _settle_vast(ledger: Ledger, row: dict, provider: Provider) -> None:
+    launch_id, iid = row["id"], row.get("instance_id")
+    if not iid:
+        found = instances_by_label(provider, launch_id)
+        if not found:
+            ledger.finish(launch_id, "aborted", "no instance exists for this launch: its launcher ended "
+                                                "before one was created")
+            return
+        iid = int(found[0]["id"])
+        ledger.event(launch_id, "created", {"instance_id": iid, "adopted": "found by its label"}, instance_id=iid)
+        row = ledger.get(launch_id)
+    inst = provider.show(int(iid))
+    if inst is None:
+        reason = known_outcome(ledger, launch_id).end_reason()
+        ledger.finish(launch_id, "destroyed", reason, t=_gone_at(provider, row, int(iid)))
+        return
+    status = inst.get("actual_status") or "created"
+    if status != row["state"]:
+        ledger.event(launch_id, status, {"instance_id": iid, "seen_by": "settle"})
+
+
+def settle_quietly(ledger: Ledger, rows: list[dict], provider_for: Callable[[dict], Provider],
+                   warn: Callable[[str], None]) -> None:
+    for note in settle(ledger, rows, provider_for):
+        warn(f"warning: {note}")
+
+
+def local_workdir(row: dict) -> Optional[Path]:
+    from .local_launch import local_home
+
+    if not row.get("instance_id"):
+        return None
+    return local_home() / "cloud" / f"instance-{row['instance_id']}" / workdir_name(row["id"])
