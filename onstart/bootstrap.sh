@@ -39,7 +39,7 @@ if sys.argv[1]=="ACK":
     end=time.time()+float(os.environ.get("VL_ACK_WAIT") or 0)
     while time.time()<end and not str((call("GET").get("instances") or {}).get("label","")).endswith(" result-seen"):time.sleep(0.1)
     sys.exit(0)
-if sys.argv[1]=="DELETE":call("DELETE")
+if sys.argv[1]=="DELETE" and call("DELETE").get("code",0) not in (0,404):sys.exit(1)
 for _ in range(12):
     b=call("GET")
     if b.get("instances",1) is None or b.get("code") in (401,403,404):sys.exit(0)
@@ -54,7 +54,7 @@ destroy(){
     gone DELETE && return
     command -v vastai >/dev/null && VAST_API_KEY=$CONTAINER_API_KEY vastai destroy instance "$CONTAINER_ID" -y \
       >/dev/null 2>&1 && gone GET && return
-    sleep $((i < 5 ? i : 5)).$((RANDOM % 10))
+    sleep "0.$((RANDOM % 5 + 2))"; [ "$i" -gt 3 ] && sleep $((i < 6 ? i : 6))
   done; log "could not destroy; the watchdog and the reaper remain"
 }
 # W&B may still be writing after a stage exits: wait for this launch's wandb-core (no pgrep in slim images).

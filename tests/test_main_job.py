@@ -4,17 +4,20 @@ import json
 import re
 import struct
 
+import pytest
+
 from conftest import cloud_env, git, no_live_processes, run_cli, stage_config
 from wandb_reader import find_runs, read_finished_run
 
 STAGES = ["operator", "diffusion_residual", "consistency_distill"]
 
 
+@pytest.mark.timeout(2400)  # a safety limit: a loaded 2-core machine trains 10-25x slower
 def test_local_smoke_launch_end_to_end(repo_factory):
     repo = repo_factory()
     head = git(repo, "rev-parse", "HEAD")
     p = run_cli(["--local", "--auto-shutdown", "--config", "configs/burgers.yaml", "--profile", "smoke"], cwd=repo,
-                timeout=600)
+                timeout=2000)
     print(p.stdout[-3000:])
     assert p.returncode == 0, p.stderr[-3000:]
     (row,) = json.loads(run_cli(["status", "--json"], cwd=repo).stdout)

@@ -165,7 +165,7 @@ def test_bad_input_is_one_line_and_submits_nothing(repo_factory, tmp_path):
 
 def test_each_stage_depends_afterok_on_the_previous_as_slurm_records_it(repo_factory, slurm_env):
     """Read back from slurmctld while the first stage holds: `after` would look the same on an idle node."""
-    wait = 'while [ ! -f "$VL_OUT/../go" ]; do sleep 0.2; done'
+    wait = 'while [ ! -f "$VL_OUT/go" ]; do sleep 0.2; done'
     cfg = stage_config([{"name": s, "command": wait} for s in STAGES], train={"profile": "smoke"})
     cfg["slurm"] = {"pipelines": {"smoke": {s: dict(RES) for s in STAGES}}}
     repo = repo_factory(cfg)
@@ -180,7 +180,11 @@ def test_each_stage_depends_afterok_on_the_previous_as_slurm_records_it(repo_fac
         assert "Dependency=(null)" in subprocess.run(["scontrol", "show", "job", "-o", ids[0]], capture_output=True,
                                                      text=True, check=True).stdout
     finally:
-        (Path(row["extra"]["out_dir"]).parent / "go").parent.mkdir(parents=True, exist_ok=True)
-        (Path(row["extra"]["out_dir"]).parent / "go").touch()
-    states = slurm.wait(ids, timeout=400)
-    assert all(s["state"] == "COMPLETED" for s in states.values()), states
+        out = Path(row["extra"]["out_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "go").touch()
+    try:
+        states = slurm.wait(ids, timeout=400)
+        assert all(s["state"] == "COMPLETED" for s in states.values()), states
+    finally:
+        subprocess.run(["scancel", *ids], capture_output=True)

@@ -14,7 +14,7 @@ TINY = ["--set", "operator.iters=30", "--set", "diffusion_residual.iters=30", "-
         "--set", "data.n_train=16"]
 
 
-def ups_train(out, *args, env=None, timeout=300):
+def ups_train(out, *args, env=None, timeout=1500):
     e = {**os.environ, "WANDB_MODE": "disabled", **(env or {})}
     return subprocess.run([sys.executable, "-m", "ups.train", "--config", CONFIG, "--profile", "smoke", "--out", str(out),
                            *args], capture_output=True, text=True, env=e, timeout=timeout)
@@ -68,7 +68,7 @@ def test_stage_without_predecessor_fails_clearly(tmp_path):
 
 def test_ddp_two_processes_gloo_cpu(tmp_path):
     out = tmp_path / "run"
-    p = ups_train(out, "--stage", "operator", "--nproc", "2", *TINY, timeout=300)
+    p = ups_train(out, "--stage", "operator", "--nproc", "2", *TINY, timeout=1500)
     assert p.returncode == 0, p.stderr[-3000:]
     assert (out / "operator" / "done").exists()
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

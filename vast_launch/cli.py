@@ -172,7 +172,7 @@ def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, 
             if not sep or not key.isidentifier():
                 raise UserError(f"--env {pair!r}: expected KEY=VALUE")
             extra[key] = value
-        opts = LaunchOptions(auto_shutdown=auto_shutdown, local=local, dry_run=dry_run, follow=follow,
+        opts = LaunchOptions(auto_shutdown=auto_shutdown, dry_run=dry_run, follow=follow,
                              profile=profile, allow_dirty=allow_dirty, wandb_mode=wandb_mode, extra_env=extra,
                              poll_seconds=poll_seconds)
         if local:

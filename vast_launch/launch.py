@@ -21,7 +21,8 @@ from .interrupts import Interrupted
 from .ledger import Ledger
 from .offers import RankedOffer, build_query, describe_query, rank_offers
 from .onstart import OnstartSpec, assert_no_secrets, render_onstart
-from .protocol import ACK_WAIT_SECONDS, EXIT_INTERRUPTED, LABEL_PREFIX, RESULT_SEEN, Outcome, parse_stage_line
+from .protocol import (ACK_WAIT_SECONDS, EXIT_INTERRUPTED, LABEL_PREFIX, RESULT_LINE, RESULT_SEEN, WATCHDOG_LINE,
+                       Outcome, parse_stage_line)
 from .instance_env import instance_env, new_launch_id, offer_deadline, redact
 from .progress import LogTail, Printer
 from .provider import CreateFailed, OfferGone, Provider, ProviderError
@@ -35,7 +36,6 @@ LOCAL_SETUP = "true"  # local instances run the clone via PYTHONPATH, never pip-
 @dataclass
 class LaunchOptions:
     auto_shutdown: Optional[bool] = None  # None: lifecycle.auto_shutdown
-    local: bool = False
     dry_run: bool = False
     follow: Optional[bool] = None  # None: follow in local mode, detach otherwise
     profile: Optional[str] = None
@@ -300,7 +300,7 @@ class Launcher:
         gone_at = None
         reported_at = None
         # Vast's logs API takes >= 0.3 s a call: read it beside the status polls, not between them.
-        tail = LogTail(self.provider, iid, self.opts.poll_seconds)
+        tail = LogTail(self.provider, iid, self.opts.poll_seconds, on_text=self._acknowledger(launch_id, iid))
         try:
             while True:
                 asked = time.time()
@@ -414,6 +414,22 @@ class Launcher:
             self.say(f"stage {ev.index}/{ev.total}", ev.name)
         else:
             self.ledger.record_stage(launch_id, ev.name, ev.start or ev.at, ev.at, ev.rc)
+
+    def _acknowledger(self, launch_id: str, iid: int) -> Callable[[str], None]:
+        """For the log thread: acknowledge as soon as a result or watchdog line arrives, so the instance
+        waits no longer than it takes to fetch its log once (the main loop records it moments later)."""
+        sent: set = set()
+
+        def on_text(text: str) -> None:
+            for pattern, needed in ((RESULT_LINE, self.auto_shutdown), (WATCHDOG_LINE, True)):
+                if needed and pattern.pattern not in sent and pattern.search(text):
+                    sent.add(pattern.pattern)
+                    try:
+                        self.provider.label(iid, LABEL_PREFIX + launch_id + RESULT_SEEN)
+                    except ProviderError:
+                        pass
+
+        return on_text
 
     def _acknowledge_result(self, launch_id: str, force: bool = False) -> None:
         """Recorded: the instance's trap (or watchdog) may destroy it now; it waits for this mark, boundedly."""

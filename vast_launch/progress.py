@@ -31,8 +31,10 @@ class Printer:
 class LogTail:
     """Fetches an instance's log in a background thread; `latest()` is the newest full text's lines."""
 
-    def __init__(self, provider: Provider, iid: int, pause: float):
-        self.provider, self.iid, self.pause = provider, iid, pause
+    def __init__(self, provider: Provider, iid: int, pause: float,
+                 on_text: Optional[Callable[[str], None]] = None):
+        self.provider, self.iid, self.pause = provider, iid, min(pause, 0.25)
+        self.on_text = on_text  # called from this thread with each fetched text (the result acknowledgement)
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -46,6 +48,8 @@ class LogTail:
             except (ProviderError, TimeoutError):
                 text = None
             if text:
+                if self.on_text is not None:
+                    self.on_text(text)
                 lines = text.splitlines()
                 with self._lock:
                     if len(lines) >= len(self._lines):

@@ -148,17 +148,3 @@ class Outcome:
             return EXIT_NO_RESULT
         return self.rc if 0 <= self.rc < 256 else EXIT_NO_RESULT
 
-
-def exit_code_for_reason(reason: Optional[str]) -> int:
-    """The exit code of a launch from its recorded end reason (for a settled or earlier launch)."""
-    reason = reason or ""
-    if reason.startswith("completed"):
-        return EXIT_OK
-    if "in-instance watchdog" in reason:
-        return EXIT_WATCHDOG
-    m = re.search(r"\(exit (\d+)\)", reason)
-    if m and reason.startswith(("failed", "terminated")):
-        return int(m.group(1))
-    if reason.startswith("interrupted"):
-        return EXIT_INTERRUPTED
-    return EXIT_NO_RESULT

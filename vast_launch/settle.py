@@ -139,12 +139,6 @@ def _settle_vast(ledger: Ledger, row: dict, provider: Provider) -> None:
         ledger.event(launch_id, status, {"instance_id": iid, "seen_by": "settle"})
 
 
-def settle_quietly(ledger: Ledger, rows: list[dict], provider_for: Callable[[dict], Provider],
-                   warn: Callable[[str], None]) -> None:
-    for note in settle(ledger, rows, provider_for):
-        warn(f"warning: {note}")
-
-
 def local_workdir(row: dict) -> Optional[Path]:
     from .local_launch import local_home
 
