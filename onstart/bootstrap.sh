@@ -72,6 +72,9 @@ finish(){
   log "result rc=$rc failed_stage=$fs at=$(date +%s.%N)${SIG:+ signal=$SIG}"
   wandb_wait; cp -f "$W/boot.log" "$W/out/" 2>/dev/null
   [ "${VL_ACK_WAIT:-0}" != 0 ] && [ "$AUTO" = 1 ] && gone ACK
+  # A container stop or restart sends TERM, then KILL after a grace (Docker: 10 s): wait that out, so a
+  # restarted instance resumes; a TERM that is not followed by a KILL still ends in a destroy.
+  [ "$SIG" = TERM ] && sleep 12
   destroy
 }
 gpu_busy(){ local u; command -v nvidia-smi >/dev/null || return 1

@@ -144,7 +144,7 @@ def test_container_restart_resumes_and_finished_work_tears_down_at_once(repo_fac
     cloud.cloud.restart(inst.id)  # onstart runs again, in the same filesystem
     assert wait_for(lambda: inst.status == "destroyed", 30)
     assert (w() / "a_count").read_text().count("ran") == 1  # stage a was not rerun
-    assert "stage 1/2 a: already done, skipped" in inst.log_path.read_text()
+    assert "stage 1/2 a: already done, skipped" in (vl_dir(inst) / "boot.log").read_text()
     assert inst.starts == 2
 
 
@@ -157,7 +157,7 @@ def test_restart_after_completion_tears_down_without_retraining(repo_factory, cl
     cloud.cloud.faults.update({"destroy_failures": 0})
     cloud.cloud.restart(inst.id)
     assert wait_for(lambda: inst.status == "destroyed", 30)
-    assert "already finished: tearing down" in inst.log_path.read_text()
+    assert "already finished: tearing down" in (vl_dir(inst) / "boot.log").read_text()
     assert (vl_dir(inst) / "a_count").read_text().count("ran") == 1
 
 
