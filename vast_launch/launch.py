@@ -400,10 +400,8 @@ class Launcher:
                      + ("the instance is destroying itself" if self.auto_shutdown else "auto-shutdown is off"))
             self.ledger.event(launch_id, "teardown", {"rc": outcome.rc, "failed_stage": outcome.failed_stage},
                               set_state=False, t=outcome.result_at)
-            self._acknowledge_result(launch_id)
         if outcome.watchdog != watchdog:
             self.ledger.event(launch_id, "watchdog", {"why": outcome.watchdog}, set_state=False)
-            self._acknowledge_result(launch_id, force=True)
         ev = parse_stage_line(line)
         if ev is None:
             return
@@ -430,16 +428,6 @@ class Launcher:
                         pass
 
         return on_text
-
-    def _acknowledge_result(self, launch_id: str, force: bool = False) -> None:
-        """Recorded: the instance's trap (or watchdog) may destroy it now; it waits for this mark, boundedly."""
-        iid = self.ledger.get(launch_id).get("instance_id")
-        if not iid or not (self.auto_shutdown or force):
-            return
-        try:
-            self.provider.label(int(iid), LABEL_PREFIX + launch_id + RESULT_SEEN)
-        except ProviderError:
-            pass  # the trap stops waiting after VL_ACK_WAIT seconds
 
     # --- hooks for clouds whose instances' files this machine can read -------------------------
     def final_outcome(self, launch_id: str, iid: int, seen_lines: int) -> Outcome:
