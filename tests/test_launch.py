@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import cloud_env, creates, git, no_live_processes, run_cli, stage_config
 
 ECHO_STAGES = [{"name": "a", "command": "echo stage-a-ran"}, {"name": "b", "command": "echo stage-b-ran"}]

@@ -86,6 +86,7 @@ def test_instance_key_only_reaches_its_own_instance(cloud):
 
 def test_billing_per_second_and_invoices(tmp_path):
     import requests
+
     from vast_launch.localcloud import LocalCloud
 
     with LocalCloud(root=tmp_path / "c", price_dph=36.0, loading_seconds=0.1) as lc:

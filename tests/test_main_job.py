@@ -5,7 +5,6 @@ import re
 import struct
 
 import pytest
-
 from conftest import cloud_env, git, no_live_processes, run_cli, stage_config
 from wandb_reader import find_runs, read_finished_run
 

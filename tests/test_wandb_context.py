@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import PROJECT
-from wandb_reader import find_runs, read_finished_run as read_run
+from wandb_reader import find_runs
+from wandb_reader import read_finished_run as read_run
 
 CONFIG = str(PROJECT / "configs" / "burgers.yaml")
 TINY = ["--set", "operator.iters=20", "--set", "diffusion_residual.iters=20", "--set", "consistency_distill.iters=20",

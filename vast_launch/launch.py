@@ -17,14 +17,22 @@ from typing import Callable, Optional
 from .checks import run_checks
 from .config import LaunchConfig
 from .errors import CheckFailed, UserError
+from .instance_env import instance_env, new_launch_id, offer_deadline, redact
 from .interrupts import Interrupted
 from .ledger import Ledger
 from .offers import RankedOffer, build_query, describe_query, rank_offers
 from .onstart import OnstartSpec, assert_no_secrets, render_onstart
-from .protocol import (ACK_WAIT_SECONDS, EXIT_INTERRUPTED, LABEL_PREFIX, RESULT_LINE, RESULT_SEEN, WATCHDOG_LINE,
-                       Outcome, parse_stage_line)
-from .instance_env import instance_env, new_launch_id, offer_deadline, redact
 from .progress import LogTail, Printer
+from .protocol import (
+    ACK_WAIT_SECONDS,
+    EXIT_INTERRUPTED,
+    LABEL_PREFIX,
+    RESULT_LINE,
+    RESULT_SEEN,
+    WATCHDOG_LINE,
+    Outcome,
+    parse_stage_line,
+)
 from .provider import CreateFailed, OfferGone, Provider, ProviderError
 from .settle import process_start_time
 from .teardown import destroy_and_record, instances_by_label
