@@ -211,7 +211,7 @@ def check(soak: Soak, case: Case, rc: int, known_ids: set) -> dict:
     time.sleep(0.1)
     procs = soak.container_processes()
     dup = 0
-    billed_after = None
+    billed_after = ack_after = None
     for inst in new:
         vl = Path(inst["workdir"]) / f"vl-{row.get('launch_id')}"
         times = vl / "stage_times"
@@ -221,6 +221,10 @@ def check(soak: Soak, case: Case, rc: int, known_ids: set) -> dict:
             ends = [float(ln.split()[2]) for ln in times.read_text().splitlines()]
             if case.expect_rc in (0, 7, 5) and ends and inst.get("ended_at") and inst["destroyed_by"] == "instance":
                 billed_after = inst["ended_at"] - max(ends)
+                acks = [e["t"] for e in soak.control("GET", "/_local/events")["events"]
+                        if e["method"] == "PUT" and e["path"].rstrip("/").endswith(f"/instances/{inst['id']}")
+                        and e["t"] > max(ends)]
+                ack_after = min(acks) - max(ends) if acks else None
     wrong = []
     if case.expect_rc != rc:
         wrong.append(f"exit {rc} (expected {case.expect_rc})")
@@ -229,7 +233,8 @@ def check(soak: Soak, case: Case, rc: int, known_ids: set) -> dict:
     if row.get("state") in ("destroyed", "aborted") and left:
         wrong.append("ledger says ended, cloud still runs it")
     return {"instances_left": len(left), "processes_left": len(procs), "duplicate_stage_runs": dup,
-            "ledger_wrong": wrong, "billed_after_last_stage": billed_after, "new_ids": [r["id"] for r in new]}
+            "ledger_wrong": wrong, "billed_after_last_stage": billed_after,
+            "acknowledged_after_last_stage": ack_after, "new_ids": [r["id"] for r in new]}
 
 
 def main() -> int:
@@ -278,6 +283,10 @@ def main() -> int:
           f"duplicate stage runs {sum(r['duplicate_stage_runs'] for r in results)}, ledger rows wrong "
           f"{sum(bool(r['ledger_wrong']) for r in results)}; billed after last stage median "
           + (f"{statistics.median(after):.2f} s, max {max(after):.2f} s (n={len(after)})" if after else "-"))
+    acked = [r["acknowledged_after_last_stage"] for r in results if r.get("acknowledged_after_last_stage") is not None]
+    if acked:
+        print(f"of which the follower took to acknowledge the result: median {statistics.median(acked):.2f} s, "
+              f"max {max(acked):.2f} s (n={len(acked)})")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
     shutil.rmtree(work, ignore_errors=True)

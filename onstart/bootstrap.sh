@@ -28,18 +28,24 @@ export VL_LAUNCH_ID=$L VL_OUT=$W/out VL_W=$W WANDB_DIR=$W/out PYTHONPATH=$W/repo
 log(){ echo "[vast-launch] $(date -u +%H:%M:%S) $*"; }
 U=${VAST_URL:-https://console.vast.ai}
 # DELETE (or only GET) this instance with the stdlib (-S: no site-packages, no CLI start-up); 0: gone.
-# ACK: wait (at most VL_ACK_WAIT s) until a following launcher labeled it "... result-seen".
-gone(){ python3 -S - "$1" "$U/api/v0/instances/$CONTAINER_ID/?owner=me" <<'PY'
+# FINISH: first wait (at most VL_ACK_WAIT s) until a following launcher labeled it "... result-seen".
+# With a fifo ($2) it is started before the stages and blocks on it, so that the trap's teardown does
+# not pay an interpreter's start-up (a second or more on a busy host): "result" starts the wait for the
+# label, "go" (W&B flushed) the DELETE.
+gone(){ python3 -S - "$1" "$U/api/v0/instances/$CONTAINER_ID/?owner=me" "${2:-}" <<'PY'
 import json,os,sys,time,urllib.request as u
 h={"Authorization":"Bearer "+os.environ["CONTAINER_API_KEY"],"Content-Type":"application/json"}
+m,url,fifo=sys.argv[1:4]
 def call(m):
-    try:return json.load(u.urlopen(u.Request(sys.argv[2],method=m,data=b"{}" if m=="DELETE" else None,headers=h),timeout=30))
+    try:return json.load(u.urlopen(u.Request(url,method=m,data=b"{}" if m=="DELETE" else None,headers=h),timeout=30))
     except Exception as e:return {"code":getattr(e,"code",0)}
-if sys.argv[1]=="ACK":
+f=open(fifo) if fifo else None
+if f and f.readline()!="result\n":sys.exit(1)
+if m=="FINISH":
     end=time.time()+float(os.environ.get("VL_ACK_WAIT") or 0)
-    while time.time()<end and not str((call("GET").get("instances") or {}).get("label","")).endswith(" result-seen"):time.sleep(0.1)
-    sys.exit(0)
-if sys.argv[1]=="DELETE" and call("DELETE").get("code",0) not in (0,404):sys.exit(1)
+    while time.time()<end and not str((call("GET").get("instances") or {}).get("label","")).endswith(" result-seen"):time.sleep(0.05)
+if f and f.readline()!="go\n":sys.exit(1)
+if m!="GET" and call("DELETE").get("code",0) not in (0,404):sys.exit(1)
 for _ in range(12):
     b=call("GET")
     if b.get("instances",1) is None or b.get("code") in (401,403,404):sys.exit(0)
@@ -70,11 +76,12 @@ finish(){
   [ -z "$fs" ] && [ "$rc" != 0 ] && fs=$(cat "$W/current_stage" 2>/dev/null)
   echo "rc=$rc failed_stage=$fs signal=$SIG t=$(date +%s.%N)" > "$W/result"
   log "result rc=$rc failed_stage=$fs at=$(date +%s.%N)${SIG:+ signal=$SIG}"
+  [ -n "${FIN:-}" ] && exec 4<>"$W/fin.fifo" && echo result >&4
   wandb_wait; cp -f "$W/boot.log" "$W/out/" 2>/dev/null
-  [ "${VL_ACK_WAIT:-0}" != 0 ] && [ "$AUTO" = 1 ] && gone ACK
   # A container stop or restart sends TERM, then KILL after a grace (Docker: 10 s): wait that out, so a
   # restarted instance resumes; a TERM that is not followed by a KILL still ends in a destroy.
   [ "$SIG" = TERM ] && sleep 12
+  [ -n "${FIN:-}" ] && log "destroying instance $CONTAINER_ID" && echo go >&4 && wait "$FIN" && return
   destroy
 }
 gpu_busy(){ local u; command -v nvidia-smi >/dev/null || return 1
@@ -82,7 +89,7 @@ gpu_busy(){ local u; command -v nvidia-smi >/dev/null || return 1
     [ "${u%%.*}" -ge 5 ] 2>/dev/null && return 0; done; return 1; }
 busy(){ kill -0 "$(cat "$W/stage.pid" 2>/dev/null)" 2>/dev/null || gpu_busy \
   || { [ ! -f "$W/result" ] && kill -0 "$BOOT" 2>/dev/null; }; }
-hit(){ echo "$1" > "$W/deadline_hit"; log "$2: destroying"; [ "${VL_ACK_WAIT:-0}" != 0 ] && gone ACK; destroy force; }
+hit(){ echo "$1" > "$W/deadline_hit"; log "$2: destroying"; gone FINISH || destroy force; }
 watchdog(){
   trap '' TERM INT HUP; local now nap idle_since; idle_since=$(date +%s)
   while :; do
@@ -102,6 +109,7 @@ trap 'SIG=TERM; exit 143' TERM
 trap 'SIG=INT; exit 130' INT
 trap 'SIG=HUP; exit 129' HUP
 if [ "${VL_WATCHDOG:-1}" = 1 ]; then set -m; watchdog & echo $! > watchdog.pid; set +m; fi
+FIN=; [ "$AUTO" = 1 ] && rm -f fin.fifo && mkfifo fin.fifo && { gone FINISH "$W/fin.fifo" & FIN=$!; }
 [ "${VL_TRAP:-1}" = 1 ] || trap - EXIT
 log "launch $L commit $SHA deadline $(date -u -d "@$DEADLINE" +%FT%TZ 2>/dev/null || echo "$DEADLINE") ($WHY)"
 [ "$AUTO" = 1 ] || log "WARNING: auto-shutdown is off: the instance runs until the deadline or the idle limit"

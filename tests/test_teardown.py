@@ -43,6 +43,39 @@ def test_failing_stage_is_torn_down_by_the_trap(repo_factory, cloud):
     (row,) = status(repo)
     assert row["state"] == "destroyed"
     assert row["end_reason"].startswith("failed in stage diffusion_residual (exit 7)")
+    boot = (vl_dir(inst) / "boot.log").read_text()
+    assert "destroying instance" in boot and "(try 1)" not in boot  # the helper started before the stages did it
+    assert no_live_processes(cloud)
+
+
+def _finish_helper_pids(inst):
+    """The teardown helper the bootstrap starts before the stages, blocked on its fifo."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if b"FINISH" in cmd and f"LOCALCLOUD_CONTAINER={inst.marker}".encode() in env:
+            pids.append(int(entry))
+    return pids
+
+
+def test_trap_destroys_even_when_its_prestarted_helper_was_killed(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": 'until [ -f "$VL_W/go_on" ]; do sleep 0.1; done'}]))
+    assert launch(repo, cloud, follow=False).returncode == 0
+    inst = only_instance(cloud)
+    assert wait_for(lambda: "stage 1/1 a: start" in inst.log_path.read_text(), 60)
+    assert wait_for(lambda: _finish_helper_pids(inst), 30)
+    for pid in _finish_helper_pids(inst):
+        os.kill(pid, signal.SIGKILL)  # an OOM kill, say, during training
+    (vl_dir(inst) / "go_on").touch()
+    assert wait_for(lambda: inst.status == "destroyed", 60)
+    assert inst.destroyed_by == "instance"
+    assert "destroying instance %d (try 1)" % inst.id in (vl_dir(inst) / "boot.log").read_text()  # the fallback
     assert no_live_processes(cloud)
 
 

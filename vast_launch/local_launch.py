@@ -7,6 +7,7 @@ The embedded cloud lives in this process: when the launch ends, every instance i
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -89,5 +90,11 @@ class LocalLauncher(Launcher):
             return None
         dest = Path(self.opts.runs_dir) / launch_id
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns("repo"), dirs_exist_ok=True)
+        shutil.copytree(src, dest, symlinks=True, ignore=_checkout_and_special_files, dirs_exist_ok=True)
         return dest
+
+
+def _checkout_and_special_files(folder: str, names: list[str]) -> list[str]:
+    """Not kept: the commit's checkout (it is in git) and fifos or sockets (the teardown's fifo)."""
+    return [n for n in names if n == "repo" or not (os.path.isfile(os.path.join(folder, n))
+                                                    or os.path.isdir(os.path.join(folder, n)))]
