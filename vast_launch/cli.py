@@ -412,7 +412,13 @@ def logs(launch_id, tail, follow, via, identity):
                 click.echo("\n".join(local.read_text(errors="replace").splitlines()[-tail:]))
                 return
             if row["state"] in ("destroyed", "aborted"):
-                raise UserError(f"instance {row['instance_id']} is destroyed; its logs went with it")
+                kept = _kept_log_lines(row["id"])
+                if not kept:
+                    raise UserError(f"instance {row['instance_id']} is destroyed; its logs went with it")
+                click.echo(f"(instance {row['instance_id']} is destroyed: the last {min(tail, len(kept))} "
+                           "lines its launcher kept)", err=True)
+                click.echo("\n".join(kept[-tail:]))
+                return
         provider = _provider_for(row)
         iid = row["instance_id"]
         if via != "api":
@@ -446,23 +452,33 @@ def _stream_to(stream):
     return lambda data: (stream.buffer.write(data), stream.buffer.flush())
 
 
+def _kept_log_lines(launch_id: str) -> list[str]:
+    with _ledger() as ledger:
+        kept = [e for e in ledger.events(launch_id) if e["state"] == "log_tail"]
+    return list(json.loads(kept[-1]["detail"]).get("lines") or []) if kept else []
+
+
 def _logs_over_api(provider, iid, tail, follow) -> None:
     import time
 
+    from .progress import new_lines
     from .provider import ProviderError
 
-    seen = 0
+    window: list[str] = []
+    first = True
     while True:
         try:
             lines = provider.logs(iid, tail=tail if not follow else None).splitlines()
         except (ProviderError, TimeoutError) as exc:
-            lines = []
+            lines = window
             if not follow:
                 raise UserError(f"logs of instance {iid}: {exc}")
-        start = seen if follow and seen else max(len(lines) - tail, 0)
-        for line in lines[start:]:
+        fresh, gap = new_lines(window, lines)
+        if gap:
+            click.echo("[logs] more lines were written than one fetch returns; some were skipped", err=True)
+        for line in fresh[-tail:] if first else fresh:
             click.echo(line)
-        seen = max(seen, len(lines))
+        window, first = lines, False
         if not follow or provider.show(iid) is None:
             return
         time.sleep(2.0)

@@ -300,7 +300,6 @@ class Launcher:
 
     # --- following ----------------------------------------------------------------------------
     def follow(self, launch_id: str, iid: int, result: LaunchResult) -> LaunchResult:
-        seen_lines = 0
         last_status = "running"
         outcome = Outcome()
         # A change happened somewhere between two polls: its midpoint halves the timeline's error.
@@ -322,7 +321,7 @@ class Launcher:
                     self.say("instance", f"{iid} is {status}")
                     last_status = status
                 last_asked = asked
-                seen_lines = self._print_new_log(launch_id, seen_lines, outcome, tail)
+                self._print_new_log(launch_id, outcome, tail)
                 if outcome.rc is None:
                     reported_at = None
                 elif reported_at is None:
@@ -348,8 +347,9 @@ class Launcher:
             return self._interrupted_while_following(launch_id, iid, result, exc)
         finally:
             tail.stop()
-        seen_lines = self._print_new_log(launch_id, seen_lines, outcome, tail)
-        outcome.merge(self.final_outcome(launch_id, iid, seen_lines))
+        self._print_new_log(launch_id, outcome, tail)
+        outcome.merge(self.final_outcome(launch_id, iid, tail))
+        self._keep_recent_log(launch_id, tail)
         row = self.ledger.get(launch_id)
         if row["state"] not in ("destroyed", "aborted"):
             self.ledger.finish(launch_id, "destroyed", outcome.end_reason(), t=gone_at)
@@ -393,11 +393,15 @@ class Launcher:
         result.state, result.end_reason, result.exit_code = row["state"], row["end_reason"], EXIT_INTERRUPTED
         return result
 
-    def _print_new_log(self, launch_id: str, seen: int, outcome: Outcome, tail: "LogTail") -> int:
-        lines = tail.latest()
-        for line in lines[seen:]:
+    def _print_new_log(self, launch_id: str, outcome: Outcome, tail: LogTail) -> None:
+        for line in tail.take():
             self._handle_line(launch_id, line, outcome)
-        return max(seen, len(lines))
+
+    def _keep_recent_log(self, launch_id: str, tail: LogTail) -> None:
+        """The instance's logs go with it: keep the last lines, for `vast-launch logs` afterwards."""
+        if tail.recent:
+            self.ledger.event(launch_id, "log_tail", {"lines": list(tail.recent), "gaps": tail.gaps},
+                              set_state=False)
 
     def _handle_line(self, launch_id: str, line: str, outcome: Outcome) -> None:
         """Echo one instance log line and record what it tells (stage times, result, watchdog)."""
@@ -438,7 +442,7 @@ class Launcher:
         return on_text
 
     # --- hooks for clouds whose instances' files this machine can read -------------------------
-    def final_outcome(self, launch_id: str, iid: int, seen_lines: int) -> Outcome:
+    def final_outcome(self, launch_id: str, iid: int, tail: LogTail) -> Outcome:
         return Outcome()
 
     def after_follow(self, launch_id: str, iid: int) -> None:

@@ -14,6 +14,7 @@ from typing import Optional
 
 from .launch import LOCAL_SETUP, Launcher
 from .ledger import default_home
+from .progress import LogTail
 from .protocol import BOOT_LOG, STAGE_TIMES_FILE, Outcome, workdir_name
 from .provider import ProviderError
 
@@ -47,7 +48,7 @@ class LocalLauncher(Launcher):
                 return path if path.is_dir() else None
         return None
 
-    def final_outcome(self, launch_id: str, iid: int, seen_lines: int) -> Outcome:
+    def final_outcome(self, launch_id: str, iid: int, tail: LogTail) -> Outcome:
         """The last lines (teardown) are written after the final poll; here they can still be read."""
         vl = self._vl_dir(launch_id, iid)
         outcome = Outcome()
@@ -55,7 +56,9 @@ class LocalLauncher(Launcher):
             return outcome
         log = vl / BOOT_LOG
         if log.exists():
-            for line in log.read_text(errors="replace").splitlines()[seen_lines:]:
+            lines = log.read_text(errors="replace").splitlines()
+            tail.absorb(lines, events=lambda: lines)
+            for line in tail.take():
                 self._handle_line(launch_id, line, outcome)
         outcome.merge(Outcome.from_workdir(vl))
         return outcome

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Callable, Optional
 
 from .provider import Provider, ProviderError
@@ -28,18 +29,47 @@ class Printer:
         self.echo(f"[{time.time() - self.t0:6.1f}s{cost}] {phase:<9} {msg}")
 
 
+# Every line the bootstrap writes itself starts with "[vast-launch] "; as a logs-API filter this text
+# means the same to a fixed-string and to a regex grep.
+EVENT_MARK = "vast-launch] "
+# Vast's logs API returns the last 1,000 lines unless told otherwise; events are asked for this far back.
+EVENTS_TAIL = 100_000
+RECENT_LINES = 200  # what the ledger keeps of each followed launch's log
+
+
+def new_lines(before: list[str], now: list[str]) -> tuple[list[str], bool]:
+    """The lines of `now` (a later tail of the same log) that follow its overlap with `before`, and
+    whether nothing overlapped (more lines were written between the two fetches than a tail holds).
+    Among overlaps the longest wins, so repeated identical lines are not printed twice."""
+    if not before:
+        return now, False
+    last = before[-1]
+    for j in range(min(len(now), len(before)) - 1, -1, -1):
+        if now[j] == last and now[:j + 1] == before[len(before) - j - 1:]:
+            return now[j + 1:], False
+    return now, True
+
+
 class LogTail:
-    """Fetches an instance's log in a background thread; `latest()` is the newest full text's lines."""
+    """Follows an instance's log in a background thread by content, not by length: the logs API returns
+    only the last lines, so each fetch is matched against the previous one. When a fetch does not
+    overlap the previous one, the bootstrap's own lines that scrolled out are fetched with the API's
+    filter, so no stage or result line is lost however much a stage prints."""
 
     def __init__(self, provider: Provider, iid: int, pause: float,
-                 on_text: Optional[Callable[[str], None]] = None):
+                 on_text: Optional[Callable[[str], None]] = None, start: bool = True):
         self.provider, self.iid, self.pause = provider, iid, min(pause, 0.25)
         self.on_text = on_text  # called from this thread with each fetched text (the result acknowledgement)
-        self._lines: list[str] = []
+        self.gaps = 0
+        self.recent: deque[str] = deque(maxlen=RECENT_LINES)
+        self._window: list[str] = []
+        self._pending: list[str] = []
+        self._events_seen: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"logs-{iid}")
-        self._thread.start()
+        if start:
+            self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -50,17 +80,51 @@ class LogTail:
             if text:
                 if self.on_text is not None:
                     self.on_text(text)
-                lines = text.splitlines()
-                with self._lock:
-                    if len(lines) >= len(self._lines):
-                        self._lines = lines
+                self.absorb(text.splitlines(), events=self._fetch_events)
             self._stop.wait(self.pause)
 
-    def latest(self) -> list[str]:
+    def absorb(self, lines: list[str], events: Optional[Callable[[], Optional[list[str]]]] = None) -> None:
+        """Take a newer tail of the log; after a gap, `events()` gives the bootstrap's lines, to find the lost ones."""
         with self._lock:
-            return list(self._lines)
+            fresh, gap = new_lines(self._window, lines)
+            self._window = lines
+        if gap:
+            self.gaps += 1
+            found = events() if events else None
+            if found is None:
+                fresh = ["[follower] log lines scrolled out and could not be fetched again"] + fresh
+            else:
+                fresh = self._lost_events(lines, found) + fresh
+        with self._lock:
+            for line in fresh:
+                if EVENT_MARK in line:
+                    self._events_seen.add(line)
+            self._pending.extend(fresh)
+            self.recent.extend(fresh)
+
+    def _lost_events(self, window: list[str], events: list[str]) -> list[str]:
+        in_window, lost = set(window), []
+        for line in events:
+            if line in in_window:
+                break  # from here on the window has them, in order
+            if EVENT_MARK in line and line not in self._events_seen:
+                lost.append(line)
+        return lost
+
+    def _fetch_events(self) -> Optional[list[str]]:
+        try:
+            return self.provider.logs(self.iid, tail=EVENTS_TAIL, filter=EVENT_MARK).splitlines()
+        except (ProviderError, TimeoutError):
+            return None
+
+    def take(self) -> list[str]:
+        """The lines that arrived since the last call, in order."""
+        with self._lock:
+            lines, self._pending = self._pending, []
+            return lines
 
     def stop(self, wait: float = 10.0) -> None:
         """Let a request in flight finish, so lines written just before the end are not lost."""
         self._stop.set()
-        self._thread.join(wait)
+        if self._thread.is_alive():
+            self._thread.join(wait)

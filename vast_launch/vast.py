@@ -129,11 +129,14 @@ class VastProvider:
     def label(self, instance_id: int, label: str) -> None:
         self._call(f"label instance {instance_id}", lambda: instances.label_instance(self.client, instance_id, label))
 
-    def logs(self, instance_id: int, tail: Optional[int] = None) -> str:
-        """The SDK's request; the result URL is polled from 50 ms up (the SDK's helper sleeps 0.3 s first,
-        which a follower waiting on a result line pays on every fetch)."""
+    def logs(self, instance_id: int, tail: Optional[int] = None, filter: Optional[str] = None) -> str:
+        """The SDK's request (the last 1,000 lines unless `tail`; `filter` greps); the result URL is polled
+        from 50 ms up (the SDK's helper sleeps 0.3 s first, which a follower waiting on a result line pays
+        on every fetch)."""
+        body = {**({"tail": str(tail)} if tail else {}), **({"filter": filter} if filter else {})}
+
         def fetch() -> str:
-            r = self.client.put(f"/instances/request_logs/{instance_id}/", json_data={"tail": str(tail)} if tail else {})
+            r = self.client.put(f"/instances/request_logs/{instance_id}/", json_data=body)
             r.raise_for_status()
             url = r.json().get("result_url")
             if not url:

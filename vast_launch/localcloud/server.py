@@ -68,6 +68,9 @@ def sort_rows(rows: list[dict], order) -> list[dict]:
     return rows
 
 
+LOGS_DEFAULT_TAIL = 1000  # the logs API's default (vastai CLI: "--tail ... (default '1000')")
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
     protocol_version = "HTTP/1.1"
@@ -257,9 +260,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"})
             return
         body = self._body()
-        text = inst.log_path.read_text(errors="replace") if inst.log_path.exists() else ""
-        if body.get("tail"):
-            text = "\n".join(text.splitlines()[-int(body["tail"]):]) + "\n"
+        try:
+            tail = int(body.get("tail") or LOGS_DEFAULT_TAIL)
+            pattern = re.compile(str(body["filter"])) if body.get("filter") else None
+        except (TypeError, ValueError, re.error) as exc:
+            self._send(400, {"success": False, "error": "invalid_args", "msg": f"bad tail or filter: {exc}"})
+            return
+        lines = inst.log_path.read_text(errors="replace").splitlines() if inst.log_path.exists() else []
+        # As Vast: the last `tail` lines (1,000 unless asked), then the grep filter. Which of the two Vast
+        # applies first is not documented; this order is the one a follower can lose more lines to.
+        lines = lines[-tail:] if tail > 0 else []
+        if pattern is not None:
+            lines = [ln for ln in lines if pattern.search(ln)]
+        text = "\n".join(lines) + "\n" if lines else ""
         token = secrets.token_hex(12)
         self.server.log_blobs[token] = text
         self._send(200, {"success": True, "result_url": f"{cloud.public_url}/_logs/{token}",

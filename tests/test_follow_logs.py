@@ -1,0 +1,78 @@
+"""Following over Vast's logs API, which returns only the last 1,000 lines (unless `tail`) and greps
+with `filter`: a stage that prints more than a tail between two fetches must not cost the launcher its
+stage, result or end-reason lines, and the last lines stay readable after the instance is gone."""
+
+import json
+
+from conftest import cloud_env, no_live_processes, run_cli, stage_config, wait_for
+
+from vast_launch.progress import new_lines
+
+FLOOD = 5000
+
+
+def test_new_lines_follow_by_content_not_by_length():
+    assert new_lines([], ["a", "b"]) == (["a", "b"], False)
+    assert new_lines(["a", "b"], ["a", "b", "c"]) == (["c"], False)
+    assert new_lines(["a", "b", "c"], ["b", "c", "d", "e"]) == (["d", "e"], False)  # the tail moved on
+    assert new_lines(["a", "x", "x"], ["x", "x", "x"]) == (["x"], False)  # repeats: the longest overlap wins
+    assert new_lines(["a", "b"], ["a", "b"]) == ([], False)
+    assert new_lines(["a", "b"], ["y", "z"]) == (["y", "z"], True)  # a gap: more was written than a tail holds
+
+
+def _launch(repo, lc, *extra):
+    return run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", *extra], cwd=repo, env=cloud_env(lc))
+
+
+def _row(repo):
+    (row,) = json.loads(run_cli(["status", "--json"], cwd=repo).stdout)
+    return row
+
+
+def test_a_stage_printing_more_than_a_tail_loses_no_stage_or_result(repo_factory, cloud):
+    from vast_launch.ledger import Ledger
+
+    repo = repo_factory(stage_config([
+        {"name": "operator", "command": "echo operator-done"},
+        {"name": "diffusion_residual", "command": f"seq {FLOOD}"},
+        {"name": "consistency_distill", "command": "echo distill-done"},
+    ]))
+    p = _launch(repo, cloud, "--follow")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    for i, name in enumerate(("operator", "diffusion_residual", "consistency_distill"), 1):
+        assert f"stage {i}/3 {name}" in p.stdout
+    row = _row(repo)
+    assert row["state"] == "destroyed" and row["end_reason"].startswith("completed: all stages done"), row
+    with Ledger() as ledger:
+        stages = {st["name"]: st for st in ledger.stages(row["launch_id"])}
+        (kept,) = [json.loads(e["detail"]) for e in ledger.events(row["launch_id"]) if e["state"] == "log_tail"]
+    assert set(stages) == {"operator", "diffusion_residual", "consistency_distill"}
+    assert all(st["end"] is not None and st["rc"] == 0 for st in stages.values()), stages
+    assert kept["gaps"] >= 1  # the flood did scroll the stage lines out of a fetch: the case this is about
+    assert no_live_processes(cloud)
+
+    # The instance and its logs are gone; the launcher kept the last lines.
+    logs = run_cli(["logs", row["launch_id"], "--tail", "3"], cwd=repo)
+    assert logs.returncode == 0, logs.stderr
+    assert "is destroyed: the last 3 lines its launcher kept" in logs.stderr
+    assert len(logs.stdout.splitlines()) == 3
+    assert any("destroying instance" in ln or "result rc=0" in ln for ln in logs.stdout.splitlines())
+
+
+def test_logs_api_tails_1000_lines_unless_asked_and_filters(repo_factory, cloud):
+    from vast_launch.vast import VastProvider
+
+    repo = repo_factory(stage_config([{"name": "a", "command": f'seq {FLOOD}; until [ -f "$VL_W/go_on" ]; do sleep 0.1; done'}]))
+    assert _launch(repo, cloud, "--detach").returncode == 0
+    (inst,) = cloud.cloud.instances.values()
+    provider = VastProvider(cloud.api_key, url=cloud.url)
+    assert wait_for(lambda: str(FLOOD) in provider.logs(inst.id).splitlines(), 60)
+    default = provider.logs(inst.id).splitlines()
+    assert len(default) == 1000 and default[-1] == str(FLOOD)
+    assert len(provider.logs(inst.id, tail=2500).splitlines()) == 2500
+    events = provider.logs(inst.id, tail=100_000, filter="vast-launch] ").splitlines()
+    assert events and all("[vast-launch] " in ln for ln in events)
+    assert any("stage 1/1 a: start" in ln for ln in events)  # scrolled out of the default tail long ago
+    next(inst.workdir.glob("vl-*")).joinpath("go_on").touch()
+    assert wait_for(lambda: inst.status == "destroyed", 60)
+    assert no_live_processes(cloud)
