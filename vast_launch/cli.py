@@ -888,7 +888,10 @@ def serve(port, price, root):
 
     if price < 0:
         _fail(f"--price: must be >= 0 (got {price})")
-    lc = LocalCloud(root=root, port=port, price_dph=price)
+    try:
+        lc = LocalCloud(root=root, port=port, price_dph=price)
+    except OSError as exc:
+        _fail(f"local cloud: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
     keyfile = default_home() / "localcloud_api_key"
     keyfile.parent.mkdir(parents=True, exist_ok=True)
     keyfile.write_text(lc.api_key)

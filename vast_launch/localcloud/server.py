@@ -68,6 +68,7 @@ def sort_rows(rows: list[dict], order) -> list[dict]:
     return rows
 
 
+MAX_BODY_BYTES = 4 * 1024 * 1024
 LOGS_DEFAULT_TAIL = 1000  # the logs API's default (vastai CLI: "--tail ... (default '1000')")
 
 
@@ -92,24 +93,47 @@ class _Handler(BaseHTTPRequestHandler):
         self._status = status
 
     def _body(self) -> dict:
-        n = int(self.headers.get("Content-Length") or 0)
-        if n <= 0:
-            return {}
+        return self._json
+
+    def _read_body(self) -> Optional[str]:
+        """Reads every request's body (an unread one corrupts the next request on a keep-alive
+        connection); an error message when it is too large or not a JSON object."""
+        self._json: dict = {}
         try:
-            data = json.loads(self.rfile.read(n) or b"{}")
-        except json.JSONDecodeError:
-            return {}
-        return data if isinstance(data, dict) else {}
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            return "bad Content-Length"
+        if n > MAX_BODY_BYTES:
+            self.close_connection = True  # not read: the connection cannot be reused
+            return "too_large"
+        raw = self.rfile.read(n) if n > 0 else b""
+        if not raw.strip():
+            return None
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return f"malformed JSON body: {exc}"
+        if not isinstance(data, dict):
+            return f"the body must be a JSON object, not {type(data).__name__}"
+        self._json = data
+        return None
 
     def _dispatch(self, method: str) -> None:
         cloud = self.server.cloud
         parts = urlsplit(self.path)
         path, query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
         auth = self.headers.get("Authorization", "")
-        key = auth[7:] if auth.startswith("Bearer ") else None
+        # Bearer header (SDK and CLI 1.x); older clients send ?api_key= instead.
+        key = auth[7:] if auth.startswith("Bearer ") else query.pop("api_key", None)
         who = cloud.who(key)
         self._status = 0
         try:
+            problem = self._read_body()
+            if problem == "too_large":
+                self._send(413, {"success": False, "error": "request_too_large",
+                                 "msg": f"bodies are limited to {MAX_BODY_BYTES} bytes"})
+                return
             if cloud.faults.take_rate_limit(path):
                 self._send(429, "Too Many Requests", content_type="text/plain")
                 return
@@ -118,14 +142,33 @@ class _Handler(BaseHTTPRequestHandler):
                 if verb == method and m:
                     if needs == "account" and who != "account":
                         self._send(401, {"error": "auth_error", "msg": "invalid or missing API key"})
+                    elif needs == "optional" and key is not None and who != "account":
+                        self._send(401, {"error": "auth_error", "msg": "invalid API key"})
                     elif needs == "any" and who is None:
                         self._send(401, {"error": "auth_error", "msg": "invalid or missing API key"})
+                    elif problem and method in ("PUT", "POST"):  # a GET's or DELETE's body is ignored
+                        self._send(400, {"success": False, "error": "invalid_request", "msg": problem})
                     else:
-                        fn(self, who, query, *m.groups())
+                        self._call(fn, who, query, m.groups())
                     return
             self._send(404, {"error": "not_found", "msg": f"no route {method} {path}"})
         finally:
             cloud.record(method=method, path=path, status=self._status, who=who or "anonymous")
+
+    def _call(self, fn, who, query, groups) -> None:
+        """A bad parameter is the client's error: 400 with a JSON body, never a dropped connection."""
+        try:
+            fn(self, who, query, *groups)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            if self._status:
+                raise
+            self._send(400, {"success": False, "error": "invalid_args", "msg": f"bad parameter: {exc}"})
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception as exc:  # a server bug still answers, in JSON, so clients do not retry blind
+            if self._status:
+                raise
+            self._send(500, {"success": False, "error": "server_error", "msg": f"{type(exc).__name__}: {exc}"})
 
     def do_GET(self):
         self._dispatch("GET")
@@ -356,12 +399,12 @@ def _validate_create(body: dict) -> Optional[str]:
 
 H = _Handler
 ROUTES: list[tuple[str, str, Callable, str]] = [
-    ("GET", r"/api/v0/users/current/?", H.current_user, "any"),
+    ("GET", r"/api/v0/users/current/?", H.current_user, "account"),
     ("GET", r"/api/v0/gpu_names/unique/?", H.gpu_names, "none"),
-    ("POST", r"/api/v0/bundles/?", H.search, "account"),
-    ("PUT", r"/api/v0/search/asks/?", H.search_new, "account"),
+    ("POST", r"/api/v0/bundles/?", H.search, "optional"),  # on Vast offer search needs no key
+    ("PUT", r"/api/v0/search/asks/?", H.search_new, "optional"),
     ("PUT", r"/api/v0/asks/(\d+)/?", H.create, "account"),
-    ("PUT", r"/api/v0/instances/request_logs/(\d+)/?", H.request_logs, "any"),
+    ("PUT", r"/api/v0/instances/request_logs/(\d+)/?", H.request_logs, "account"),
     ("GET", r"/api/v0/instances/?", H.list_v0, "account"),
     ("GET", r"/api/v1/instances/?", H.list_v1, "account"),
     ("GET", r"/api/v0/instances/(\d+)/?", H.show, "any"),

@@ -1,0 +1,71 @@
+"""The local cloud answers what a client sends wrong as Vast's API does: a 4xx with a JSON body, never a
+dropped connection or a half-created instance; keys are scoped as on Vast. Run alone with
+`pytest -m conformance`."""
+
+import subprocess
+
+import pytest
+import requests
+from conftest import BIN, wait_for
+
+pytestmark = pytest.mark.conformance
+
+CREATE = {"client_id": "me", "image": "img", "disk": 10, "onstart": "sleep 60", "runtype": "ssh"}
+
+
+def api(lc, path):
+    return f"{lc.url}/api/v0{path}"
+
+
+def auth(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_bad_bodies_and_parameters_get_400_with_json_and_create_nothing(cloud):
+    s = requests.Session()
+    for body in (b"{not json", b"[1, 2]", b'"text"'):
+        r = s.put(api(cloud, "/asks/1001/"), data=body, headers={**auth(cloud.api_key), "Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["success"] is False, (body, r.text)
+    r = s.put(api(cloud, "/asks/1001/"), json={**CREATE, "disk": "abc"}, headers=auth(cloud.api_key))
+    assert r.status_code == 400 and "bad parameter" in r.json()["msg"]
+    assert cloud.cloud.instances == {}  # nothing was created by a bad request
+    r = s.post(api(cloud, "/bundles/"), json={"limit": "abc"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_args"
+    r = s.put(api(cloud, "/asks/1001/"), data=b"x" * (5 * 1024 * 1024), headers=auth(cloud.api_key))
+    assert r.status_code == 413
+
+
+def test_keep_alive_survives_bodies_the_route_does_not_read(cloud):
+    s = requests.Session()  # one connection for all of these
+    r = s.put(api(cloud, "/asks/1001/"), json=CREATE, headers=auth(cloud.api_key))
+    iid = r.json()["new_contract"]
+    assert s.delete(api(cloud, f"/instances/{iid}/"), json={"unread": "body"}, headers=auth(cloud.api_key)).ok
+    for _ in range(3):
+        r = s.get(api(cloud, f"/instances/{iid}/"), data=b'{"also": "unread"}', headers=auth(cloud.api_key))
+        assert r.status_code == 200 and r.headers["Content-Type"] == "application/json", r.text
+        assert s.get(api(cloud, "/gpu_names/unique/"), data=b"x" * 1000).json()["gpu_names"]
+
+
+def test_keys_as_on_vast(cloud):
+    # Offer search needs no key; the account key also works as ?api_key= (older clients).
+    assert requests.post(api(cloud, "/bundles/"), json={}).json()["offers"]
+    assert requests.get(api(cloud, f"/users/current/?api_key={cloud.api_key}")).status_code == 200
+    r = requests.put(api(cloud, "/asks/1001/"), json=CREATE, headers=auth(cloud.api_key))
+    iid = r.json()["new_contract"]
+    inst = cloud.cloud.instances[iid]
+    assert wait_for(lambda: inst.status == "running", 30)
+    key = inst.api_key  # the instance's own key: its own instance, nothing else
+    assert requests.get(api(cloud, f"/instances/{iid}/"), headers=auth(key)).status_code == 200
+    assert requests.get(api(cloud, "/users/current/"), headers=auth(key)).status_code == 401
+    assert requests.put(api(cloud, f"/instances/request_logs/{iid}/"), json={}, headers=auth(key)).status_code == 401
+    assert requests.get(api(cloud, "/instances/"), headers=auth(key)).status_code == 401
+    assert requests.delete(api(cloud, f"/instances/{iid}/"), json={}, headers=auth(key)).ok
+    assert requests.get(api(cloud, f"/instances/{iid}/"), headers=auth(key)).status_code == 401  # revoked
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(cloud):
+    port = int(cloud.url.rsplit(":", 1)[1])
+    p = subprocess.run([str(BIN / "vast-launch"), "local-cloud", "serve", "--port", str(port)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1
+    assert p.stderr.strip().startswith("error: local cloud: cannot listen on 127.0.0.1:") and len(p.stderr.splitlines()) == 1
