@@ -28,6 +28,9 @@ def test_bad_bodies_and_parameters_get_400_with_json_and_create_nothing(cloud):
         assert r.status_code == 400 and r.json()["success"] is False, (body, r.text)
     r = s.put(api(cloud, "/asks/1001/"), json={**CREATE, "disk": "abc"}, headers=auth(cloud.api_key))
     assert r.status_code == 400 and "bad parameter" in r.json()["msg"]
+    for too_big in ({"onstart": "x" * 5000}, {"env": {"K": "v" * 300}}):
+        r = s.put(api(cloud, "/asks/1001/"), json={**CREATE, **too_big}, headers=auth(cloud.api_key))
+        assert 400 <= r.status_code < 500 and r.json()["success"] is False, r.text
     assert cloud.cloud.instances == {}  # nothing was created by a bad request
     r = s.post(api(cloud, "/bundles/"), json={"limit": "abc"})
     assert r.status_code == 400 and r.json()["error"] == "invalid_args"
