@@ -5,6 +5,7 @@ Imports stay inside the commands so that `--help`, `status` and `check` start fa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -883,7 +884,7 @@ def serve(port, price, root):
       vast-launch local-cloud serve --port 8765 &
       VAST_URL=http://127.0.0.1:8765 VAST_API_KEY=$(cat KEYFILE) vastai search offers
     """
-    from .ledger import default_home
+    from .ledger import default_home, private_dir
     from .localcloud import LocalCloud
 
     if price < 0:
@@ -892,10 +893,12 @@ def serve(port, price, root):
         lc = LocalCloud(root=root, port=port, price_dph=price)
     except OSError as exc:
         _fail(f"local cloud: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
-    keyfile = default_home() / "localcloud_api_key"
-    keyfile.parent.mkdir(parents=True, exist_ok=True)
-    keyfile.write_text(lc.api_key)
-    os.chmod(keyfile, 0o600)
+    keyfile = private_dir(default_home()) / "localcloud_api_key"
+    with contextlib.suppress(FileNotFoundError):
+        keyfile.unlink()  # a new file, so it is 0600 from its first byte
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(lc.api_key)
     click.echo(f"local cloud listening on {lc.url}\nexport VAST_URL={lc.url}\nexport VAST_API_KEY=$(cat {keyfile})")
     from .interrupts import signals_interrupt
 

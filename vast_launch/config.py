@@ -9,10 +9,10 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import UserError
 
@@ -24,7 +24,18 @@ DEFAULT_STAGE_COMMAND = (
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's `true` is not the number 1 here (pydantic's lax mode would take it as one)."""
+        if isinstance(value, bool) and info.field_name in cls.model_fields:
+            ann = cls.model_fields[info.field_name].annotation
+            kinds = {ann, *get_args(ann)}
+            if kinds & {int, float} and bool not in kinds:
+                raise ValueError("a number is expected, not true/false")
+        return value
 
 
 class Resources(Strict):
@@ -218,12 +229,27 @@ def parse_config(data: Any, path: str = "<config>") -> LaunchConfig:
     return cfg
 
 
+MAX_CONFIG_BYTES = 1_000_000
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without aliases: `*name` could expand a small file into a huge document."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not accepted in a config",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
 def load_config(path: str | Path) -> LaunchConfig:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: config file not found (pass --config PATH, e.g. configs/burgers.yaml)")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"{p}: {p.stat().st_size} bytes is not a config (at most {MAX_CONFIG_BYTES})")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(), Loader=_NoAliasLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -7,6 +7,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import UserError
 
@@ -29,6 +30,7 @@ class GitState:
     dirty: list[str] = field(default_factory=list)
     on_remote: Optional[bool] = None
     remote_error: Optional[str] = None
+    remote_had_credentials: bool = False
 
 
 def repo_root(path: str | Path = ".") -> Path:
@@ -61,6 +63,21 @@ def commit_on_remote(root: Path, remote: str, sha: str) -> tuple[bool, Optional[
     return False, None
 
 
+def public_url(url: str) -> tuple[str, bool]:
+    """The remote URL without credentials (`https://user:token@host/r.git` -> `https://host/r.git`), and
+    whether it held any. What is shown, stored, rendered or sent is only ever this form; an ssh user
+    name (`ssh://git@host/...`, `git@host:...`) is no credential and stays."""
+    parts = urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url, False
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    if parts.scheme == "ssh":
+        if ":" not in userinfo:
+            return url, False
+        host = userinfo.split(":", 1)[0] + "@" + host
+    return urlunsplit(parts._replace(netloc=host)), True
+
+
 def inspect(path: str | Path = ".", remote: str = "origin", ask_remote: bool = True) -> GitState:
     root = repo_root(path)
     try:
@@ -69,10 +86,14 @@ def inspect(path: str | Path = ".", remote: str = "origin", ask_remote: bool = T
         raise UserError(f"{root}: the repository has no commit yet")
     branch = git(["symbolic-ref", "-q", "--short", "HEAD"], cwd=root, check=False) or None
     url = git(["remote", "get-url", remote], cwd=root, check=False) or None
+    url, with_credentials = public_url(url) if url else (None, False)
     dirty = [line[3:] for line in git(["status", "--porcelain"], cwd=root).splitlines() if line.strip()]
-    state = GitState(root=root, commit=commit, branch=branch, remote=remote, remote_url=url, dirty=dirty)
+    state = GitState(root=root, commit=commit, branch=branch, remote=remote, remote_url=url, dirty=dirty,
+                     remote_had_credentials=with_credentials)
     if ask_remote and url:
         state.on_remote, state.remote_error = commit_on_remote(root, remote, commit)
+        if with_credentials and state.remote_error:
+            state.remote_error = "git could not read the remote (its message is not shown: the URL holds credentials)"
     return state
 
 

@@ -80,10 +80,18 @@ def default_home() -> Path:
     return Path(user_state_dir("vast-launch"))
 
 
+def private_dir(path: Path) -> Path:
+    """A state directory only its owner can read (created 0700, never chmodded open)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
 class Ledger:
     def __init__(self, path: Optional[Path] = None):
         self.path = Path(path) if path else default_home() / "ledger.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        # Owner-only from the first byte (SQLite gives its -wal and -shm files the database's mode).
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
