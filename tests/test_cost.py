@@ -92,7 +92,7 @@ def test_a_stopped_period_bills_storage_only(repo_factory, cloud, tmp_path):
         cloud.cloud.faults.update({"destroy_failures": 0})
         next(inst.workdir.glob("vl-*")).joinpath("resumed").touch()
         cloud.cloud.start(inst.id)
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -26,7 +26,7 @@ def start_cli(args, cwd, env=None):
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def read_until(proc, text, timeout=300):
+def read_until(proc, text, timeout=900):
     """Lines the launcher printed, up to the first containing `text` (bounded by the event, not a sleep)."""
     seen = ""
     deadline = time.time() + timeout
@@ -55,7 +55,7 @@ def test_local_launch_interrupted_leaves_no_process(repo_factory, tmp_path, how)
     proc = start_cli(["--local", "--config", "configs/test.yaml"], cwd=repo)
     read_until(proc, "stage 1/1")
     proc.send_signal(getattr(signal, how))
-    out = proc.communicate(timeout=300)[0]
+    out = proc.communicate(timeout=900)[0]
     assert proc.returncode == EXIT_INTERRUPTED, out[-3000:]
     assert wait_for(lambda: not instance_processes(home), 3.0), instance_processes(home)
     (row,) = status_rows(repo)
@@ -248,7 +248,7 @@ def test_ctrl_c_on_a_terminal_asks_and_detaching_leaves_the_teardown_armed(repo_
         proc.send_signal(signal.SIGINT)
         read_until(proc, "Destroy the instance now?")
         os.write(master, b"n\n")
-        out = proc.communicate(timeout=120)[0]
+        out = proc.communicate(timeout=600)[0]
     finally:
         os.close(master)
     assert proc.returncode == EXIT_INTERRUPTED, out

@@ -9,7 +9,7 @@ from conftest import BIN, wait_for
 
 def vastai(lc, *args):
     env = dict(os.environ, VAST_URL=lc.url, VAST_API_KEY=lc.api_key, VASTAI_NO_UPDATE_CHECK="1")
-    p = subprocess.run([str(BIN / "vastai"), *args], env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run([str(BIN / "vastai"), *args], env=env, capture_output=True, text=True, timeout=600)
     assert "Failed with error" not in p.stderr + p.stdout, p.stderr + p.stdout
     return p
 

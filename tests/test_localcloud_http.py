@@ -69,6 +69,6 @@ def test_keys_as_on_vast(cloud):
 def test_serve_on_a_port_in_use_says_so_in_one_line(cloud):
     port = int(cloud.url.rsplit(":", 1)[1])
     p = subprocess.run([str(BIN / "vast-launch"), "local-cloud", "serve", "--port", str(port)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=600)
     assert p.returncode == 1
     assert p.stderr.strip().startswith("error: local cloud: cannot listen on 127.0.0.1:") and len(p.stderr.splitlines()) == 1

@@ -70,7 +70,7 @@ def test_teardown_waits_for_wandb_then_destroys(repo_factory, tmp_path):
                                      train={"profile": "smoke", "profiles": {"smoke": {"data": {"n_train": 8}}}}))
     with LocalCloud(root=tmp_path / "c", price_dph=3.6, loading_seconds=0.1) as lc:
         p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo,
-                    env=cloud_env(lc), timeout=300)
+                    env=cloud_env(lc), timeout=1500)
         assert p.returncode == 0, p.stderr[-2000:]
         (inst,) = lc.cloud.instances.values()
         vl = next(inst.workdir.glob("vl-*"))

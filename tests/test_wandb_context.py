@@ -18,7 +18,7 @@ STAGES = ["operator", "diffusion_residual", "consistency_distill"]
 def ups_train(out, env, *args):
     e = dict(os.environ, **env)
     return subprocess.run([sys.executable, "-m", "ups.train", "--config", CONFIG, "--profile", "smoke", "--out", str(out),
-                           "--stage", "all", *TINY, *args], capture_output=True, text=True, env=e, timeout=300)
+                           "--stage", "all", *TINY, *args], capture_output=True, text=True, env=e, timeout=1500)
 
 
 def test_three_stages_one_group_each_its_own_step_metric(tmp_path):
