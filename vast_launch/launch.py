@@ -285,8 +285,9 @@ class Launcher:
             row = self.provider.show(iid)
             status = (row or {}).get("actual_status") or "provisioning"
             if status != seen:
-                self.ledger.event(launch_id, status if status != "provisioning" else "created", set_state=True,
-                                  t=(last_asked + asked) / 2)
+                t, within = _bracketed(last_asked, time.time())
+                self.ledger.event(launch_id, status if status != "provisioning" else "created",
+                                  {"within_s": within}, set_state=True, t=t)
                 self.say("instance", f"{iid} is {status}")
                 seen = status
             last_asked = asked
@@ -313,11 +314,13 @@ class Launcher:
                 asked = time.time()
                 row = self.provider.show(iid)
                 if row is None:
-                    gone_at = (last_asked + asked) / 2
+                    gone_at, within = _bracketed(last_asked, time.time())
+                    self.ledger.event(launch_id, "gone", {"within_s": within}, set_state=False, t=gone_at)
                     break
                 status = row.get("actual_status")
                 if status != last_status:
-                    self.ledger.event(launch_id, status, t=(last_asked + asked) / 2)
+                    t, within = _bracketed(last_asked, time.time())
+                    self.ledger.event(launch_id, status, {"within_s": within}, t=t)
                     self.say("instance", f"{iid} is {status}")
                     last_status = status
                 last_asked = asked
@@ -450,3 +453,9 @@ class Launcher:
 
     def keep_outputs(self, launch_id: str, iid: int) -> Optional[Path]:
         return None
+
+
+def _bracketed(last_sent: float, answered: float) -> tuple[float, float]:
+    """A change seen by a poll happened after the previous poll was sent and before this one was
+    answered: its midpoint, and how far from the true moment that can be (`within_s` in the ledger)."""
+    return (last_sent + answered) / 2, round((answered - last_sent) / 2, 3)
