@@ -50,18 +50,16 @@ def test_failing_stage_is_torn_down_by_the_trap(repo_factory, cloud):
 
 def _finish_helper_pids(inst):
     """The teardown helper the bootstrap starts before the stages, blocked on its fifo."""
-    pids = []
-    for entry in os.listdir("/proc"):
+    from vast_launch.localcloud.cloud import container_pids
+
+    def is_helper(pid):
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().split(b"\0")
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return b"FINISH" in f.read().split(b"\0")
         except OSError:
-            continue
-        if b"FINISH" in cmd and f"LOCALCLOUD_CONTAINER={inst.marker}".encode() in env:
-            pids.append(int(entry))
-    return pids
+            return False
+
+    return [pid for pid in container_pids(inst.marker) if is_helper(pid)]
 
 
 def test_trap_destroys_even_when_its_prestarted_helper_was_killed(repo_factory, cloud):

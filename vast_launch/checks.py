@@ -76,9 +76,9 @@ def run_checks(cfg: LaunchConfig, target: str, allow_dirty: bool = False, wandb_
                                    "or pass --allow-dirty to run the pushed commit without them")
     if cfg.source and not gitcheck.tracked_in_head(state.root, Path(cfg.source)):
         report.failures.append(f"{cfg.source} is not committed in HEAD: the instance reads the config from the commit")
-    report.repo_url = gitcheck.public_url(cfg.code.repo)[0] if cfg.code.repo else state.remote_url
-    if (state.remote_had_credentials or (cfg.code.repo and gitcheck.public_url(cfg.code.repo)[1])) \
-            and not os.environ.get("VAST_LAUNCH_GIT_TOKEN"):
+    report.repo_url, config_url_had_credentials = (gitcheck.public_url(cfg.code.repo) if cfg.code.repo
+                                                   else (state.remote_url, False))
+    if (state.remote_had_credentials or config_url_had_credentials) and not os.environ.get("VAST_LAUNCH_GIT_TOKEN"):
         report.warnings.append("the remote URL holds credentials: they are never sent to the instance; "
                                "for a private repository set VAST_LAUNCH_GIT_TOKEN")
 

@@ -57,7 +57,7 @@ class LogTail:
     filter, so no stage or result line is lost however much a stage prints."""
 
     def __init__(self, provider: Provider, iid: int, pause: float,
-                 on_text: Optional[Callable[[str], None]] = None, start: bool = True):
+                 on_text: Optional[Callable[[str], None]] = None):
         self.provider, self.iid, self.pause = provider, iid, min(pause, 0.25)
         self.on_text = on_text  # called from this thread with each fetched text (the result acknowledgement)
         self.gaps = 0
@@ -68,8 +68,7 @@ class LogTail:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"logs-{iid}")
-        if start:
-            self._thread.start()
+        self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -126,5 +125,4 @@ class LogTail:
     def stop(self, wait: float = 10.0) -> None:
         """Let a request in flight finish, so lines written just before the end are not lost."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(wait)
+        self._thread.join(wait)
