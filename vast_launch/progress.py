@@ -33,6 +33,7 @@ class Printer:
 # means the same to a fixed-string and to a regex grep.
 EVENT_MARK = "vast-launch] "
 # Vast's logs API returns the last 1,000 lines unless told otherwise; events are asked for this far back.
+API_DEFAULT_TAIL = 1000
 EVENTS_TAIL = 100_000
 RECENT_LINES = 200  # what the ledger keeps of each followed launch's log
 
@@ -86,6 +87,8 @@ class LogTail:
         """Take a newer tail of the log; after a gap, `events()` gives the bootstrap's lines, to find the lost ones."""
         with self._lock:
             fresh, gap = new_lines(self._window, lines)
+            # A first fetch that fills a whole tail may already have lost the lines before it.
+            gap = gap or (not self._window and len(lines) >= API_DEFAULT_TAIL)
             self._window = lines
         if gap:
             self.gaps += 1
