@@ -4,12 +4,13 @@
 # here: the trap (any end of this shell) and a watchdog in its own process group (deadline, budget,
 # idle), so that a SIGTERM to this shell's group cannot disable both.
 set -u
-L=@@LAUNCH_ID@@ SHA=@@COMMIT@@ REPO=@@REPO@@ AUTO=@@AUTO@@ IDLE_S=@@IDLE_S@@ SIG=
+L=@@LAUNCH_ID@@ SHA=@@COMMIT@@ REPO=@@REPO@@ ARCHIVE=@@ARCHIVE@@ AUTO=@@AUTO@@ IDLE_S=@@IDLE_S@@ SIG=
 DEADLINE=${VL_DEADLINE:-@@DEADLINE@@} WHY=${VL_DEADLINE_WHY:-deadline}
 export WANDB_RUN_GROUP=@@GROUP@@ VL_PROFILE=@@PROFILE@@ VL_CONFIG=@@CONFIG@@
 W=${DATA_DIRECTORY:-$HOME}/vl-$L BOOT=$$
 mkdir -p "$W/out" && cd "$W" || exit 1
-echo "$W" > "/tmp/vl-$L.dir"
+# Where ssh sessions (which may lack DATA_DIRECTORY) find it; noclobber: never written through a planted link.
+( set -C; echo "$W" > "/tmp/vl-$L.dir" ) 2>/dev/null
 # Log to a file, never through a pipe that a group SIGTERM can kill; a mirror in its own process
 # group copies the file to the container's output, which is what Vast's logs API returns.
 trap '' PIPE
@@ -104,6 +105,48 @@ watchdog(){
     sleep "$nap"
   done
 }
+# The token reaches git through its environment only: never on argv, never in .git/config.
+git_auth(){ [ -z "${VL_GIT_TOKEN:-}" ] && { git "$@"; return; }
+  GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader \
+  GIT_CONFIG_VALUE_0="Authorization: Basic $(printf 'x-access-token:%s' "$VL_GIT_TOKEN" | base64 -w0)" git "$@"; }
+# Slim images (the pytorch runtime ones among them) have no git: the commit's archive, else apt-get.
+archive(){ [ -n "$ARCHIVE" ] || return 1; log "no git in the image: fetching the commit's archive"
+  rm -rf repo.part && python3 -S - "$ARCHIVE" repo.part <<'PY' && mv repo.part repo && echo "$SHA" > repo/.vl-commit
+import io,os,sys,tarfile,urllib.request as u
+url,dest=sys.argv[1:3]
+t=os.environ.get("VL_GIT_TOKEN")
+class NoAuthOnRedirect(u.HTTPRedirectHandler):
+    def redirect_request(self,*a):
+        r=super().redirect_request(*a)
+        if r is not None:r.remove_header("Authorization")
+        return r
+req=u.Request(url,headers={"Authorization":"Bearer "+t} if t else {})
+tf=tarfile.open(fileobj=io.BytesIO(u.build_opener(NoAuthOnRedirect).open(req,timeout=300).read()))
+ms=tf.getmembers();tops={m.name.split("/")[0] for m in ms}
+if len(tops)==1 and any("/" in m.name for m in ms):
+    ms=[m for m in ms if "/" in m.name]
+    for m in ms:m.name=m.name.split("/",1)[1]
+for m in ms:
+    if m.name.startswith("/") or ".." in m.name.split("/") or not (m.isfile() or m.isdir() or m.issym()):sys.exit("unsafe archive member "+m.name)
+tf.extractall(dest,members=ms,**({"filter":"data"} if hasattr(tarfile,"data_filter") else {}))
+PY
+}
+apt_git(){ command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] || return 1
+  log "no git in the image: installing it with apt-get"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends git ca-certificates >/dev/null 2>&1; }
+fetch_code(){
+  [ "$(cat repo/.vl-commit 2>/dev/null)" = "$SHA" ] && return
+  command -v git >/dev/null || archive || apt_git || {
+    log "no git in the image and it could not be installed (needs root and apt-get; or a GitHub remote or code.archive_url)"
+    return 1; }
+  [ -f repo/.vl-commit ] && return
+  if [ ! -d repo/.git ]; then
+    git init -q repo && git -C repo remote add origin "$REPO" || return 1
+    git_auth -C repo fetch -q --depth 1 origin "$SHA" || git_auth -C repo fetch -q origin || return 1
+  fi
+  git -C repo checkout -q --detach "$SHA" || { log "commit $SHA not found in $REPO"; return 1; }
+}
 trap finish EXIT
 trap 'SIG=TERM; exit 143' TERM
 trap 'SIG=INT; exit 130' INT
@@ -114,11 +157,6 @@ FIN=; [ "$AUTO" = 1 ] && rm -f fin.fifo && mkfifo fin.fifo && { gone FINISH "$W/
 log "launch $L commit $SHA deadline $(date -u -d "@$DEADLINE" +%FT%TZ 2>/dev/null || echo "$DEADLINE") ($WHY)"
 [ "$AUTO" = 1 ] || log "WARNING: auto-shutdown is off: the instance runs until the deadline or the idle limit"
 [ -f done ] && { log "already finished: tearing down"; exit 0; }
-if [ ! -d repo/.git ]; then
-  git init -q repo && git -C repo remote add origin "$REPO" || exit 1
-  [ -n "${VL_GIT_TOKEN:-}" ] && git -C repo config http.extraHeader "Authorization: Basic $(printf 'x-access-token:%s' "$VL_GIT_TOKEN" | base64 -w0)"
-  git -C repo fetch -q --depth 1 origin "$SHA" || git -C repo fetch -q origin || exit 1
-fi
-git -C repo checkout -q --detach "$SHA" || { log "commit $SHA not found in $REPO"; exit 1; }
+fetch_code || exit 1
 cd repo && { set +u; @@SETUP@@; } || { log "setup failed"; exit 1; }
 bash "$W/run_stages.sh"

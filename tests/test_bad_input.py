@@ -77,3 +77,13 @@ def test_state_is_owner_only_from_creation(repo_factory, tmp_path):
     home = tmp_path / "home"
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(home / "ledger.sqlite").st_mode) == 0o600
+
+
+def test_launch_ids_are_prefixes_not_like_patterns(tmp_path):
+    from vast_launch.ledger import Ledger
+
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        ledger.create("burgers-20261124-080000-ab12", "destroyed")
+        assert ledger.find("burgers-2026")["id"] == "burgers-20261124-080000-ab12"
+        for typed in ("%", "_", "burgers%", "BURGERS-2026", ""):
+            assert ledger.find(typed) is None, typed

@@ -79,3 +79,60 @@ def test_onstart_fits_with_a_long_setup_and_many_stages():
 def test_values_cannot_create_placeholders():
     _, bootstrap, _ = render_onstart(spec([("a", "echo @@SETUP@@")], setup="echo real-setup"))
     assert bootstrap.count("echo real-setup") == 1 and "echo @@SETUP@@" in bootstrap
+
+
+NASTY = "a b'c\"d$(touch pwned)`touch pwned2`;e|f&g\\h*?[x]{y}~!#%@@GROUP@@\n touch pwned3 #"
+
+
+def nasty_spec():
+    return OnstartSpec(launch_id="t-20261124-080000-ab12", commit="c0ffee" * 6 + "beef", repo="https://h/" + NASTY + ".git",
+                       group="g " + NASTY, deadline=2_000_000_000, profile="p " + NASTY, config_path="c " + NASTY,
+                       stages=[("a", "echo a")], setup="true", auto_shutdown=True, archive="https://h/" + NASTY)
+
+
+def test_values_full_of_shell_metacharacters_reach_the_instance_as_data(tmp_path):
+    s = nasty_spec()
+    _, bootstrap, _ = render_onstart(s)
+    prelude = bootstrap.split("\nW=", 1)[0]  # the assignments, before anything runs
+    shown = subprocess.run(["bash", "-c", prelude + '\nprintf "%s\\0" "$L" "$SHA" "$REPO" "$ARCHIVE" '
+                                        '"$WANDB_RUN_GROUP" "$VL_PROFILE" "$VL_CONFIG"'],
+                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+    assert shown == [s.launch_id, s.commit, s.repo, s.archive, s.group, s.profile, s.config_path]
+    assert list(tmp_path.iterdir()) == []  # nothing was executed
+
+
+def test_a_launch_id_that_is_not_a_slug_is_refused():
+    bad = nasty_spec()
+    bad.launch_id = "t-1\ntouch pwned"
+    with pytest.raises(RuntimeError, match="not a slug"):
+        render_onstart(bad)
+
+
+def test_rendered_bootstrap_matches_the_reviewed_golden_file():
+    """The exact bytes an instance runs for a config full of metacharacters. After a deliberate change to
+    the bootstrap, review the diff and refresh with VL_UPDATE_GOLDEN=1."""
+    import os
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden" / "bootstrap_metacharacters.sh"
+    _, bootstrap, _ = render_onstart(nasty_spec())
+    if os.environ.get("VL_UPDATE_GOLDEN") == "1":
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(bootstrap)
+    assert bootstrap == golden.read_text(), f"the rendered bootstrap differs from {golden}"
+
+
+def test_the_work_dir_note_in_tmp_is_never_written_through_a_planted_link(tmp_path):
+    import os
+    import uuid
+
+    _, bootstrap, _ = render_onstart(spec([("a", "echo a")]))
+    (line,) = [x for x in bootstrap.splitlines() if '/tmp/vl-$L.dir"' in x and not x.startswith("#")]
+    lid = "t-" + uuid.uuid4().hex
+    planted = f"/tmp/vl-{lid}.dir"
+    os.symlink(tmp_path / "victim", planted)
+    try:
+        subprocess.run(["bash", "-c", f"L={lid} W=/somewhere; {line}"])
+        assert not (tmp_path / "victim").exists()
+    finally:
+        os.unlink(planted)

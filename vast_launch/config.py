@@ -78,6 +78,8 @@ class Code(Strict):
     repo: Optional[str] = Field(None, description="clone URL; default: the git remote 'origin'")
     remote: str = "origin"
     setup: str = "pip install -q -e '.[train]'"
+    archive_url: Optional[str] = Field(
+        None, description="tarball URL with {sha}, for images without git; default: GitHub's, for a GitHub remote")
 
 
 class Wandb(Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,20 @@ def public_url(url: str) -> tuple[str, bool]:
             return url, False
         host = userinfo.split(":", 1)[0] + "@" + host
     return urlunsplit(parts._replace(netloc=host)), True
+
+
+GITHUB_REMOTE = re.compile(r"^(?:https://(?:[^@/]+@)?github\.com/|ssh://git@github\.com/|git@github\.com:)"
+                           r"(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)(?:\.git)?/?$")
+
+
+def archive_url(repo_url: str, commit: str, template: str | None = None) -> str:
+    """Where an instance without git downloads the commit as a tarball: `template` (code.archive_url,
+    `{sha}` filled in), else GitHub's API tarball for a GitHub remote (it serves private repos with a
+    token), else nothing."""
+    if template is not None:
+        return template.replace("{sha}", commit)
+    m = GITHUB_REMOTE.match(repo_url)
+    return f"https://api.github.com/repos/{m['owner']}/{m['repo']}/tarball/{commit}" if m else ""
 
 
 def inspect(path: str | Path = ".", remote: str = "origin", ask_remote: bool = True) -> GitState:

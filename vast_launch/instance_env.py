@@ -34,8 +34,9 @@ def offer_deadline(cfg: LaunchConfig, start: float, offer: dict) -> tuple[int, s
 
 
 def instance_env(cfg: LaunchConfig, launch_id: str, commit: str, offer: dict, wandb_mode: str,
-                 extra: dict, deadline: tuple[int, str]) -> tuple[dict, dict]:
-    """(env for the create call, the secrets in it). Secrets go in env, never in the onstart."""
+                 extra: dict, deadline: tuple[int, str], send_git_token: bool = True) -> tuple[dict, dict]:
+    """(env for the create call, the secrets in it). Secrets go in env, never in the onstart; the git
+    token only where the instance fetches over the network (not from the local cloud's file remote)."""
     env = {
         "VL_DEADLINE": str(deadline[0]), "VL_DEADLINE_WHY": deadline[1],
         "VL_LAUNCH_ID": launch_id, "VL_NAME": cfg.name, "VL_COMMIT": commit,
@@ -51,7 +52,7 @@ def instance_env(cfg: LaunchConfig, launch_id: str, commit: str, offer: dict, wa
     if wandb_mode == "online" and os.environ.get("WANDB_API_KEY"):
         found["WANDB_API_KEY"] = os.environ["WANDB_API_KEY"]
     token = os.environ.get("VAST_LAUNCH_GIT_TOKEN")
-    if token:
+    if token and send_git_token:
         found["VL_GIT_TOKEN"] = token
     env.update(found)
     return env, found

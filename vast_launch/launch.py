@@ -17,6 +17,7 @@ from typing import Callable, Optional
 from .checks import run_checks
 from .config import LaunchConfig
 from .errors import CheckFailed, UserError
+from .gitcheck import archive_url
 from .instance_env import instance_env, new_launch_id, offer_deadline, redact
 from .interrupts import Interrupted
 from .ledger import Ledger
@@ -126,6 +127,7 @@ class Launcher:
             stages=[(s.name, s.render_command()) for s in self.cfg.stages],
             setup=self.setup_command(), auto_shutdown=self.auto_shutdown,
             idle_seconds=int(life.idle_minutes * 60) if life.idle_minutes else 0,
+            archive=archive_url(repo, git.commit, self.cfg.code.archive_url),
         )
         onstart, bootstrap, boot_env = render_onstart(spec)
         if self.opts.dry_run:
@@ -179,7 +181,7 @@ class Launcher:
     def _dry_run(self, launch_id, best: RankedOffer, spec, onstart, bootstrap, boot_env, group) -> LaunchResult:
         deadline = offer_deadline(self.cfg, time.time(), best.offer)
         env, found = instance_env(self.cfg, launch_id, spec.commit, best.offer, self.wandb_mode,
-                                  self.opts.extra_env, deadline)
+                                  self.opts.extra_env, deadline, send_git_token=self.target != "local")
         assert_no_secrets(onstart + bootstrap, found)
         payload = self._payload(launch_id, {**env, **boot_env}, onstart)
         payload["env"] = redact(payload["env"])
@@ -217,7 +219,8 @@ class Launcher:
             tried += 1
             deadline = offer_deadline(self.cfg, time.time(), offer)
             env, found = instance_env(self.cfg, launch_id, spec.commit, offer, self.wandb_mode,
-                                      self.opts.extra_env, deadline)
+                                      self.opts.extra_env, deadline,
+                                      send_git_token=self.target != "local")
             assert_no_secrets(onstart + bootstrap, found)
             if self.will_follow:
                 env.setdefault("VL_ACK_WAIT", str(ACK_WAIT_SECONDS))

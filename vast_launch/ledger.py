@@ -207,9 +207,10 @@ class Ledger:
         if row is None and prefix.isdigit():
             row = self.db.execute("SELECT * FROM launches WHERE instance_id = ? ORDER BY created_at DESC",
                                   (int(prefix),)).fetchone()
-        if row is None:
-            rows = self.db.execute("SELECT * FROM launches WHERE id LIKE ? ORDER BY created_at DESC",
-                                   (prefix + "%",)).fetchall()
+        if row is None and prefix:
+            # A plain prefix: LIKE would take `%` and `_` in what the user typed as wildcards.
+            rows = self.db.execute("SELECT * FROM launches WHERE substr(id, 1, ?) = ? ORDER BY created_at DESC",
+                                   (len(prefix), prefix)).fetchall()
             row = rows[0] if len(rows) == 1 else None
         return self._row(row) if row else None
 

@@ -26,6 +26,7 @@ ENV_ENTRY_CHARS = 256
 MAX_BOOT_ENV_CHARS = 24_000
 BOOT_ENV_PREFIX = "VL_BOOT_"
 PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
+LAUNCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass
@@ -41,10 +42,13 @@ class OnstartSpec:
     setup: str
     auto_shutdown: bool
     idle_seconds: int = 0  # 0: no idle limit
+    archive: str = ""  # the commit's tarball, for an image without git
 
 
 def render_bootstrap(spec: OnstartSpec) -> str:
     """The full bootstrap script, filled in one pass: a value can never create a placeholder."""
+    if not LAUNCH_ID.match(spec.launch_id):
+        raise RuntimeError(f"launch id {spec.launch_id!r} is not a slug")  # it names paths and a comment line
     for name, cmd in spec.stages:
         if "\t" in cmd or "\n" in cmd or "VL_STAGES" in cmd:
             raise UserError(f"stages.{name}.command: must be one line without tabs")
@@ -52,6 +56,7 @@ def render_bootstrap(spec: OnstartSpec) -> str:
         "LAUNCH_ID": shlex.quote(spec.launch_id),
         "COMMIT": shlex.quote(spec.commit),
         "REPO": shlex.quote(spec.repo),
+        "ARCHIVE": shlex.quote(spec.archive),
         "DEADLINE": str(int(spec.deadline)),
         "AUTO": "1" if spec.auto_shutdown else "0",
         "IDLE_S": str(int(spec.idle_seconds)),

@@ -77,6 +77,7 @@ class Instance:
     ended_at: Optional[float] = None
     starts: int = 0
     has_vastai_cli: bool = True
+    has_git: bool = True
     ssh_port: Optional[int] = None
     # Every process of this container carries it in its environment: a process that made its own
     # session or process group is still inside the container, as on Vast.
@@ -269,6 +270,7 @@ class Cloud:
                 inst.runtype = "args"
             inst.workdir.mkdir(parents=True, exist_ok=True)
             inst.has_vastai_cli = not self.faults.no_vastai_cli
+            inst.has_git = not self.faults.no_git
             inst.set_state("loading")
             self.instances[iid] = inst
             loading_forever = self.faults.loading_forever
@@ -278,7 +280,8 @@ class Cloud:
 
     def _instance_env(self, inst: Instance) -> dict:
         bin_dir = self.bin_dir if inst.has_vastai_cli else str(self._bin_without_vastai(inst))
-        path = os.pathsep.join([bin_dir, "/usr/local/bin", "/usr/bin", "/bin"])
+        system = ["/usr/local/bin", "/usr/bin", "/bin"] if inst.has_git else [str(self._system_without_git(inst))]
+        path = os.pathsep.join([bin_dir, *system])
         env = {
             "PATH": path, "HOME": str(inst.workdir), "LANG": "C.UTF-8", "TERM": "dumb",
             "CONTAINER_ID": str(inst.id), "CONTAINER_API_KEY": inst.api_key,
@@ -297,6 +300,20 @@ class Cloud:
         for name in ("python", "python3"):
             (d / name).write_text(f'#!/bin/sh\nexec "{self.bin_dir}/python" "$@"\n')
             os.chmod(d / name, 0o755)
+        return d
+
+    def _system_without_git(self, inst: Instance) -> Path:
+        """A slim image's system commands: this host's, less git and apt (so nothing can install git)."""
+        d = inst.workdir / ".sysbin"
+        if d.is_dir():
+            return d
+        d.mkdir()
+        left_out = ("git", "apt", "dpkg", "dnf", "yum", "apk")
+        for src in ("/usr/local/bin", "/usr/bin", "/bin"):
+            for entry in os.scandir(src) if os.path.isdir(src) else ():
+                if entry.name.startswith(left_out) or os.path.lexists(d / entry.name):
+                    continue
+                os.symlink(entry.path, d / entry.name)
         return d
 
     def _start(self, iid: int) -> None:

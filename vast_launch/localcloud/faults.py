@@ -21,6 +21,8 @@ class Faults:
     loading_forever: bool = False
     # instances created from now on get an image without the vastai CLI on PATH
     no_vastai_cli: bool = False
+    # instances created from now on get an image without git (and without a package manager to add it)
+    no_git: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take_rate_limit(self, path: str) -> bool:
@@ -48,7 +50,7 @@ class Faults:
                     self.vanish_on_create.update(int(v) for v in value)
                 elif key in ("create_error_but_creates", "destroy_failures", "destroy_failure_status"):
                     setattr(self, key, int(value))
-                elif key in ("loading_forever", "no_vastai_cli"):
+                elif key in ("loading_forever", "no_vastai_cli", "no_git"):
                     setattr(self, key, bool(value))
                 else:
                     raise KeyError(key)

@@ -1,0 +1,163 @@
+"""Images as on Vast: a slim image has no git (the pytorch runtime images among them), and the
+bootstrap still runs exactly the pushed commit; the git token never lands on disk or on argv."""
+
+import base64
+import http.server
+import subprocess
+import threading
+
+import pytest
+import yaml
+from conftest import cloud_env, git, no_live_processes, run_cli, stage_config
+
+from vast_launch.gitcheck import archive_url
+
+TOKEN = "ghp_test-token-7c2e"
+
+
+def launch(repo, lc, env=None):
+    args = ["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"]
+    return run_cli(args, cwd=repo, env={**cloud_env(lc), **(env or {})})
+
+
+def only_instance(lc):
+    (inst,) = lc.cloud.instances.values()
+    return inst
+
+
+class ArchiveServer:
+    """A forge's tarball endpoint in front of a real bare repository (`git archive`). Like GitHub's API,
+    it wants the token, then redirects to a download host that must not receive it."""
+
+    def __init__(self, bare):
+        self.requests = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Authorization")))
+                if self.path.startswith("/api/"):
+                    if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                        return self._answer(404, b"not found")
+                    self.send_response(302)
+                    self.send_header("Location", "/download/" + self.path.rsplit("/", 1)[1])
+                    self.end_headers()
+                    return
+                sha = self.path.rsplit("/", 1)[1]
+                if self.headers.get("Authorization"):
+                    return self._answer(400, b"the token reached the download host")
+                data = subprocess.run(["git", "archive", "--format=tar.gz", f"--prefix=owner-proj-{sha[:7]}/", sha],
+                                      cwd=bare, capture_output=True, check=True).stdout
+                self._answer(200, data)
+
+            def _answer(self, code, body):
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def forge(request):
+    servers = []
+
+    def start(bare):
+        servers.append(ArchiveServer(bare))
+        return servers[-1]
+    yield start
+    for s in servers:
+        s.close()
+
+
+def committed_marker(repo):
+    (repo / "marker.txt").write_text("from-the-pushed-commit\n")
+    git(repo, "add", "marker.txt")
+    git(repo, "commit", "-q", "-m", "marker")
+    git(repo, "push", "-q")
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_image_without_git_runs_the_pushed_commit_from_its_archive(repo_factory, cloud, forge):
+    repo = repo_factory(stage_config([{"name": "a", "command": "command -v git || echo no-git-here; cat marker.txt"}]))
+    server = forge(repo.parent / (repo.name + "-remote.git"))
+    cfg = repo / "configs" / "test.yaml"
+    data = yaml.safe_load(cfg.read_text())
+    data["code"]["archive_url"] = server.url + "/api/repos/owner/proj/tarball/{sha}"
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+    git(repo, "commit", "-q", "-am", "archive url")
+    sha = committed_marker(repo)
+    cloud.cloud.faults.update({"no_git": True})
+
+    p = launch(repo, cloud, {"VAST_LAUNCH_GIT_TOKEN": TOKEN})
+
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    assert "no-git-here" in p.stdout and "from-the-pushed-commit" in p.stdout
+    assert "no git in the image: fetching the commit's archive" in p.stdout
+    assert server.requests == [(f"/api/repos/owner/proj/tarball/{sha}", f"Bearer {TOKEN}"), (f"/download/{sha}", None)]
+    inst = only_instance(cloud)
+    assert inst.destroyed_by == "instance"
+    assert (next(inst.workdir.glob("vl-*")) / "repo" / ".vl-commit").read_text().strip() == sha
+    assert no_live_processes(cloud)
+
+
+def test_image_without_git_and_no_way_to_get_it_fails_in_setup_and_is_destroyed(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": "echo never-ran"}]))
+    cloud.cloud.faults.update({"no_git": True})
+
+    p = launch(repo, cloud)
+
+    assert p.returncode != 0
+    assert "no git in the image and it could not be installed" in p.stdout
+    assert "never-ran" not in p.stdout.replace("echo never-ran", "")
+    assert only_instance(cloud).destroyed_by == "instance"
+    assert no_live_processes(cloud)
+
+
+def test_git_token_is_never_written_into_the_clone(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": "git config --list --show-origin"}]))
+
+    p = launch(repo, cloud, {"VAST_LAUNCH_GIT_TOKEN": TOKEN})
+
+    assert p.returncode == 0, p.stderr
+    encoded = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+    clone = next(only_instance(cloud).workdir.glob("vl-*")) / "repo" / ".git"
+    for path in clone.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes()
+            assert TOKEN.encode() not in text and encoded.encode() not in text, path
+    assert "extraheader" not in p.stdout.lower()
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://github.com/o/r.git", "https://api.github.com/repos/o/r/tarball/abc"),
+    ("https://github.com/o/r", "https://api.github.com/repos/o/r/tarball/abc"),
+    ("git@github.com:o/my.repo.git", "https://api.github.com/repos/o/my.repo/tarball/abc"),
+    ("ssh://git@github.com/o/r.git", "https://api.github.com/repos/o/r/tarball/abc"),
+    ("https://gitlab.com/o/r.git", ""),
+    ("/srv/git/r.git", ""),
+])
+def test_archive_url_is_derived_for_github_remotes_only(url, expected):
+    assert archive_url(url, "abc") == expected
+
+
+def test_archive_url_template_wins():
+    assert archive_url("https://github.com/o/r.git", "abc", "https://git.example/r/-/archive/{sha}.tar.gz") \
+        == "https://git.example/r/-/archive/abc.tar.gz"
+
+
+def test_local_launch_does_not_send_the_git_token(repo_factory):
+    repo = repo_factory(stage_config([{"name": "a", "command": 'echo "token=${VL_GIT_TOKEN:-none}"'}]))
+    p = run_cli(["--local", "--config", "configs/test.yaml"], cwd=repo, env={"VAST_LAUNCH_GIT_TOKEN": TOKEN})
+    assert p.returncode == 0, p.stdout[-2000:]
+    assert "token=none" in p.stdout and TOKEN not in p.stdout
