@@ -70,6 +70,67 @@ def test_v1_list_paginates_and_old_list_is_gone(cloud):
     assert requests.get(f"{cloud.url}/api/v1/instances/", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
+def test_v1_pages_in_both_orders_and_survive_a_destroy_between_pages(cloud):
+    ids = [json.loads(vastai(cloud, "create", "instance", "1001", "--image", "i", "--disk", "10",
+                             "--onstart-cmd", "sleep 60", "--raw").stdout)["new_contract"] for _ in range(5)]
+    for direction, expected in (("asc", ids), ("desc", ids[::-1])):
+        # the CLI itself follows next_token page by page (25 a page at most; --limit 2 here)
+        got = json.loads(vastai(cloud, "show", "instances", "--raw", "--order-by", f"id {direction}",
+                                "--limit", "2", "--all").stdout)
+        assert [r["id"] for r in got] == expected, direction
+    import requests
+
+    h = {"Authorization": f"Bearer {cloud.api_key}"}
+    order = json.dumps([{"col": "id", "dir": "desc"}])
+    first = requests.get(f"{cloud.url}/api/v1/instances/", params={"limit": 2, "order_by": order}, headers=h).json()
+    assert [r["id"] for r in first["instances"]] == ids[:-3:-1]
+    vastai(cloud, "destroy", "instance", str(ids[3]), "-y")  # the last row served vanishes
+    rest = requests.get(f"{cloud.url}/api/v1/instances/", params={"limit": 2, "order_by": order,
+                                                                  "after_token": first["next_token"]}, headers=h).json()
+    assert [r["id"] for r in rest["instances"]] == [ids[2], ids[1]]
+
+
+def test_stop_during_loading_stays_stopped_and_start_brings_back_an_exited_instance(tmp_path):
+    from vast_launch.localcloud import LocalCloud
+
+    with LocalCloud(root=tmp_path / "c", loading_seconds=8.0) as lc:  # longer than two CLI starts
+        iid = json.loads(vastai(lc, "create", "instance", "1001", "--image", "i", "--disk", "10",
+                                "--onstart-cmd", "echo up >> ups; sleep 60", "--raw").stdout)["new_contract"]
+        vastai(lc, "stop", "instance", str(iid))  # before the image finished loading
+        inst = lc.cloud.instances[iid]
+        assert inst.status == "stopped"
+        inst.loading_timer.join()  # the image finished loading: it must not start a stopped container
+        assert inst.status == "stopped" and inst.starts == 0
+        lc.cloud.mark_exited(iid)
+        assert inst.status == "exited"
+        vastai(lc, "start", "instance", str(iid))
+        assert wait_for(lambda: inst.status == "running" and (inst.workdir / "ups").exists(), 10)
+        assert inst.starts == 1
+
+
+def test_reboot_recycle_and_bulk_commands_as_the_cli_sends_them(cloud):
+    def make():
+        return json.loads(vastai(cloud, "create", "instance", "1001", "--image", "i", "--disk", "10",
+                                 "--onstart-cmd", "echo up >> ups; touch mine; sleep 120", "--raw").stdout)["new_contract"]
+
+    a, b = make(), make()
+    ia, ib = cloud.cloud.instances[a], cloud.cloud.instances[b]
+    assert wait_for(lambda: (ia.workdir / "ups").exists() and (ib.workdir / "ups").exists(), 20)
+    vastai(cloud, "reboot", "instance", str(a))  # same files, the onstart runs again
+    assert wait_for(lambda: (ia.workdir / "ups").read_text().count("up") == 2, 20) and ia.starts == 2
+    (ib.workdir / "left-behind").touch()
+    vastai(cloud, "recycle", "instance", str(b))  # a fresh container from the image
+    assert wait_for(lambda: (ib.workdir / "ups").exists() and ib.starts == 2, 20)
+    assert not (ib.workdir / "left-behind").exists() and (ib.workdir / "ups").read_text().count("up") == 1
+    vastai(cloud, "stop", "instances", str(a), str(b))
+    assert ia.status == ib.status == "stopped"
+    vastai(cloud, "start", "instances", str(a), str(b))
+    assert ia.status == ib.status == "running"
+    vastai(cloud, "destroy", "instances", str(a), str(b), "-y")
+    assert ia.status == ib.status == "destroyed"
+    assert json.loads(vastai(cloud, "show", "instances", "--raw").stdout) == []
+
+
 def test_instance_key_only_reaches_its_own_instance(cloud):
     import requests
 

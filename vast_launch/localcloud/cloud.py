@@ -78,6 +78,7 @@ class Instance:
     starts: int = 0
     has_vastai_cli: bool = True
     has_git: bool = True
+    loading_timer: Optional[threading.Timer] = None
     ssh_port: Optional[int] = None
     # Every process of this container carries it in its environment: a process that made its own
     # session or process group is still inside the container, as on Vast.
@@ -275,7 +276,8 @@ class Cloud:
             self.instances[iid] = inst
             loading_forever = self.faults.loading_forever
         if not loading_forever:
-            threading.Timer(self.loading_seconds, self._start, args=(iid,)).start()
+            inst.loading_timer = threading.Timer(self.loading_seconds, self._loaded, args=(iid,))
+            inst.loading_timer.start()
         return inst
 
     def _instance_env(self, inst: Instance) -> dict:
@@ -316,11 +318,19 @@ class Cloud:
                 os.symlink(entry.path, d / entry.name)
         return d
 
+    def _loaded(self, iid: int) -> None:
+        """The image is pulled: the container starts, unless it was stopped or destroyed meanwhile."""
+        with self.lock:
+            inst = self.instances.get(iid)
+            if inst is None or inst.status != "loading":
+                return
+        self._start(iid)
+
     def _start(self, iid: int) -> None:
         """Container start: run onstart in its own process group (also on restarts)."""
         with self.lock:
             inst = self.instances.get(iid)
-            if self.closed or inst is None or inst.status not in ("loading", "stopped"):
+            if self.closed or inst is None or inst.status not in ("loading", "stopped", "exited"):
                 return
             script = inst.workdir / "onstart.sh"
             script.write_text(inst.onstart)
@@ -375,15 +385,24 @@ class Cloud:
         kill_container(inst.marker, proc, grace=grace)
 
     def start(self, iid: int) -> None:
+        """As Vast: a stopped or exited container starts again (its onstart runs again)."""
         with self.lock:
             inst = self.instances[iid]
-            if inst.status != "stopped":
+            if inst.status not in ("stopped", "exited"):
                 return
         self._start(iid)
 
     def restart(self, iid: int) -> None:
-        """A container restart: the processes die and onstart runs again in the same filesystem."""
+        """A container restart (`reboot`): the processes die and onstart runs again in the same filesystem."""
         self.stop(iid)
+        self.start(iid)
+
+    def recycle(self, iid: int) -> None:
+        """As Vast's recycle: the container is recreated in place from its image, its files gone."""
+        self.stop(iid, grace=0.5)
+        inst = self.instances[iid]
+        for entry in inst.workdir.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         self.start(iid)
 
     def mark_exited(self, iid: int) -> None:

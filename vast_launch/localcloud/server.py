@@ -5,6 +5,7 @@ See shared/reference/vast-api.md. Control endpoints for tests live under /_local
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -61,11 +62,33 @@ def matches(row: dict, query: dict) -> bool:
     return True
 
 
+SORT_ALIASES = {"dlperf_usd": "dlperf_per_dphtotal", "dph": "dph_total"}
+
+
+def _sort_key(v):
+    return (v is None, v if v is not None else 0)
+
+
 def sort_rows(rows: list[dict], order) -> list[dict]:
     for col, direction in reversed(order or []):
-        col = {"dlperf_usd": "dlperf_per_dphtotal", "dph": "dph_total"}.get(col, col)
-        rows.sort(key=lambda r: (r.get(col) is None, r.get(col) or 0), reverse=(direction == "desc"))
+        col = SORT_ALIASES.get(col, col)
+        rows.sort(key=lambda r: _sort_key(r.get(col)), reverse=(direction == "desc"))
     return rows
+
+
+def _sort_values(row: dict, order) -> list:
+    return [row.get(SORT_ALIASES.get(c, c)) for c, _ in order]
+
+
+def _comes_after(values: list, token: list, order) -> bool:
+    """Keyset pagination, as Vast's v1 list does (its next_token holds the last row's sort values): a
+    row belongs to the next pages when it sorts after the token's row; rows that vanished meanwhile
+    cannot shift the pages, in either order."""
+    for v, t, (_, direction) in zip(values, token, order):
+        kv, kt = _sort_key(v), _sort_key(t)
+        if kv != kt:
+            return kv < kt if direction == "desc" else kv > kt
+    return False
 
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -251,16 +274,20 @@ class _Handler(BaseHTTPRequestHandler):
         filters = json.loads(query.get("select_filters") or "{}")
         order = [[o["col"], o.get("dir", "asc")] for o in json.loads(query.get("order_by") or "[]")]
         limit = max(1, min(int(query.get("limit") or 25), 100))
-        after = int(query.get("after_token") or 0)
+        order = [o for o in order if o[0] != "id"] + [next((o for o in order if o[0] == "id"), ["id", "asc"])]
         rows = [i.row() for i in cloud.live()]
-        rows = sort_rows([r for r in rows if matches(r, filters)], order or [["id", "asc"]])
-        rows = [r for r in rows if r["id"] > after] if after else rows
-        page, rest = rows[:limit], rows[limit:]
+        rows = sort_rows([r for r in rows if matches(r, filters)], order)
         labels: dict[str, int] = {}
         for r in rows:
             labels[r["label"]] = labels.get(r["label"], 0) + 1
-        self._send(200, {"instances": page, "next_token": str(page[-1]["id"]) if rest else None,
-                         "total_instances": len(rows), "label_counts": labels})
+        total = len(rows)
+        if query.get("after_token"):
+            after = json.loads(base64.urlsafe_b64decode(query["after_token"]))["values"]
+            rows = [r for r in rows if _comes_after(_sort_values(r, order), after, order)]
+        page, rest = rows[:limit], rows[limit:]
+        token = base64.urlsafe_b64encode(json.dumps({"values": _sort_values(page[-1], order)}).encode()).decode() \
+            if rest else None
+        self._send(200, {"instances": page, "next_token": token, "total_instances": total, "label_counts": labels})
 
     def destroy(self, who, query, iid):
         cloud = self.server.cloud
@@ -294,6 +321,45 @@ class _Handler(BaseHTTPRequestHandler):
             cloud.stop(inst.id)
         elif body.get("state") == "running":
             cloud.start(inst.id)
+        self._send(200, {"success": True})
+
+    def reboot(self, who, query, iid):
+        self._lifecycle(who, iid, self.server.cloud.restart)
+
+    def recycle(self, who, query, iid):
+        self._lifecycle(who, iid, self.server.cloud.recycle)
+
+    def _lifecycle(self, who, iid, action):
+        self._body()
+        inst = self._instance_for(who, int(iid))
+        if inst is None:
+            self._send(404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"})
+            return
+        action(inst.id)
+        self._send(200, {"success": True})
+
+    def bulk_update(self, who, query):
+        """`vastai start/stop instances ID ...`: {"ids": [...], "state": ...}."""
+        body = self._body()
+        cloud = self.server.cloud
+        insts = [self._instance_for(who, int(i)) for i in body.get("ids") or []]
+        if not insts or None in insts or body.get("state") not in ("running", "stopped"):
+            self._send(400, {"success": False, "error": "invalid_args", "msg": "ids of your instances and a state"})
+            return
+        for inst in insts:
+            (cloud.stop if body["state"] == "stopped" else cloud.start)(inst.id)
+        self._send(200, {"success": True})
+
+    def bulk_destroy(self, who, query):
+        """`vastai destroy instances ID ...`: {"instance_ids": [...]}."""
+        body = self._body()
+        cloud = self.server.cloud
+        insts = [self._instance_for(who, int(i)) for i in body.get("instance_ids") or []]
+        if not insts or None in insts:
+            self._send(400, {"success": False, "error": "invalid_args", "msg": "instance_ids of your instances"})
+            return
+        for inst in insts:
+            cloud.destroy(inst.id, by="account")
         self._send(200, {"success": True})
 
     def request_logs(self, who, query, iid):
@@ -405,6 +471,10 @@ ROUTES: list[tuple[str, str, Callable, str]] = [
     ("PUT", r"/api/v0/search/asks/?", H.search_new, "optional"),
     ("PUT", r"/api/v0/asks/(\d+)/?", H.create, "account"),
     ("PUT", r"/api/v0/instances/request_logs/(\d+)/?", H.request_logs, "account"),
+    ("PUT", r"/api/v0/instances/reboot/(\d+)/?", H.reboot, "account"),
+    ("PUT", r"/api/v0/instances/recycle/(\d+)/?", H.recycle, "account"),
+    ("PUT", r"/api/v0/instances/?", H.bulk_update, "account"),
+    ("DELETE", r"/api/v0/instances/?", H.bulk_destroy, "account"),
     ("GET", r"/api/v0/instances/?", H.list_v0, "account"),
     ("GET", r"/api/v1/instances/?", H.list_v1, "account"),
     ("GET", r"/api/v0/instances/(\d+)/?", H.show, "any"),
