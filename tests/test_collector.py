@@ -1,4 +1,5 @@
-"""The run-health collector: recorded W&B API runs through the adapter, and real offline runs from ups."""
+"""The run-health collector: fakes of W&B public-API runs through the adapter (checked against the installed
+wandb's classes), and real offline runs from ups."""
 
 import json
 import os
@@ -21,26 +22,26 @@ def iso(t):
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class RecordedSummary:
-    """What `run.summary` looks like: a crashed run can carry `_json_dict` as a JSON string."""
+class FakeSummary:
+    """A fake of `run.summary` (wandb's HTTPSummary): a crashed run can carry `_json_dict` as a JSON string."""
 
     def __init__(self, data, as_string=False):
         self._json_dict = json.dumps(data) if as_string else data
 
 
-class RecordedRun:
-    """The attributes of `wandb.apis.public.Run` that the adapter reads, as recorded from the API."""
+class FakeRun:
+    """A fake with the attributes of `wandb.apis.public.Run` that the adapter reads."""
 
     def __init__(self, id, name, state, created, runtime, config=None, summary=None, sweep=None,
                  summary_as_string=False, group="g"):
         self.id, self.name, self.state, self.created_at = id, name, state, iso(created)
         self.config = config or {}
-        self.summary = RecordedSummary({"_runtime": runtime, **(summary or {})}, summary_as_string)
+        self.summary = FakeSummary({"_runtime": runtime, **(summary or {})}, summary_as_string)
         self.sweep_name, self.group, self.job_type, self.tags = sweep, group, "operator", []
 
 
-class RecordedApi:
-    """Answers `api.runs(path, filters=...)` the way the server applies the filter, and records each call."""
+class FakeApi:
+    """A fake `wandb.Api`: answers `runs(path, filters=...)` as the server applies the filter; records each call."""
 
     def __init__(self, runs):
         self.all, self.calls = runs, []
@@ -51,26 +52,48 @@ class RecordedApi:
         return iter([r for r in self.all if r.created_at >= after or r.state == "running"])
 
 
-def recorded_runs():
+def test_the_fakes_have_the_shape_of_the_installed_wandb_classes():
+    """A wandb upgrade that renames what the adapter reads breaks here, not in production."""
+    import inspect
+
+    from wandb.apis.public import Api, Run
+    from wandb.apis.public import runs as runs_module
+    from wandb.apis.public.summary import HTTPSummary
+
+    fields = set(runs_module.RUN_FRAGMENT.split())  # Run exposes these through its attribute lookup
+
+    def camel(name):
+        head, *rest = name.split("_")
+        return head + "".join(w.title() for w in rest)
+
+    fake = fake_runs()[0]
+    for name in vars(fake):
+        assert isinstance(inspect.getattr_static(Run, name, None), property) or camel(name) in fields, name
+    assert "_json_dict" in inspect.getsource(HTTPSummary)
+    fake_params = set(inspect.signature(FakeApi.runs).parameters) - {"self"}
+    assert fake_params <= set(inspect.signature(Api.runs).parameters)
+
+
+def fake_runs():
     return [
-        RecordedRun("a", "burgers-operator-1", "finished", NOW - 2 * H, 1 * H, {"gpu.count": 4}),
-        RecordedRun("b", "burgers-operator-2", "failed", NOW - 3 * H, 0.5 * H, {"gpu.count": {"value": 2}}),
-        RecordedRun("c", "burgers-op.sweep-3", "finished", NOW - 4 * H, 2 * H, {"gpu.count": 1}),
-        RecordedRun("d", "sweep-member", "crashed", NOW - 5 * H, 1 * H, {"gpu.count": 1}, sweep="sw1",
+        FakeRun("a", "burgers-operator-1", "finished", NOW - 2 * H, 1 * H, {"gpu.count": 4}),
+        FakeRun("b", "burgers-operator-2", "failed", NOW - 3 * H, 0.5 * H, {"gpu.count": {"value": 2}}),
+        FakeRun("c", "burgers-op.sweep-3", "finished", NOW - 4 * H, 2 * H, {"gpu.count": 1}),
+        FakeRun("d", "sweep-member", "crashed", NOW - 5 * H, 1 * H, {"gpu.count": 1}, sweep="sw1",
                     summary={"overview/sps": 10.0}, summary_as_string=True),
-        RecordedRun("e", "github.sky.main.abc", "finished", NOW - 6 * H, 1 * H, {"gpu.count": 8},
+        FakeRun("e", "github.sky.main.abc", "finished", NOW - 6 * H, 1 * H, {"gpu.count": 8},
                     summary={"overview/sps": 1000.0}),
-        RecordedRun("f", "github.sky.main.def", "finished", NOW - 1 * H, 0.5 * H, {"gpu.count": 8},
+        FakeRun("f", "github.sky.main.def", "finished", NOW - 1 * H, 0.5 * H, {"gpu.count": 8},
                     summary={"overview/sps": 1200.0}),
-        RecordedRun("g", "github.sky.main.ghi", "crashed", NOW - 2.5 * H, 0.25 * H, {"gpu.count": 8},
+        FakeRun("g", "github.sky.main.ghi", "crashed", NOW - 2.5 * H, 0.25 * H, {"gpu.count": 8},
                     summary={"overview/sps": 50.0}, summary_as_string=True),
-        RecordedRun("old", "burgers-old", "finished", NOW - 72 * H, 5 * H, {"gpu.count": 4}),
-        RecordedRun("live", "burgers-long", "running", NOW - 48 * H, 0, {"gpu.count": 2}),
+        FakeRun("old", "burgers-old", "finished", NOW - 72 * H, 5 * H, {"gpu.count": 4}),
+        FakeRun("live", "burgers-long", "running", NOW - 48 * H, 0, {"gpu.count": 2}),
     ]
 
 
 def collect_recorded(window=24 * H, runs=None):
-    api = RecordedApi(runs or recorded_runs())
+    api = FakeApi(runs or fake_runs())
     got = collector.collect(ApiRunSource("team/burgers", api=api), window, time_limit=30, clock=lambda: NOW)
     return got, api
 
@@ -99,13 +122,13 @@ def test_gpu_hours_use_each_runs_logged_gpu_count():
     expected = 4 + 1 + 2 + 1 + 8 + 4 + 2 + 24 * 2
     assert abs(got.metrics["wandb.training.total_gpu_hours_24h"] - expected) < 1e-6
     assert got.metrics["wandb.training.runs_without_gpu_count"] == 0
-    no_count = [RecordedRun("x", "n", "finished", NOW - H, 2 * H)]
+    no_count = [FakeRun("x", "n", "finished", NOW - H, 2 * H)]
     got, _ = collect_recorded(runs=no_count)
     assert got.metrics["wandb.training.runs_without_gpu_count"] == 1
 
 
 def test_crashed_runs_with_a_json_string_summary_are_parsed():
-    run = RecordedRun("d", "x", "crashed", NOW - H, 1.5 * H, summary={"overview/sps": 10.0}, summary_as_string=True)
+    run = FakeRun("d", "x", "crashed", NOW - H, 1.5 * H, summary={"overview/sps": 10.0}, summary_as_string=True)
     assert isinstance(run.summary._json_dict, str)
     rec = record_from_api_run(run)
     assert rec.summary["overview/sps"] == 10.0 and rec.duration_s == 1.5 * H and rec.state == "crashed"
@@ -144,7 +167,7 @@ class HangingSource:
         self.release = threading.Event()
 
     def runs(self, created_after):
-        yield from (record_from_api_run(r) for r in recorded_runs()[:3])
+        yield from (record_from_api_run(r) for r in fake_runs()[:3])
         self.release.wait()
 
 

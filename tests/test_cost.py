@@ -161,17 +161,17 @@ def test_cost_output_formats_and_bad_input(repo_factory, tmp_path):
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "--since 'yesterday-ish'" in bad.stderr
 
 
-class RecordedSummary(dict):
+class FakeSummary(dict):
     def update(self, values):  # HTTPSummary.update persists to the server; here it records
         super().update(values)
 
 
-class RecordedRun:
+class FakeRun:
     def __init__(self, job_type):
-        self.job_type, self.summary = job_type, RecordedSummary()
+        self.job_type, self.summary = job_type, FakeSummary()
 
 
-class RecordedApi:
+class FakeApi:
     default_entity = "team"
 
     def __init__(self, runs):
@@ -193,8 +193,8 @@ def test_sync_wandb_writes_each_stage_runs_share_of_the_cost(tmp_path):
     with Ledger() as ledger:
         generate_ledger(ledger, 1, seed=3, active=0)
         (row,) = cost.build_report(ledger, "launch").rows
-        runs = [RecordedRun(s) for s in STAGES]
-        api = RecordedApi(runs)
+        runs = [FakeRun(s) for s in STAGES]
+        api = FakeApi(runs)
         note = sync_cost_to_wandb(ledger, [row], api=api)
     assert note == "W&B: cost written into 3 run summaries"
     assert api.calls == [("team/ups-burgers", {"group": row["wandb_group"]})]

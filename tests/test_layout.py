@@ -59,3 +59,62 @@ def test_shell_completion_script_is_generated():
     env = {**os.environ, "_VAST_LAUNCH_COMPLETE": "bash_source"}
     out = subprocess.run([str(BIN / "vast-launch")], env=env, capture_output=True, text=True).stdout
     assert "complete -o nosort -F _vast_launch_completion vast-launch" in out
+
+
+def _package_imports(path, module, top_level_only):
+    """The vast_launch modules that `module` imports (relative or absolute)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+                names = [f"{target}.{a.name}" for a in node.names] if not node.module else []
+            else:
+                target, names = node.module or "", []
+            for name in [target, *names]:
+                if name.startswith("vast_launch"):
+                    found.add(name)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("vast_launch"))
+    return found
+
+
+def _modules():
+    root = PROJECT / "vast_launch"
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(PROJECT).with_suffix("")
+        parts = rel.parts[:-1] if path.name == "__init__.py" else rel.parts
+        yield ".".join(parts), path
+
+
+def test_no_import_cycles_at_module_level():
+    modules = dict(_modules())
+    graph = {m: {i for i in _package_imports(p, m, True) if i in modules and i != m} for m, p in modules.items()}
+    state = {}
+
+    def visit(m, stack):
+        state[m] = "open"
+        for n in sorted(graph[m]):
+            if state.get(n) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
+            if n not in state:
+                visit(n, stack + [n])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_the_local_cloud_imports_nothing_from_the_launcher():
+    """It emulates Vast: it must not share code (and so assumptions) with the client it is testing."""
+    for module, path in _modules():
+        if module.startswith("vast_launch.localcloud"):
+            outside = {i for i in _package_imports(path, module, False) if not i.startswith("vast_launch.localcloud")}
+            assert not outside, (module, outside)

@@ -131,6 +131,28 @@ def test_reboot_recycle_and_bulk_commands_as_the_cli_sends_them(cloud):
     assert json.loads(vastai(cloud, "show", "instances", "--raw").stdout) == []
 
 
+def test_geolocation_is_searched_by_country_code(cloud, tmp_path):
+    cloud.cloud.set_offer(1001, geolocation="California, US")
+    cloud.cloud.set_offer(1002, geolocation="Quebec, CA")
+
+    def found(query):
+        return sorted(o["id"] for o in json.loads(vastai(cloud, "search", "offers", query, "--raw").stdout))
+
+    assert found("geolocation in [US,CA]") == [1001, 1002]
+    assert found("geolocation=CA") == [1002]
+    assert found("geolocation notin [US]") == [1002]
+    assert found("geolocation in [DE]") == []
+
+    from conftest import cloud_env, make_repo, run_cli, stage_config
+
+    repo = make_repo(tmp_path / "r", stage_config([{"name": "a", "command": "true"}], resources={"regions": ["CA"]}))
+    shown = run_cli(["offers", "--config", "configs/test.yaml", "--json"], cwd=repo, env=cloud_env(cloud))
+    assert [o["id"] for o in json.loads(shown.stdout)] == [1002], shown.stderr
+    # --local rents this machine, wherever it is: the regions filter does not apply there
+    dry = run_cli(["--local", "--config", "configs/test.yaml", "--dry-run"], cwd=repo)
+    assert dry.returncode == 0, dry.stdout[-1500:] + dry.stderr
+
+
 def test_instance_key_only_reaches_its_own_instance(cloud):
     import requests
 

@@ -32,8 +32,8 @@ def build_query(res: Resources, local: bool = False) -> tuple[dict, list, str]:
         q["duration"] = {"gte": res.min_duration_hours * 3600}
     if res.regions:
         q["geolocation"] = {"in": list(res.regions)}
-    if local:
-        for key in GPU_FILTERS:
+    if local:  # this machine: whatever GPUs it has (or none), wherever it is
+        for key in (*GPU_FILTERS, "geolocation"):
             q.pop(key, None)
     order = [["dph_total", "asc"]] if res.rank_by == "price" else [["dlperf_per_dphtotal", "desc"]]
     offer_type = "bid" if res.interruptible else "on-demand"

@@ -188,7 +188,7 @@ FIN=; [ "$AUTO" = 1 ] && rm -f fin.fifo && mkfifo fin.fifo && { gone FINISH "$W/
 [ "${VL_TRAP:-1}" = 1 ] || trap - EXIT
 log "launch $L commit $SHA deadline $(date -u -d "@$DEADLINE" +%FT%TZ 2>/dev/null || echo "$DEADLINE") ($WHY)"
 [ "$AUTO" = 1 ] || log "WARNING: auto-shutdown is off: the instance runs until the deadline or the idle limit"
-[ -f done ] && { log "already finished: tearing down"; exit 0; }
+[ -f ./done ] && { log "already finished: tearing down"; exit 0; }
 fetch_code || exit 1
-cd repo && { set +u; true; } || { log "setup failed"; exit 1; }
+if ! { cd repo && { set +u; true; }; }; then log "setup failed"; exit 1; fi
 bash "$W/run_stages.sh"

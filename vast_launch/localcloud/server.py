@@ -36,11 +36,16 @@ def _coerce(value, like):
     return value
 
 
+def country_code(geolocation):
+    """Vast's offers carry "Region, CC" and its search compares the two-letter country code."""
+    return geolocation.rsplit(",", 1)[-1].strip() if isinstance(geolocation, str) else geolocation
+
+
 def matches(row: dict, query: dict) -> bool:
     for key, cond in query.items():
         if key in SEARCH_CONTROL_KEYS or not isinstance(cond, dict):
             continue
-        have = row.get(key)
+        have = country_code(row.get(key)) if key == "geolocation" else row.get(key)
         for op, want in cond.items():
             if op in ("in", "notin"):
                 wants = [_coerce(w, have) for w in (want or [])]
