@@ -1,6 +1,6 @@
 """Render the instance's bootstrap for one launch, and the short onstart that unpacks it.
 
-Vast caps args+onstart at 4,096 characters, so the bootstrap (onstart/bootstrap.sh with the stage
+Vast caps args+onstart at 4,096 characters, so the bootstrap (vast_launch/shell/bootstrap.sh with the stage
 runner inside) travels zlib+base64'd in the create call's env, in `VL_BOOT_nn` entries of at most 256
 characters (Vast's limit per entry; 32,768 for all). Nothing rendered holds a secret.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "onstart"
+SCRIPTS = Path(__file__).resolve().parent / "shell"  # package data: the launcher works installed from a wheel
 TEMPLATE = SCRIPTS / "bootstrap.sh"
 RUNNER = SCRIPTS / "run_stages.sh"
 # Vast accepts args+onstart up to 4,096 characters (docs elsewhere say 4,048); keep a margin.

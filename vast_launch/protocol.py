@@ -1,4 +1,4 @@
-"""The contract between the instance's scripts (onstart/*.sh) and the launcher.
+"""The contract between the instance's scripts (vast_launch/shell/*.sh) and the launcher.
 
 The bootstrap prints event lines and leaves files in its work dir `vl-<launch-id>`; this module is
 the one place that knows their names and shapes, turns them into an `Outcome`, and maps an outcome
