@@ -29,6 +29,4 @@ if ! .venv/bin/python -c 'import vast_launch, ups, wandb, vastai, pytest, ruff' 
   .venv/bin/python -c 'import vast_launch, ups, wandb, vastai, pytest, ruff'
   touch .venv/.vast-launch-installed
 fi
-git config --global user.email >/dev/null 2>&1 || git config --global user.email "vast-launch@localhost"
-git config --global user.name >/dev/null 2>&1 || git config --global user.name "vast-launch"
 echo "bootstrap: ready (.venv)" >&2

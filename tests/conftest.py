@@ -87,6 +87,11 @@ def isolated_env(tmp_path, monkeypatch):
                 "SLURM_JOB_ID", "SUBMITIT_JOB_ID", "WANDB_MODE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    # git identity for the tests' own commits, from a test-local global config: the user's is never
+    # read (a commit.gpgsign there would break the suite) nor written
+    gitconfig = tmp_path / "gitconfig"
+    gitconfig.write_text("[user]\n\tname = vast-launch tests\n\temail = tests@vast-launch.invalid\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
 
 
 def project_files() -> list[str]:
