@@ -87,3 +87,10 @@ def test_launch_ids_are_prefixes_not_like_patterns(tmp_path):
         assert ledger.find("burgers-2026")["id"] == "burgers-20261124-080000-ab12"
         for typed in ("%", "_", "burgers%", "BURGERS-2026", ""):
             assert ledger.find(typed) is None, typed
+
+
+def test_a_mistyped_command_is_named_with_the_closest_one(tmp_path):
+    p = run_cli(["statsu"], cwd=tmp_path)
+    assert p.returncode == 2 and "no such command 'statsu'. Did you mean `vast-launch status`?" in p.stderr, p.stderr
+    p = run_cli(["frobnicate"], cwd=tmp_path)
+    assert p.returncode == 2 and "no such command 'frobnicate'" in p.stderr and "Traceback" not in p.stderr

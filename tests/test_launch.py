@@ -38,7 +38,7 @@ def test_launch_through_vast_api_clones_pushed_commit_and_self_destroys(repo_fac
 @pytest.mark.parametrize("breakage, expected", [
     ("unpushed", "is not on remote 'origin'"),
     ("detached", "detached HEAD"),
-    ("dirty", "uncommitted changes"),
+    ("dirty", "uncommitted changes (README.md)"),  # the path whole: porcelain's first column is a space
     ("malformed", "malformed YAML at line"),
     ("unknown_key", "unknown key 'resources.gpu_nmes'"),
     ("negative_price", "resources.max_dph: Input should be greater than 0"),

@@ -23,6 +23,12 @@ class DefaultToLaunch(click.Group):
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            if not args[0].startswith("-"):  # launch takes options only: a word is a mistyped command
+                import difflib
+
+                close = difflib.get_close_matches(args[0], sorted(self.commands), n=1)
+                hint = f" Did you mean `vast-launch {close[0]}`?" if close else " See `vast-launch --help`."
+                raise click.UsageError(f"no such command {args[0]!r}.{hint}", ctx)
             args = ["launch", *args]
         elif not args:
             args = ["--help"]

@@ -13,12 +13,12 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import UserError
 
 
-def git(args: list[str], cwd: str | Path, check: bool = True, timeout: float = 60) -> str:
+def git(args: list[str], cwd: str | Path, check: bool = True, timeout: float = 60, strip: bool = True) -> str:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     p = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and p.returncode != 0:
         raise subprocess.CalledProcessError(p.returncode, ["git", *args], p.stdout, p.stderr)
-    return p.stdout.strip()
+    return p.stdout.strip() if strip else p.stdout
 
 
 @dataclass
@@ -102,7 +102,8 @@ def inspect(path: str | Path = ".", remote: str = "origin", ask_remote: bool = T
     branch = git(["symbolic-ref", "-q", "--short", "HEAD"], cwd=root, check=False) or None
     url = git(["remote", "get-url", remote], cwd=root, check=False) or None
     url, with_credentials = public_url(url) if url else (None, False)
-    dirty = [line[3:] for line in git(["status", "--porcelain"], cwd=root).splitlines() if line.strip()]
+    # porcelain lines are "XY path" and X is often a space: never strip them
+    dirty = [line[3:] for line in git(["status", "--porcelain"], cwd=root, strip=False).splitlines() if line.strip()]
     state = GitState(root=root, commit=commit, branch=branch, remote=remote, remote_url=url, dirty=dirty,
                      remote_had_credentials=with_credentials)
     if ask_remote and url:
