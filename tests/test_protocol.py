@@ -91,14 +91,16 @@ def nasty_spec():
 
 
 def test_values_full_of_shell_metacharacters_reach_the_instance_as_data(tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     s = nasty_spec()
     _, bootstrap, _ = render_onstart(s)
     prelude = bootstrap.split("\nW=", 1)[0]  # the assignments, before anything runs
     shown = subprocess.run(["bash", "-c", prelude + '\nprintf "%s\\0" "$L" "$SHA" "$REPO" "$ARCHIVE" '
                                         '"$WANDB_RUN_GROUP" "$VL_PROFILE" "$VL_CONFIG"'],
-                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+                           cwd=cwd, capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
     assert shown == [s.launch_id, s.commit, s.repo, s.archive, s.group, s.profile, s.config_path]
-    assert list(tmp_path.iterdir()) == []  # nothing was executed
+    assert list(cwd.iterdir()) == []  # nothing was executed
 
 
 def test_a_launch_id_that_is_not_a_slug_is_refused():
