@@ -178,10 +178,14 @@ class Launcher:
                 "launcher_started": process_start_time(os.getpid()), "auto_shutdown": self.auto_shutdown,
                 "reap_grace_minutes": life.reap_grace_minutes, "loading_timeout_minutes": life.loading_timeout_minutes}
 
+    def _instance_env(self, launch_id: str, commit: str, offer: dict, deadline: tuple[int, str]) -> tuple[dict, dict]:
+        # --local fetches from a path: the git token stays on this machine
+        return instance_env(self.cfg, launch_id, commit, offer, self.wandb_mode, self.opts.extra_env, deadline,
+                            send_git_token=self.target != "local")
+
     def _dry_run(self, launch_id, best: RankedOffer, spec, onstart, bootstrap, boot_env, group) -> LaunchResult:
         deadline = offer_deadline(self.cfg, time.time(), best.offer)
-        env, found = instance_env(self.cfg, launch_id, spec.commit, best.offer, self.wandb_mode,
-                                  self.opts.extra_env, deadline, send_git_token=self.target != "local")
+        env, found = self._instance_env(launch_id, spec.commit, best.offer, deadline)
         assert_no_secrets(onstart + bootstrap, found)
         payload = self._payload(launch_id, {**env, **boot_env}, onstart)
         payload["env"] = redact(payload["env"])
@@ -218,9 +222,7 @@ class Launcher:
                 continue
             tried += 1
             deadline = offer_deadline(self.cfg, time.time(), offer)
-            env, found = instance_env(self.cfg, launch_id, spec.commit, offer, self.wandb_mode,
-                                      self.opts.extra_env, deadline,
-                                      send_git_token=self.target != "local")
+            env, found = self._instance_env(launch_id, spec.commit, offer, deadline)
             assert_no_secrets(onstart + bootstrap, found)
             if self.will_follow:
                 env.setdefault("VL_ACK_WAIT", str(ACK_WAIT_SECONDS))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .protocol import LAUNCH_ID
 
 SCRIPTS = Path(__file__).resolve().parent / "shell"  # package data: the launcher works installed from a wheel
 TEMPLATE = SCRIPTS / "bootstrap.sh"
@@ -26,7 +27,6 @@ ENV_ENTRY_CHARS = 256
 MAX_BOOT_ENV_CHARS = 24_000
 BOOT_ENV_PREFIX = "VL_BOOT_"
 PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
-LAUNCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass

@@ -19,6 +19,10 @@ RESULT_SEEN = " result-seen"
 ACK_WAIT_SECONDS = 10
 
 
+# What a launch id may be: it names the label, work-dir paths and a line of the rendered bootstrap.
+LAUNCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
 def label_for(launch_id: str) -> str:
     return LABEL_PREFIX + launch_id
 

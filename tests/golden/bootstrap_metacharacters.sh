@@ -172,7 +172,7 @@ fetch_code(){
   command -v git >/dev/null || archive || apt_git || {
     log "no git in the image and it could not be installed (needs root and apt-get; or a GitHub remote or code.archive_url)"
     return 1; }
-  [ -f repo/.vl-commit ] && return
+  [ -f repo/.vl-commit ] && return  # the archive above brought it
   if [ ! -d repo/.git ]; then
     git init -q repo && git -C repo remote add origin "$REPO" || return 1
     git_auth -C repo fetch -q --depth 1 origin "$SHA" || git_auth -C repo fetch -q origin || return 1

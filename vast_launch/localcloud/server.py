@@ -298,7 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
         cloud = self.server.cloud
         inst = self._instance_for(who, int(iid))
         if inst is None:
-            self._send(404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"})
+            self._not_found()
             return
         if cloud.faults.take("destroy_failures"):
             status = cloud.faults.destroy_failure_status
@@ -310,22 +310,32 @@ class _Handler(BaseHTTPRequestHandler):
         cloud.destroy(inst.id, by="instance" if who.startswith("instance:") else "account",
                       answer=lambda: (self._send(200, {"success": True}), self.wfile.flush()))
 
+    def _not_found(self):
+        self._send(404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"})
+
+    def _own_instances(self, who, ids) -> Optional[list]:
+        """The caller's instances with these ids; None when the list is empty or any id is not theirs."""
+        insts = [self._instance_for(who, int(i)) for i in ids or []]
+        return insts if insts and None not in insts else None
+
+    def _apply_state(self, iid: int, state) -> None:
+        if state == "stopped":
+            self.server.cloud.stop(iid)
+        elif state == "running":
+            self.server.cloud.start(iid)
+
     def update(self, who, query, iid):
-        cloud = self.server.cloud
         inst = self._instance_for(who, int(iid))
         body = self._body()
         if inst is None:
-            self._send(404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"})
+            self._not_found()
             return
         if "label" in body:
             if who != "account":
                 self._send(401, {"success": False, "error": "auth_error", "msg": "instance keys cannot relabel"})
                 return
             inst.label = str(body["label"])[:256]
-        if body.get("state") == "stopped":
-            cloud.stop(inst.id)
-        elif body.get("state") == "running":
-            cloud.start(inst.id)
+        self._apply_state(inst.id, body.get("state"))
         self._send(200, {"success": True})
 
     def reboot(self, who, query, iid):
@@ -338,7 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._body()
         inst = self._instance_for(who, int(iid))
         if inst is None:
-            self._send(404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"})
+            self._not_found()
             return
         action(inst.id)
         self._send(200, {"success": True})
@@ -346,32 +356,29 @@ class _Handler(BaseHTTPRequestHandler):
     def bulk_update(self, who, query):
         """`vastai start/stop instances ID ...`: {"ids": [...], "state": ...}."""
         body = self._body()
-        cloud = self.server.cloud
-        insts = [self._instance_for(who, int(i)) for i in body.get("ids") or []]
-        if not insts or None in insts or body.get("state") not in ("running", "stopped"):
+        insts = self._own_instances(who, body.get("ids"))
+        if insts is None or body.get("state") not in ("running", "stopped"):
             self._send(400, {"success": False, "error": "invalid_args", "msg": "ids of your instances and a state"})
             return
         for inst in insts:
-            (cloud.stop if body["state"] == "stopped" else cloud.start)(inst.id)
+            self._apply_state(inst.id, body["state"])
         self._send(200, {"success": True})
 
     def bulk_destroy(self, who, query):
         """`vastai destroy instances ID ...`: {"instance_ids": [...]}."""
-        body = self._body()
-        cloud = self.server.cloud
-        insts = [self._instance_for(who, int(i)) for i in body.get("instance_ids") or []]
-        if not insts or None in insts:
+        insts = self._own_instances(who, self._body().get("instance_ids"))
+        if insts is None:
             self._send(400, {"success": False, "error": "invalid_args", "msg": "instance_ids of your instances"})
             return
         for inst in insts:
-            cloud.destroy(inst.id, by="account")
+            self.server.cloud.destroy(inst.id, by="account")
         self._send(200, {"success": True})
 
     def request_logs(self, who, query, iid):
         cloud = self.server.cloud
         inst = self._instance_for(who, int(iid))
         if inst is None:
-            self._send(404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"})
+            self._not_found()
             return
         body = self._body()
         try:
