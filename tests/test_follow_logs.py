@@ -76,3 +76,44 @@ def test_logs_api_tails_1000_lines_unless_asked_and_filters(repo_factory, cloud)
     next(inst.workdir.glob("vl-*")).joinpath("go_on").touch()
     assert wait_for(lambda: inst.status == "destroyed", 60)
     assert no_live_processes(cloud)
+
+
+def test_a_silent_stage_gets_a_heartbeat_line_with_its_run_time_and_cost(repo_factory, cloud, tmp_path):
+    """The stage waits for a file the test writes only after the launcher printed a heartbeat."""
+    from test_lifecycle import read_until, start_cli
+
+    flag = tmp_path / "go-on"
+    repo = repo_factory(stage_config([{"name": "quiet", "command": 'while [ ! -e "$FLAG" ]; do sleep 0.2; done'}]))
+    proc = start_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow",
+                      "--heartbeat-seconds", "1", "--env", f"FLAG={flag}"], cwd=repo, env=cloud_env(cloud))
+    seen = read_until(proc, "stage 1/1 quiet")
+    seen += read_until(proc, "no output for")
+    flag.touch()
+    out = seen + proc.communicate(timeout=900)[0]
+    assert proc.returncode == 0, out[-3000:]
+    beat = [line for line in out.splitlines() if "quiet running for" in line][0]
+    assert beat.lstrip().startswith("[") and "$" in beat.split("]")[0], beat  # elapsed and cost so far
+    assert no_live_processes(cloud)
+
+
+def test_status_table_names_its_columns_and_watch_ends_when_the_launch_does(repo_factory, cloud, tmp_path):
+    from test_lifecycle import read_until, start_cli
+
+    flag = tmp_path / "go-on"
+    repo = repo_factory(stage_config([{"name": "quiet", "command": 'while [ ! -e "$FLAG" ]; do sleep 0.2; done'}]))
+    launcher = start_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow",
+                          "--env", f"FLAG={flag}"], cwd=repo, env=cloud_env(cloud))
+    read_until(launcher, "stage 1/1 quiet")
+    watch = start_cli(["status", "--watch", "--interval", "0.2"], cwd=repo, env=cloud_env(cloud))
+    seen = read_until(watch, "quiet ")  # the stage column of a running launch
+    seen += read_until(watch, "\n")
+    header = [line for line in seen.splitlines() if line.startswith("launch")][0].split()
+    assert header[:4] == ["launch", "state", "stage", "runtime"] and "deadline" in header, header
+    row = [line for line in seen.splitlines() if line.startswith("t-")][-1]
+    assert " running " in row and " UTC (in " in row, row  # the deadline of a live launch
+    flag.touch()
+    assert launcher.wait(timeout=900) == 0
+    out = seen + watch.communicate(timeout=900)[0]
+    assert watch.returncode == 0 and out.rstrip().endswith("every launch shown has ended"), out[-2000:]
+    last = [line for line in out.splitlines() if line.startswith("t-")][-1]
+    assert " destroyed " in last and "quiet done" in last, last

@@ -1,6 +1,7 @@
-"""vast-launch as a tool: the built wheel, installed on its own, launches a repository that has nothing
-of this project in it (no `ups`, no scripts), and leaves that repository clean."""
+"""vast-launch as a tool: the built wheel, installed on its own, writes a starter config with `init` for a
+repository that has nothing of this project in it (no `ups`, no scripts), launches it, and leaves it clean."""
 
+import json
 import re
 import subprocess
 import sys
@@ -44,17 +45,19 @@ def test_the_built_wheel_launches_a_plain_repository_locally(tmp_path):
     git(repo, "config", "user.email", "t@example.com")
     git(repo, "config", "user.name", "T")
     (repo / "train.py").write_text(PLAIN_TRAIN)
-    (repo / "vl.yaml").write_text(yaml.safe_dump({
-        "name": "plain", "resources": {"max_dph": 5.0}, "lifecycle": {"max_hours": 1},
-        "wandb": {"mode": "offline"}, "stages": [{"name": "train", "command": "python3 train.py"}]}))
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "plain project")
     git(repo, "remote", "add", "origin", str(remote))
-    git(repo, "push", "-q", "-u", "origin", "main")
-
     home = tmp_path / "home"
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "VAST_LAUNCH_HOME": str(home)}
-    p = subprocess.run([str(venv / "bin" / "vast-launch"), "--local", "--auto-shutdown", "--config", "vl.yaml"],
+    tool = str(venv / "bin" / "vast-launch")
+    init = subprocess.run([tool, "init"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert init.returncode == 0 and "wrote vast-launch.yaml" in init.stdout, init.stderr
+    written = yaml.safe_load((repo / "vast-launch.yaml").read_text())
+    assert written["stages"] == [{"name": "train", "command": "python3 train.py"}], written
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "plain project")
+    git(repo, "push", "-q", "-u", "origin", "main")
+
+    p = subprocess.run([tool, "--local", "--auto-shutdown", "--config", "vast-launch.yaml"],
                        cwd=repo, env=env, capture_output=True, text=True, timeout=900)
 
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
@@ -63,3 +66,10 @@ def test_the_built_wheel_launches_a_plain_repository_locally(tmp_path):
     assert run_dir.startswith(str(home))
     assert any(path.name == "model.txt" and path.read_text() == "weights\n" for path in home.rglob("model.txt"))
     assert git(repo, "status", "--porcelain") == ""
+    rep = subprocess.run([tool, "report", "plain", "--plot", "--json"], cwd=repo, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert rep.returncode == 0, rep.stderr
+    shown = json.loads(rep.stdout)
+    assert shown["markdown"].startswith(str(home)) and shown["png"].startswith(str(home))
+    assert shown["evaluation"] == {} and "Evaluation" not in open(shown["markdown"]).read()
+    assert git(repo, "status", "--porcelain") == ""  # the report went to the state dir too

@@ -50,13 +50,15 @@ def test_local_smoke_launch_end_to_end(repo_factory):
     png = (repo / rep["png"]).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
     width, height = struct.unpack(">II", png[16:24])
-    assert (width, height) == (1600, 400)
+    rows = -(-rep["panels"] // 4)  # a panel per logged metric and the rollout error, four to a row
+    assert rep["panels"] >= 4 and (width, height) == (1600, 400 * rows)
+    assert {c["key"] for c in rep["curves"]} >= {f"training/{s}/loss" for s in STAGES}
     from PIL import Image  # matplotlib's own dependency: decode the whole image, not only its header
 
     with Image.open(repo / rep["png"]) as img:
         img.load()
         low, high = img.convert("L").getextrema()
-        assert img.size == (1600, 400) and high - low > 100  # drawn on, not a blank canvas
+        assert img.size == (1600, 400 * rows) and high - low > 100  # drawn on, not a blank canvas
 
 
 def test_teardown_waits_for_wandb_then_destroys(repo_factory, tmp_path):

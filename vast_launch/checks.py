@@ -46,7 +46,7 @@ def wandb_key_present() -> bool:
 
 
 def run_checks(cfg: LaunchConfig, target: str, allow_dirty: bool = False, wandb_mode: Optional[str] = None,
-               cwd: str | Path = ".") -> CheckReport:
+               cwd: str | Path = ".", dry_run: bool = False) -> CheckReport:
     report = CheckReport()
     try:
         state = gitcheck.inspect(cwd, remote=cfg.code.remote)
@@ -86,7 +86,10 @@ def run_checks(cfg: LaunchConfig, target: str, allow_dirty: bool = False, wandb_
         from .credentials import find_api_key
 
         if not find_api_key():
-            report.failures.append("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
+            if dry_run:
+                report.warnings.append("no Vast API key: the dry run shows the query and the onstart, but no offer")
+            else:
+                report.failures.append("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
     mode = wandb_mode or cfg.wandb.mode
     if mode == "online" and not wandb_key_present():
         report.failures.append("wandb.mode is online but WANDB_API_KEY is not set: export it, "

@@ -16,12 +16,22 @@ import click
 from .errors import CheckFailed, UserError
 
 DEFAULT_CONFIG = "configs/burgers.yaml"
+_debug = os.environ.get("VAST_LAUNCH_DEBUG") == "1"
 
 
 class DefaultToLaunch(click.Group):
-    """`vast-launch --auto-shutdown --config F` means `vast-launch launch --auto-shutdown --config F`."""
+    """`vast-launch --auto-shutdown --config F` means `vast-launch launch --auto-shutdown --config F`.
+
+    Every error a command lets through becomes one line and exit 1; `--debug` (anywhere before `--`)
+    shows the traceback instead.
+    """
 
     def parse_args(self, ctx, args):
+        global _debug
+        cut = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:cut]:
+            _debug = True
+            args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             if not args[0].startswith("-"):  # launch takes options only: a word is a mistyped command
                 import difflib
@@ -34,9 +44,43 @@ class DefaultToLaunch(click.Group):
             args = ["--help"]
         return super().parse_args(ctx, args)
 
+    def main(self, *args, **kwargs):
+        """Usage errors as one line too (click's own form is a usage block and three lines)."""
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "vast-launch"
+            hint = "" if "vast-launch" in exc.format_message() else f" (see `{where} --help`)"
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if _debug:
+                raise
+            from .errors import UserError, one_line
+
+            for line in str(exc).splitlines() if isinstance(exc, UserError) else [one_line(exc)]:
+                click.echo(f"error: {line}", err=True)
+            ctx.exit(1)
+
 
 @click.group(cls=DefaultToLaunch, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vast-launch")
+@click.option("--debug", is_flag=True, expose_value=False,
+              help="show the traceback of an error instead of its one line (also VAST_LAUNCH_DEBUG=1)")
 def main() -> None:
     """Run training on rented Vast.ai GPUs; the instance always destroys itself.
 
@@ -51,7 +95,8 @@ def main() -> None:
 
 
 def _fail(msg: str, code: int = 1) -> None:
-    click.echo(f"error: {msg}", err=True)
+    for line in msg.splitlines() or [""]:  # several problems (a config's): one line each
+        click.echo(f"error: {line}", err=True)
     sys.exit(code)
 
 
@@ -84,16 +129,25 @@ def _provider_for(row=None, url=None):
     key = find_api_key()
     if not key:
         raise UserError("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
-    return VastProvider(key, url or (row or {}).get("provider_url"),
-                        on_retry=lambda m: click.echo(f"  retrying {m}", err=True))
+    return VastProvider(key, url or (row or {}).get("provider_url"), on_retry=_retry_notice)
 
 
-def _settle(ledger, rows) -> None:
-    """Open rows whose launcher died are settled with the provider before they are shown or used."""
+def _retry_notice(what: str) -> None:
+    """Retries show as progress at a terminal; in logs and pipes only the outcome counts."""
+    if _debug or sys.stderr.isatty():
+        click.echo(f"  retrying {what}", err=True)
+
+
+def _settle(ledger, rows, warn: bool = True) -> None:
+    """Open rows whose launcher died are settled with the provider before they are shown or used.
+
+    Commands that go on to call the provider themselves pass warn=False: their own error says it.
+    """
     from .settle import settle
 
     for note in settle(ledger, rows, _provider_for):
-        click.echo(f"warning: {note}", err=True)
+        if warn:
+            click.echo(f"warning: {note}", err=True)
 
 
 def _run(fn):
@@ -130,6 +184,9 @@ def _run(fn):
 @click.option("--target", type=click.Choice(["vast", "slurm"]), default="vast", show_default=True)
 @click.option("--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(0.01, 600),
               help="time between status/log polls while following; cost timelines are this precise")
+@click.option("--heartbeat-seconds", default=30.0, show_default=True, type=click.FloatRange(0),
+              help="while following: a progress line (stage, its run time, cost so far) after this many "
+                   "seconds without output; 0: none")
 @click.option("--yes", "-y", is_flag=True, help="do not ask before renting")
 @click.option("--pipeline", default=None, help="--target slurm: which slurm.pipelines entry (default: the first)")
 @click.option("--list-pipelines", is_flag=True, help="--target slurm: list the pipelines and their resources")
@@ -141,7 +198,8 @@ def _run(fn):
 @click.option("--gpus", default=None, type=click.IntRange(0), help="--target slurm: every stage's GPUs")
 @click.option("--partition", default=None, help="--target slurm: partition for every stage")
 def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, wandb_mode, price, env_pairs,
-           target, poll_seconds, yes, pipeline, list_pipelines, from_stage, walltime, memory, cpus, gpus, partition):
+           target, poll_seconds, heartbeat_seconds, yes, pipeline, list_pipelines, from_stage, walltime, memory, cpus,
+           gpus, partition):
     """Check, pick the best offer, rent it, run the stages (the default command).
 
     With --target slurm, each stage becomes its own sbatch job, chained with afterok.
@@ -181,10 +239,12 @@ def launch(config, auto_shutdown, local, dry_run, follow, profile, allow_dirty, 
             extra[key] = value
         opts = LaunchOptions(auto_shutdown=auto_shutdown, dry_run=dry_run, follow=follow,
                              profile=profile, allow_dirty=allow_dirty, wandb_mode=wandb_mode, extra_env=extra,
-                             poll_seconds=poll_seconds)
+                             poll_seconds=poll_seconds, heartbeat_seconds=heartbeat_seconds)
         if local:
             return _launch_local(cfg, opts, price or 0.0)
-        provider = _provider_for(url=os.environ.get("VAST_URL"))
+        from .credentials import find_api_key
+
+        provider = None if dry_run and not find_api_key() else _provider_for(url=os.environ.get("VAST_URL"))
         if not dry_run and not yes and sys.stdin.isatty():
             click.confirm("Rent an instance now?", abort=True, default=True)
         if sys.stdin.isatty():
@@ -259,9 +319,12 @@ def _local_cloud_ends(ledger, lc) -> None:
 @main.command()
 @click.option("--config", "config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False))
 @click.option("--target", type=click.Choice(["vast", "local", "slurm"]), default="vast", show_default=True)
+@click.option("--local", is_flag=True, help="same as --target local (what `vast-launch --local` checks)")
+@click.option("--wandb-mode", type=click.Choice(["online", "offline", "disabled"]), default=None,
+              help="the W&B mode the launch will use (default: offline for --local, else wandb.mode)")
 @click.option("--allow-dirty", is_flag=True, help="uncommitted changes are a warning, not a failure")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable result")
-def check(config, target, allow_dirty, as_json):
+def check(config, target, local, wandb_mode, allow_dirty, as_json):
     """Pre-launch check for CI: config valid, commit pushed, tree clean, credentials present.
 
     Exits 1 with one line per failure.
@@ -274,9 +337,10 @@ def check(config, target, allow_dirty, as_json):
 
     try:
         cfg = _load(config)
-        report = run_checks(cfg, target, allow_dirty)
+        target = "local" if local else target
+        report = run_checks(cfg, target, allow_dirty, wandb_mode or ("offline" if target == "local" else None))
     except UserError as exc:
-        report = CheckReport(failures=[str(exc)])
+        report = CheckReport(failures=str(exc).splitlines())
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
@@ -328,61 +392,65 @@ def offers(config, limit, as_json):
 @click.argument("launch_id", required=False)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--all", "show_all", is_flag=True, help="include finished launches older than 7 days")
-def status(launch_id, as_json, show_all):
-    """Each launch's state, runtime, $/h, cost so far and deadline (from the ledger).
+@click.option("--watch", is_flag=True, help="redraw until every launch shown has ended (or Ctrl-C)")
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.05), help="--watch: seconds between redraws")
+def status(launch_id, as_json, show_all, watch, interval):
+    """Each launch's state, current stage, runtime, $/h, cost so far, deadline and end reason.
+
+    Launches whose launcher died are first settled with the provider, so what is shown is true now.
 
     \b
-    Example:
-      vast-launch status --json
+    Examples:
+      vast-launch status
+      vast-launch status --watch
+      vast-launch status burgers-20261122 --json
     """
     import time
 
-    from .cost import estimate
+    from . import status_view
 
-    with _ledger() as ledger:
-        if launch_id:
-            row = ledger.find(launch_id)
-            if row is None:
-                _fail(f"no launch matches {launch_id!r} (see `vast-launch status`)")
-            rows = [row]
-        else:
-            rows = ledger.launches(since=None if show_all else time.time() - 7 * 86400)
-        _settle(ledger, rows)
-        rows = [ledger.get(r["id"]) for r in rows]
-        out = []
-        slurm_stages = {}
-        for r in rows:
-            if r["target"] == "slurm" and (r.get("extra") or {}).get("jobs"):
-                from . import slurm
+    def snapshot():
+        with _ledger() as ledger:
+            if launch_id:
+                row = ledger.find(launch_id)
+                if row is None:
+                    raise UserError(f"no launch matches {launch_id!r} (see `vast-launch status`)")
+                rows = [row]
+            else:
+                rows = ledger.launches(since=None if show_all else time.time() - 7 * 86400)
+            _settle(ledger, rows)
+            return status_view.collect(ledger, [ledger.get(r["id"]) for r in rows])
 
-                slurm_stages[r["id"]] = slurm.refresh(ledger, r)
-                r = ledger.get(r["id"])
-            est = estimate(r, ledger.events(r["id"]))
-            out.append({
-                "launch_id": r["id"], "instance_id": r["instance_id"], "target": r["target"], "state": r["state"],
-                "commit": r["commit_sha"], "created_at": r["created_at"], "ended_at": r["ended_at"],
-                "end_reason": r["end_reason"], "dph_total": r["dph_total"], "cost_usd": round(est["cost_usd"], 6),
-                "wandb_group": r["wandb_group"], "deadline": r["deadline"], "gpu_name": r["gpu_name"],
-                **({"stages": slurm_stages[r["id"]]} if r["id"] in slurm_stages else {}),
-            })
+    shown = _run(snapshot)
     if as_json:
-        click.echo(json.dumps(out if not launch_id else out[0], indent=2))
+        click.echo(json.dumps(shown if not launch_id else shown[0], indent=2))
         return
-    if not out:
+    if not shown:
         click.echo("no launches yet: `vast-launch --local --auto-shutdown --config configs/burgers.yaml`")
-    for o in out:
-        end = o["ended_at"] or time.time()
-        runtime = (end - o["created_at"]) / 60
-        if "stages" in o:
-            click.echo(f"{o['launch_id']:<40} {o['state']:<10} slurm      {(o['commit'] or '')[:8]}  "
-                       f"{runtime:6.1f} min  group {o['wandb_group']}  {o['end_reason'] or ''}")
-            for st in o["stages"]:
-                why = f" ({st['reason']})" if st["reason"] not in ("", "None") else ""
-                click.echo(f"    {st['stage']:<22} job {st['job_id']:<8} {st['state']}{why}")
-            continue
-        click.echo(f"{o['launch_id']:<40} {o['state']:<10} inst {o['instance_id'] or '-':<7} "
-                   f"{(o['commit'] or '')[:8]}  {runtime:6.1f} min  ${o['dph_total'] or 0:.3f}/h  "
-                   f"${o['cost_usd']:.4f}  {o['end_reason'] or ''}")
+        return
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 250)  # a pipe gets whole lines
+    if not watch:
+        console.print(status_view.table(shown))
+        return
+    from rich.live import Live
+
+    if not console.is_terminal:  # a log or a pipe: each snapshot in turn, stamped
+        while True:
+            click.echo(f"--- {time.strftime('%H:%M:%S')}")
+            console.print(status_view.table(shown))
+            if not any(status_view.is_active(o) for o in shown):
+                break
+            time.sleep(interval)
+            shown = _run(snapshot)
+    else:
+        with Live(status_view.table(shown), console=console, auto_refresh=False) as live:
+            while any(status_view.is_active(o) for o in shown):
+                time.sleep(interval)
+                shown = _run(snapshot)
+                live.update(status_view.table(shown), refresh=True)
+    click.echo("every launch shown has ended")
 
 
 @main.command()
@@ -552,7 +620,7 @@ def down(launch_ids, down_all, yes):
                 if row is None:
                     raise UserError(f"no launch matches {lid!r}")
                 rows.append(row)
-            _settle(ledger, [r for r in rows if r["target"] != "local"])
+            _settle(ledger, [r for r in rows if r["target"] != "local"], warn=False)
             for row in rows:
                 try:
                     click.echo(f"{row['id']}: {_down_one(ledger, ledger.get(row['id']), yes)}")
@@ -629,10 +697,12 @@ def _down_local(ledger, row) -> str:
 # --- report ---------------------------------------------------------------------------------
 @main.command()
 @click.argument("launch_id")
-@click.option("--plot", "with_plot", is_flag=True, help="also a PNG: each stage's loss curve and rollout nRMSE")
+@click.option("--plot", "with_plot", is_flag=True,
+              help="also a PNG: a panel per metric the stages logged, and rollout nRMSE when evaluated (needs matplotlib)")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, exists=True),
               help="the launch's outputs (default: runs/local/<id>/out for local launches)")
-@click.option("--dest", default="runs/reports", show_default=True, help="where the Markdown (and PNG) go")
+@click.option("--dest", default=None, help="where the Markdown (and PNG) go (default: reports/ under the state dir, "
+                                           "never the repository)")
 @click.option("--json", "as_json", is_flag=True)
 def report(launch_id, with_plot, out_dir, dest, as_json):
     """After a launch: timeline, cost, hardware, evaluation table and W&B group, as Markdown.
@@ -656,15 +726,23 @@ def report(launch_id, with_plot, out_dir, dest, as_json):
             candidates = [Path(out_dir)] if out_dir else [local_runs_dir() / row["id"] / "out"] + (
                 [Path(extra["out_dir"])] if extra.get("out_dir") else [])  # local launch; SLURM submission
             data = rep.build(ledger, row, next((c for c in candidates if c.is_dir()), None))
-        dest_dir = Path(dest)
+        from .ledger import default_home
+
+        dest_dir = Path(dest) if dest else default_home() / "reports"
         dest_dir.mkdir(parents=True, exist_ok=True)
+        if with_plot:
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                raise UserError("--plot needs matplotlib: pip install 'vast-launch[plot]'")
         png = rep.plot(data, dest_dir / f"{row['id']}.png") if with_plot else None
         md = dest_dir / f"{row['id']}.md"
         text = rep.to_markdown(data, png)
         md.write_text(text)
         if as_json:
-            data.pop("curves")
-            click.echo(json.dumps({**data, "markdown": str(md), "png": str(png) if png else None}, indent=2))
+            data["curves"] = [{"key": c["key"], "x": c["x"], "points": len(c["points"])} for c in data["curves"]]
+            click.echo(json.dumps({**data, "markdown": str(md), "png": str(png) if png else None,
+                                   "panels": rep.panel_count(data) if png else 0}, indent=2))
         else:
             click.echo(text)
             click.echo(f"written: {md}" + (f" and {png}" if png else ""))
@@ -822,11 +900,12 @@ def _wandb_project(config) -> str:
 @main.command()
 @click.option("--dry-run", is_flag=True, help="only list what would be destroyed")
 @click.option("--yes", "-y", is_flag=True, help="destroy without asking (for cron / CI schedules)")
-@click.option("--grace-minutes", default=None, type=float,
+@click.option("--grace-minutes", default=None, type=click.FloatRange(0),
               help="after a launch's hard deadline (default: its lifecycle.reap_grace_minutes, else 10)")
-@click.option("--loading-minutes", default=None, type=float,
+@click.option("--loading-minutes", default=None, type=click.FloatRange(0, min_open=True),
               help="longest acceptable loading (default: its lifecycle.loading_timeout_minutes, else 30)")
-@click.option("--stuck-minutes", default=10.0, show_default=True, help="longest acceptable exited/unknown/offline")
+@click.option("--stuck-minutes", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="longest acceptable exited/unknown/offline")
 @click.option("--json", "as_json", is_flag=True)
 def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, as_json):
     """Destroy our instances (label vast-launch:*) that outlived their launch.
@@ -846,7 +925,7 @@ def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, as_json):
         provider = _provider_for(url=os.environ.get("VAST_URL"))
         with _ledger() as ledger:
             _settle(ledger, [r for r in ledger.launches(active_only=True) if r["provider_url"] == provider.url
-                             or r["target"] == "local"])
+                             or r["target"] == "local"], warn=False)
             found = reaper.plan(provider, ledger, grace_minutes, loading_minutes, stuck_minutes)
             if found and not dry_run:
                 if not yes:
@@ -868,6 +947,58 @@ def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, as_json):
         click.echo(f"{len(found)} instance(s) {'found' if dry_run else 'reaped'}; ${saved:.3f}/h "
                    f"{'would be' if dry_run else ''} saved".replace("  ", " ") if found else "nothing to reap")
     sys.exit(1 if any(v.error for v in found) else 2 if found else 0)
+
+
+# --- init and the config reference ----------------------------------------------------------
+@main.command()
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="where to write it (default: vast-launch.yaml at the repository root)")
+@click.option("--force", is_flag=True, help="overwrite an existing file")
+def init(out, force):
+    """Write a commented starter config for this repository (remote, setup and stage command detected).
+
+    \b
+    Examples:
+      vast-launch init
+      vast-launch init --out configs/gpu.yaml
+    Then:
+      git add vast-launch.yaml && git commit -m "vast-launch config" && git push
+      vast-launch --local --auto-shutdown --config vast-launch.yaml     # on this machine first
+      vast-launch --auto-shutdown --config vast-launch.yaml             # on a rented GPU
+    """
+
+    def go():
+        from . import gitcheck
+        from .starter import write_starter
+
+        try:
+            root = gitcheck.repo_root(Path.cwd())
+        except UserError as exc:
+            raise UserError(f"init needs a git repository: {exc}")
+        target = Path(out) if out else root / "vast-launch.yaml"
+        written = write_starter(Path.cwd(), target, force)
+        return os.path.relpath(written)
+
+    rel = _run(go)
+    click.echo(f"wrote {rel}: read it, then\n"
+               f"  git add {rel} && git commit -m 'vast-launch config' && git push\n"
+               f"  vast-launch --local --auto-shutdown --config {rel}    # a first run on this machine\n"
+               f"  vast-launch --auto-shutdown --config {rel}            # on a rented GPU")
+
+
+@main.command("config-schema")
+@click.option("--markdown", is_flag=True, help="the reference page (every key, type, default, meaning) instead")
+def config_schema(markdown):
+    """Print the config's JSON Schema, for editor completion (or its reference, with --markdown).
+
+    \b
+    Examples (VS Code, YAML extension):
+      vast-launch config-schema > .vast-launch.schema.json
+      # first line of the config:  # yaml-language-server: $schema=.vast-launch.schema.json
+    """
+    from .config_docs import json_schema, reference_markdown
+
+    click.echo(reference_markdown() if markdown else json.dumps(json_schema(), indent=2), nl=not markdown)
 
 
 # --- local cloud ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .errors import UserError
+from .errors import ConfigInvalid, UserError
 
 STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 DEFAULT_STAGE_COMMAND = (
@@ -40,19 +40,21 @@ class Strict(BaseModel):
 
 class Resources(Strict):
     gpu_names: list[str] = Field(default_factory=list, description="acceptable GPU models, e.g. RTX_4090")
-    num_gpus: int = Field(1, ge=1, le=16)
-    min_gpu_ram_gb: float = Field(0, ge=0)
-    disk_gb: float = Field(20, ge=8, description="Vast requires at least 8 GB")
+    num_gpus: int = Field(1, ge=1, le=16, description="GPUs per instance")
+    min_gpu_ram_gb: float = Field(0, ge=0, le=1024, description="least memory per GPU, GB")
+    disk_gb: float = Field(20, ge=8, le=100_000, description="Vast requires at least 8 GB")
     max_dph: Optional[float] = Field(None, gt=0, le=128, description="max $/hour, all-in")
-    min_reliability: float = Field(0.95, ge=0, le=1)
-    min_cuda: Optional[float] = Field(None, gt=0)
-    min_duration_hours: float = Field(0, ge=0, description="host contract must last at least this long")
-    interruptible: bool = False
-    bid_price: Optional[float] = Field(None, ge=0.001, le=128)
-    verified: bool = True
+    min_reliability: float = Field(0.95, ge=0, le=1, description="host reliability score, 0 to 1")
+    min_cuda: Optional[float] = Field(None, gt=0, le=99, description="least CUDA version the host driver supports, e.g. 12.4")
+    min_duration_hours: float = Field(0, ge=0, le=24 * 365, description="host contract must last at least this long")
+    interruptible: bool = Field(False, description="rent an interruptible (bid) instance; needs bid_price")
+    bid_price: Optional[float] = Field(None, ge=0.001, le=128, description="$/hour bid for an interruptible instance")
+    verified: bool = Field(True, description="only hosts Vast has verified")
     regions: list[str] = Field(default_factory=list, description="ISO country codes, e.g. [US, CA]")
-    image: str = Field("pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", min_length=1, max_length=1024)
-    rank_by: Literal["price", "dlperf_per_dollar"] = "price"
+    image: str = Field("pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", min_length=1, max_length=1024,
+                       description="container image; needs python3, git optional (see code.archive_url)")
+    rank_by: Literal["price", "dlperf_per_dollar"] = Field(
+        "price", description="which fitting offer wins: the cheapest, or the most DLPerf per dollar")
 
     @field_validator("gpu_names")
     @classmethod
@@ -65,33 +67,36 @@ class Resources(Strict):
 
 class Lifecycle(Strict):
     auto_shutdown: bool = Field(True, description="the launch's default; --auto-shutdown/--no-auto-shutdown override")
-    max_hours: float = Field(4.0, gt=0, le=24 * 14, description="hard deadline; the instance destroys itself then")
+    max_hours: float = Field(4.0, ge=1 / 3600, le=24 * 14, description="hard deadline; the instance destroys itself then")
     idle_minutes: Optional[float] = Field(
-        None, gt=0, description="destroy after this long with no stage process and no GPU use (in the instance)")
+        None, gt=0, le=24 * 60 * 14, description="destroy after this long with no stage process and no GPU use (in the instance)")
     max_cost_usd: Optional[float] = Field(
-        None, gt=0, description="the deadline becomes the earlier of max_hours and when the rented rate spends this")
-    loading_timeout_minutes: float = Field(20, gt=0, description="longest wait for `running`; then the next offer")
-    reap_grace_minutes: float = Field(10, ge=0, description="`vast-launch reap` waits this long past the deadline")
+        None, gt=0, le=1_000_000, description="the deadline becomes the earlier of max_hours and when the rented rate spends this")
+    loading_timeout_minutes: float = Field(20, gt=0, le=24 * 60, description="longest wait for `running`; then the next offer")
+    reap_grace_minutes: float = Field(10, ge=0, le=24 * 60 * 14, description="`vast-launch reap` waits this long past the deadline")
 
 
 class Code(Strict):
     repo: Optional[str] = Field(None, description="clone URL; default: the git remote 'origin'")
-    remote: str = "origin"
-    setup: str = "pip install -q -e '.[train]'"
+    remote: str = Field("origin", description="the git remote the commit must be pushed to")
+    setup: str = Field("pip install -q -e '.[train]'",
+                       description="shell command run once in the clone before the stages (--local: skipped)")
     archive_url: Optional[str] = Field(
         None, description="tarball URL with {sha}, for images without git; default: GitHub's, for a GitHub remote")
 
 
 class Wandb(Strict):
-    project: str = Field("ups-burgers", min_length=1)
-    entity: Optional[str] = None
-    group: Optional[str] = None
-    mode: Literal["online", "offline", "disabled"] = "online"
+    project: str = Field("ups-burgers", min_length=1, description="W&B project (WANDB_PROJECT on the instance)")
+    entity: Optional[str] = Field(None, description="W&B entity (team or user); default: the key's")
+    group: Optional[str] = Field(None, description="W&B group for every stage; default: the launch id")
+    mode: Literal["online", "offline", "disabled"] = Field(
+        "online", description="offline runs stay on the instance and go with it; --local defaults to offline")
 
 
 class Stage(Strict):
-    name: str
-    command: Optional[str] = None
+    name: str = Field(..., description="letters, digits, '_', '-', '.'")
+    command: Optional[str] = Field(
+        None, description="shell command; {stage} becomes the name; default: the ups trainer for that stage")
 
     @field_validator("name")
     @classmethod
@@ -105,8 +110,9 @@ class Stage(Strict):
 
 
 class Train(Strict):
-    profile: str = "smoke"
-    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    profile: str = Field("smoke", description="the profile used unless --profile names another ($VL_PROFILE)")
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="named settings for the trainer; --profile picks one")
 
     @model_validator(mode="after")
     def _profile_exists(self) -> "Train":
@@ -134,10 +140,10 @@ def slurm_memory(value: str) -> str:
 
 
 class SlurmStage(Strict):
-    walltime: str = "01:00:00"
-    memory: str = "8G"
-    cpus: int = Field(2, ge=1)
-    gpus: int = Field(0, ge=0)
+    walltime: str = Field("01:00:00", description="sbatch --time, e.g. 02:00:00")
+    memory: str = Field("8G", description="sbatch --mem, e.g. 96G")
+    cpus: int = Field(2, ge=1, description="sbatch --cpus-per-task")
+    gpus: int = Field(0, ge=0, description="sbatch --gres=gpu:N")
 
     @field_validator("walltime")
     @classmethod
@@ -151,19 +157,21 @@ class SlurmStage(Strict):
 
 
 class Slurm(Strict):
-    partition: Optional[str] = None
-    pipelines: dict[str, dict[str, SlurmStage]] = Field(default_factory=dict)
+    partition: Optional[str] = Field(None, description="sbatch --partition for every stage")
+    pipelines: dict[str, dict[str, SlurmStage]] = Field(
+        default_factory=dict, description="name -> {stage: resources}; each stage one job, chained with afterok")
 
 
 class LaunchConfig(Strict):
-    name: str = Field(..., min_length=1, max_length=64)
-    resources: Resources = Field(default_factory=Resources)
-    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
-    code: Code = Field(default_factory=Code)
-    wandb: Wandb = Field(default_factory=Wandb)
-    stages: list[Stage] = Field(..., min_length=1)
-    train: Train = Field(default_factory=Train)
-    slurm: Slurm = Field(default_factory=Slurm)
+    name: str = Field(..., min_length=1, max_length=64, description="prefix of every launch id and instance label")
+    resources: Resources = Field(default_factory=Resources, description="what to rent")
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="when the instance ends")
+    code: Code = Field(default_factory=Code, description="what the instance fetches and installs")
+    wandb: Wandb = Field(default_factory=Wandb, description="Weights & Biases")
+    stages: list[Stage] = Field(..., min_length=1, description="run in order; a failed stage ends the run. "
+                                "A bare name is {name: NAME}")
+    train: Train = Field(default_factory=Train, description="profiles passed to the stages")
+    slurm: Slurm = Field(default_factory=Slurm, description="--target slurm")
 
     # Where the file was read from; not part of the YAML.
     source: Optional[str] = Field(None, exclude=True)
@@ -207,7 +215,7 @@ def _format_error(path: str, err: dict) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
-        return f"{path}: unknown key '{loc}' (check the spelling; see configs/burgers.yaml for every key)"
+        return f"{path}: unknown key '{loc}' (check the spelling; every key: `vast-launch config-schema --markdown`)"
     if kind == "missing":
         return f"{path}: missing required key '{loc}'"
     got = err.get("input")
@@ -224,9 +232,7 @@ def parse_config(data: Any, path: str = "<config>") -> LaunchConfig:
     try:
         cfg = LaunchConfig.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        lines = [_format_error(path, e) for e in errors]
-        raise UserError(lines[0] + (f" (and {len(lines) - 1} more problem(s))" if len(lines) > 1 else ""))
+        raise ConfigInvalid([_format_error(path, e) for e in exc.errors()])
     cfg.source = path
     return cfg
 
@@ -251,10 +257,17 @@ def load_config(path: str | Path) -> LaunchConfig:
     if p.stat().st_size > MAX_CONFIG_BYTES:
         raise UserError(f"{p}: {p.stat().st_size} bytes is not a config (at most {MAX_CONFIG_BYTES})")
     try:
-        data = yaml.load(p.read_text(), Loader=_NoAliasLoader)
+        data = yaml.load(p.read_bytes().decode("utf-8"), Loader=_NoAliasLoader)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{p}: not UTF-8 text (byte {exc.start} cannot be decoded)")
+    except RecursionError:
+        raise UserError(f"{p}: nested too deeply to be a config")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"{p}: malformed YAML{where}: {problem}")
-    return parse_config(data, str(p))
+    try:
+        return parse_config(data, str(p))
+    except RecursionError:
+        raise UserError(f"{p}: nested too deeply to be a config")

@@ -23,7 +23,7 @@ from .interrupts import Interrupted
 from .ledger import Ledger
 from .offers import RankedOffer, build_query, describe_query, rank_offers
 from .onstart import OnstartSpec, assert_no_secrets, render_onstart
-from .progress import LogTail, Printer
+from .progress import Heartbeat, LogTail, Printer
 from .protocol import (
     ACK_WAIT_SECONDS,
     EXIT_INTERRUPTED,
@@ -58,6 +58,8 @@ class LaunchOptions:
     ask_destroy: Optional[Callable[[], bool]] = None
     # After the instance reported its result, how long it may take to destroy itself before the launcher does.
     teardown_grace: float = 120.0
+    # While following: a progress line when the instance has printed nothing for this long (0: never).
+    heartbeat_seconds: float = 30.0
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Launcher:
                  echo: Callable[[str], None] = print):
         self.cfg, self.provider, self.ledger, self.opts = cfg, provider, ledger, opts
         self.say = Printer(echo)
+        self.heartbeat = Heartbeat(opts.heartbeat_seconds)
         self.echo = echo
         self.profile = opts.profile or cfg.train.profile
         if cfg.train.profiles and self.profile not in cfg.train.profiles:
@@ -92,7 +95,7 @@ class Launcher:
     def check(self):
         self.say("check", "config, git, credentials")
         report = run_checks(self.cfg, self.target, self.opts.allow_dirty, self.wandb_mode,
-                            cwd=Path(self.cfg.source or ".").parent)
+                            cwd=Path(self.cfg.source or ".").parent, dry_run=self.opts.dry_run)
         for w in report.warnings:
             self.echo(f"WARNING: {w}")
         if not report.ok:
@@ -116,7 +119,11 @@ class Launcher:
         res = self.cfg.resources
         query, order, offer_type = build_query(res, local=self.target == "local")
         self.say("search", describe_query(query))
-        ranked = rank_offers(self.provider.search(query, order, offer_type, res.disk_gb), res)
+        if self.provider is None:  # a dry run without a Vast key: everything but the offer
+            ranked = [RankedOffer({"id": None, "dph_total": 0, "note": "no Vast API key: no offer searched"}, 0,
+                                  "not searched")]
+        else:
+            ranked = rank_offers(self.provider.search(query, order, offer_type, res.disk_gb), res)
         if not ranked:
             raise UserError("no offer fits resources: relax gpu_names, max_dph, min_reliability or "
                             "min_duration_hours (see `vast-launch offers`)")
@@ -314,6 +321,7 @@ class Launcher:
         reported_at = None
         # Vast's logs API takes >= 0.3 s a call: read it beside the status polls, not between them.
         tail = LogTail(self.provider, iid, self.opts.poll_seconds, on_text=self._acknowledger(launch_id, iid))
+        self.heartbeat.heard()
         try:
             while True:
                 asked = time.time()
@@ -327,9 +335,13 @@ class Launcher:
                     t, within = _bracketed(last_asked, time.time())
                     self.ledger.event(launch_id, status, {"within_s": within}, t=t)
                     self.say("instance", f"{iid} is {status}")
+                    self.heartbeat.heard()
                     last_status = status
                 last_asked = asked
                 self._print_new_log(launch_id, outcome, tail)
+                beat = self.heartbeat.due(status)
+                if beat is not None:
+                    self.say(*beat)
                 if outcome.rc is None:
                     reported_at = None
                 elif reported_at is None:
@@ -414,6 +426,7 @@ class Launcher:
     def _handle_line(self, launch_id: str, line: str, outcome: Outcome) -> None:
         """Echo one instance log line and record what it tells (stage times, result, watchdog)."""
         self.echo(f"  | {line}")
+        self.heartbeat.heard()
         watchdog = outcome.watchdog
         if outcome.read_line(line):
             self.say("teardown", f"stages ended (exit {outcome.rc}); "
@@ -430,7 +443,9 @@ class Launcher:
             outcome.rc, outcome.signal, outcome.result_at = None, "", None
             self.ledger.record_stage(launch_id, ev.name, ev.at)
             self.say(f"stage {ev.index}/{ev.total}", ev.name)
+            self.heartbeat.stage_started(f"stage {ev.index}/{ev.total}", ev.name)
         else:
+            self.heartbeat.stage_ended()
             self.ledger.record_stage(launch_id, ev.name, ev.start or ev.at, ev.at, ev.rc)
 
     def _acknowledger(self, launch_id: str, iid: int) -> Callable[[str], None]:

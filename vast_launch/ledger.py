@@ -204,7 +204,7 @@ class Ledger:
     def find(self, prefix: str) -> Optional[dict]:
         """A launch by id, id prefix, or instance id."""
         row = self.db.execute("SELECT * FROM launches WHERE id = ?", (prefix,)).fetchone()
-        if row is None and prefix.isdigit():
+        if row is None and prefix.isdigit() and int(prefix) < 2 ** 63:  # SQLite integers are 64-bit
             row = self.db.execute("SELECT * FROM launches WHERE instance_id = ? ORDER BY created_at DESC",
                                   (int(prefix),)).fetchone()
         if row is None and prefix:

@@ -129,3 +129,40 @@ class LogTail:
         """Let a request in flight finish, so lines written just before the end are not lost."""
         self._stop.set()
         self._thread.join(wait)
+
+
+class Heartbeat:
+    """A progress line when the instance has been silent for `interval` seconds: which stage, how long
+    it has run, how long it has been quiet (the Printer adds elapsed time and cost so far)."""
+
+    def __init__(self, interval: float, now: Optional[float] = None):
+        self.interval = interval
+        self.quiet_since = now or time.time()
+        self.stage: Optional[tuple[str, str, float]] = None  # (phase label, name, started)
+
+    def heard(self, now: Optional[float] = None) -> None:
+        self.quiet_since = now or time.time()
+
+    def stage_started(self, label: str, name: str, now: Optional[float] = None) -> None:
+        self.stage = (label, name, now or time.time())
+
+    def stage_ended(self) -> None:
+        self.stage = None
+
+    def due(self, status: str, now: Optional[float] = None) -> Optional[tuple[str, str]]:
+        """(phase, message) when a heartbeat is due, else None; a due heartbeat counts as output."""
+        now = now or time.time()
+        quiet = now - self.quiet_since
+        if self.interval <= 0 or quiet < self.interval:
+            return None
+        self.quiet_since = now
+        if self.stage is None:
+            return "waiting", f"instance {status}; no output for {quiet:.0f} s"
+        label, name, started = self.stage
+        return label, f"{name} running for {_span(now - started)}; no output for {quiet:.0f} s"
+
+
+def _span(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"

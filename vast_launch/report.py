@@ -1,7 +1,8 @@
 """A launch, after the fact: timeline, cost, hardware, the trainer's evaluation, curves.
 
-Everything comes from the ledger and the outputs kept on this machine (`runs/local/<id>` for
-local launches, or a directory given with --out); nothing is looked up again.
+Everything comes from the ledger and the outputs kept on this machine (under the state dir for local
+launches, or a directory given with --out); nothing is looked up again. The curves are whatever the
+stages logged; the evaluation table appears when the trainer wrote eval.json.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from .cost import estimate
+from .curves import collect as collect_curves
 
 EVAL_ORDER = ("operator", "refiner", "distilled_1step", "distilled_2step")
 
@@ -45,26 +47,6 @@ def timeline(row: dict, events: list[dict], stages: list[dict]) -> list[dict]:
     return [ph for ph in out if not (ph["phase"].startswith("between stages") and ph["seconds"] < 0.05)]
 
 
-def metrics_curves(out_dir: Optional[Path]) -> dict[str, list[tuple[int, float]]]:
-    """stage -> [(step, loss)] from the trainer's metrics.jsonl (always written, W&B or not)."""
-    curves: dict[str, list[tuple[int, float]]] = {}
-    if out_dir is None:
-        return curves
-    for path in sorted(Path(out_dir).rglob("metrics.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            for key, value in rec.items():
-                if key.startswith("training/") and key.endswith("/loss"):
-                    stage = key.split("/")[1]
-                    step = rec.get(f"training/{stage}/step")
-                    if step is not None:
-                        curves.setdefault(stage, []).append((int(step), float(value)))
-    return curves
-
-
 def build(ledger, row: dict, out_dir: Optional[Path]) -> dict:
     events = ledger.events(row["id"])
     stages = ledger.stages(row["id"])
@@ -72,6 +54,7 @@ def build(ledger, row: dict, out_dir: Optional[Path]) -> dict:
     cost = row["cost_usd"] if row.get("cost_usd") is not None else est["cost_usd"]
     ev_path = Path(out_dir) / "eval.json" if out_dir else None
     evaluation = json.loads(ev_path.read_text()) if ev_path and ev_path.exists() else {}
+    curves, curves_from = collect_curves(out_dir)
     project = row.get("wandb_project") or ""
     group = row.get("wandb_group") or ""
     return {
@@ -87,7 +70,8 @@ def build(ledger, row: dict, out_dir: Optional[Path]) -> dict:
         "wandb": {"project": project, "group": group,
                   "url": f"https://wandb.ai/{project}/groups/{group}" if "/" in project and group else
                   (f"https://wandb.ai/<entity>/{project}/groups/{group}" if project and group else None)},
-        "curves": metrics_curves(out_dir),
+        "curves": [c.as_dict() for c in curves],
+        "curves_from": curves_from,
         "out_dir": str(out_dir) if out_dir else None,
     }
 
@@ -107,51 +91,69 @@ def to_markdown(data: dict, plot_path: Optional[Path] = None) -> str:
              "", "## Timeline", "", "| phase | start (UTC) | duration |", "| --- | --- | ---: |"]
     for ph in data["timeline"]:
         lines.append(f"| {ph['phase']} | {_utc(ph['start'])} | {ph['seconds']:.1f} s |")
-    lines += ["", "## Evaluation (rollout nRMSE)", ""]
     if data["evaluation"]:
+        lines += ["", "## Evaluation (rollout nRMSE)", ""]
         lines += ["| method | nRMSE | ms per rollout |", "| --- | ---: | ---: |"]
         for name in [m for m in EVAL_ORDER if m in data["evaluation"]] + \
                 [m for m in data["evaluation"] if m not in EVAL_ORDER]:
             v = data["evaluation"][name]
             lines.append(f"| {name} | {v['nrmse']:.4f} | {v['wall_s_per_rollout'] * 1e3:.2f} |")
-    else:
-        lines.append("no eval.json among the kept outputs")
+    lines += ["", "## Curves", "", f"{len(data['curves'])} logged metric(s), from {data['curves_from']}"
+              + (": " + ", ".join(f"`{c['key']}`" for c in data["curves"]) if data["curves"] else "")]
     if plot_path is not None:
-        lines += ["", f"![training curves and rollout error]({plot_path.name})"]
+        lines += ["", f"![what the stages logged]({plot_path.name})"]
     return "\n".join(lines) + "\n"
 
 
-PLOT_SIZE_IN = (16, 4)
+PANEL_IN = 4  # inches per panel, square
+COLUMNS = 4
 PLOT_DPI = 100
 
 
+def panel_count(data: dict) -> int:
+    per_step = any((v or {}).get("nrmse_per_step") for v in data["evaluation"].values() if isinstance(v, dict))
+    return max(len(data["curves"]) + per_step, 1)
+
+
 def plot(data: dict, path: Path) -> Path:
-    """One PNG: the loss curve of each stage, and rollout nRMSE per step for each method."""
+    """One PNG: a panel per logged metric (axes named after the metric and its step), and rollout nRMSE per
+    step for each method when the evaluation has it. Rows of four panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = ["operator", "diffusion_residual", "consistency_distill"]
-    fig, axes = plt.subplots(1, 4, figsize=PLOT_SIZE_IN, dpi=PLOT_DPI)
-    for ax, stage in zip(axes[:3], stages):
-        pts = data["curves"].get(stage, [])
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.5)
+    n = panel_count(data)
+    cols, rows = min(COLUMNS, n), -(-n // COLUMNS)
+    fig, axes = plt.subplots(rows, cols, figsize=(PANEL_IN * cols, PANEL_IN * rows), dpi=PLOT_DPI, squeeze=False)
+    flat = list(axes.flat)
+    for ax, curve in zip(flat, data["curves"]):
+        xs, ys = [p[0] for p in curve["points"]], [p[1] for p in curve["points"]]
+        ax.plot(xs, ys, lw=1.5)
+        if ys and min(ys) > 0 and max(ys) / min(ys) > 100:
             ax.set_yscale("log")
-        else:
-            ax.text(0.5, 0.5, "no metrics", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(f"{stage} loss")
-        ax.set_xlabel(f"training/{stage}/step")
-    ax = axes[3]
-    for name in EVAL_ORDER:
-        per_step = (data["evaluation"].get(name) or {}).get("nrmse_per_step")
-        if per_step:
-            ax.plot(range(1, len(per_step) + 1), per_step, marker="o", ms=3, label=name)
-    ax.set_title("rollout nRMSE")
-    ax.set_xlabel("rollout step")
-    if ax.lines:
+        ax.set_title(curve["key"], fontsize=9)
+        ax.set_xlabel(curve["x"])
+        ax.set_ylabel(curve["key"].rsplit("/", 1)[-1])
+    used = len(data["curves"])
+    methods = [m for m in EVAL_ORDER if m in data["evaluation"]] + [m for m in data["evaluation"] if m not in EVAL_ORDER]
+    per_step = {m: (data["evaluation"].get(m) or {}).get("nrmse_per_step") for m in methods}
+    if any(per_step.values()):
+        ax = flat[used]
+        for name, values in per_step.items():
+            if values:
+                ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=name)
+        ax.set_title("rollout nRMSE", fontsize=9)
+        ax.set_xlabel("rollout step")
+        ax.set_ylabel("nRMSE")
         ax.legend(fontsize=8)
+        used += 1
+    if used == 0:
+        flat[0].text(0.5, 0.5, f"nothing logged ({data['curves_from']})", ha="center", va="center",
+                     transform=flat[0].transAxes)
+        used = 1
+    for ax in flat[used:]:
+        ax.axis("off")
     fig.suptitle(f"{data['launch_id']}  (${data['cost']['estimate_usd']:.4f})", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -97,6 +97,7 @@ def settle(ledger: Ledger, rows: list[dict], provider_for: Callable[[dict], Prov
     """Settle the open rows among `rows`; returns notes for rows that could not be settled."""
     notes: list[str] = []
     providers: dict[str, Provider] = {}
+    unreachable: dict[str, Exception] = {}
     for row in rows:
         if row["state"] in TERMINAL_STATES or row.get("target") not in ("vast", "local"):
             continue
@@ -108,13 +109,18 @@ def settle(ledger: Ledger, rows: list[dict], provider_for: Callable[[dict], Prov
                 ledger.finish(row["id"], "destroyed", "the launcher ended before the launch did; the embedded "
                                                       "local cloud and its instance ended with it", t=_local_end(row))
             continue
+        url = row.get("provider_url") or ""
+        if url in unreachable:
+            notes.append(f"{row['id']}: not settled ({unreachable[url]})")
+            continue
         try:
-            url = row.get("provider_url") or ""
             if url not in providers:
                 providers[url] = provider_for(row)
             _settle_vast(ledger, row, providers[url])
         except (UserError, ProviderError) as exc:
             notes.append(f"{row['id']}: not settled ({exc})")
+            if isinstance(exc, UserError) or getattr(exc, "status", None) is None:
+                unreachable[url] = exc  # one wait on a dead or keyless provider, not one per row
     return notes
 
 

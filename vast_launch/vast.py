@@ -41,6 +41,24 @@ def _safe_to_resend_create(exc: BaseException) -> bool:
     return isinstance(exc, requests.HTTPError) and _status(exc) == 429
 
 
+def network_cause(exc: BaseException) -> str:
+    """What went wrong on the wire, in words a user can act on (the exception chain, innermost first)."""
+    seen, chain = set(), []
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__ or next((a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)), None)
+    text = " ".join(f"{type(e).__name__} {e}" for e in chain)
+    for needle, words in (("NameResolution", "DNS lookup failed"), ("Name or service not known", "DNS lookup failed"),
+                          ("Temporary failure in name resolution", "DNS lookup failed"),
+                          ("ConnectionRefused", "connection refused"), ("Connection refused", "connection refused"),
+                          ("SSLError", "TLS handshake failed"), ("Timeout", "timed out"), ("timed out", "timed out"),
+                          ("Network is unreachable", "network unreachable"), ("ProxyError", "proxy refused")):
+        if needle in text:
+            return words
+    return type(chain[-1]).__name__ if chain else "network error"
+
+
 def _body(exc: requests.HTTPError) -> dict:
     try:
         data = exc.response.json()
@@ -66,7 +84,8 @@ class VastProvider:
             self.retries += 1
             if self.on_retry:
                 exc = state.outcome.exception()
-                self.on_retry(f"{what}: {_status(exc) or type(exc).__name__}, retry {state.attempt_number}")
+                why = _status(exc) or network_cause(exc)
+                self.on_retry(f"{what}: {why}, retry {state.attempt_number}")
 
         retrying = Retrying(
             retry=retry_if_exception(retry_on),
@@ -81,7 +100,7 @@ class VastProvider:
             msg = body.get("msg") or body.get("error") or exc.response.text[:200]
             raise ProviderError(f"{what} failed: HTTP {_status(exc)}: {msg}", _status(exc), body.get("error"), body)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ProviderError(f"{what} failed: cannot reach {self.url} ({type(exc).__name__})")
+            raise ProviderError(f"cannot reach {self.url}: {network_cause(exc)} ({what})")
 
     def search(self, query: dict, order: list, offer_type: str, storage_gb: float, limit: int = 64) -> list[dict]:
         return self._call("search offers", lambda: offers.search_offers(

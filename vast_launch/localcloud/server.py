@@ -455,6 +455,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _validate_create(body: dict) -> Optional[str]:
+    if not isinstance(body.get("image"), str) or not body["image"].strip():
+        return "image is required"
     if len(body.get("image") or "") > 1024:
         return "image is longer than 1024 characters"
     if len(body.get("label") or "") > 256:
