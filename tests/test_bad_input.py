@@ -77,6 +77,13 @@ def test_state_is_owner_only_from_creation(repo_factory, tmp_path):
     home = tmp_path / "home"
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(home / "ledger.sqlite").st_mode) == 0o600
+    # a first local launch creates the state dir (and a parent of it) itself
+    fresh = tmp_path / "new-parent" / "home"
+    p = run_cli(["--local", "--auto-shutdown", "--config", "configs/test.yaml"], cwd=repo,
+                env={"VAST_LAUNCH_HOME": str(fresh)})
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    for d in (fresh.parent, fresh, fresh / "local", fresh / "local" / "cloud"):
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700, d
 
 
 def test_launch_ids_are_prefixes_not_like_patterns(tmp_path):

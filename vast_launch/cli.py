@@ -283,13 +283,13 @@ def _launch_slurm(config, pipeline, list_pipelines, from_stage, dry_run, profile
 
 
 def _launch_local(cfg, opts, price: float):
+    from .ledger import private_dir
     from .local_launch import LocalLauncher, local_home, local_runs_dir
     from .localcloud import LocalCloud
     from .vast import VastProvider
 
     opts.runs_dir = local_runs_dir()
-    root = local_home() / "cloud"
-    root.mkdir(parents=True, exist_ok=True)
+    root = private_dir(local_home() / "cloud")  # the first launch may create the state dir itself
     with _ledger() as ledger:
         with LocalCloud(root=root, price_dph=price) as lc:
             click.echo(f"local cloud at {lc.url} (this machine, ${price:.3f}/h)")

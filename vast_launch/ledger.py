@@ -81,9 +81,15 @@ def default_home() -> Path:
 
 
 def private_dir(path: Path) -> Path:
-    """A state directory only its owner can read (created 0700, never chmodded open)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
+    """A state directory only its owner can read: it and every ancestor it creates are made 0700 (mkdir's
+    parents=True would give the ancestors the umask's mode), never chmodded open."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+    return missing[0] if missing else path
 
 
 class Ledger:
