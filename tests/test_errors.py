@@ -1,25 +1,18 @@
 """Every command's error path with the provider unreachable: one line, the cause first, no traceback."""
 
-import socket
-
 import pytest
 from conftest import run_cli, stage_config
+from slurm_cluster import free_port
 
 from vast_launch.ledger import Ledger
 
 LAUNCH = "t-20261124-080000-ab12"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def dead_provider(tmp_path, repo_factory):
     """A repo that passes every check, and a ledger row of a launch on a Vast that nothing answers for."""
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"  # free, so nothing listens: connection refused
     repo = repo_factory(stage_config([{"name": "a", "command": "echo a"}]))
     with Ledger() as ledger:
         ledger.create(LAUNCH, "running", target="vast", instance_id=4242, provider_url=url, name="t",

@@ -67,14 +67,14 @@ class DefaultToLaunch(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except UserError as exc:  # the user's to fix: its lines, also with --debug
+            _fail(str(exc))
         except Exception as exc:
             if _debug:
                 raise
-            from .errors import UserError, one_line
+            from .errors import one_line
 
-            for line in str(exc).splitlines() if isinstance(exc, UserError) else [one_line(exc)]:
-                click.echo(f"error: {line}", err=True)
-            ctx.exit(1)
+            _fail(one_line(exc))
 
 
 @click.group(cls=DefaultToLaunch, context_settings={"help_option_names": ["-h", "--help"]})
@@ -160,8 +160,7 @@ def _run(fn):
         for line in exc.failures:
             click.echo(f"check failed: {line}", err=True)
         sys.exit(1)
-    except UserError as exc:
-        _fail(str(exc))
+    # any other UserError goes on to DefaultToLaunch.invoke, which prints it
 
 
 # --- launch ---------------------------------------------------------------------------------
@@ -436,20 +435,18 @@ def status(launch_id, as_json, show_all, watch, interval):
         return
     from rich.live import Live
 
-    if not console.is_terminal:  # a log or a pipe: each snapshot in turn, stamped
+    # A terminal redraws in place; a log or a pipe gets each snapshot in turn, stamped.
+    with Live(console=console, auto_refresh=False) if console.is_terminal else contextlib.nullcontext() as live:
         while True:
-            click.echo(f"--- {time.strftime('%H:%M:%S')}")
-            console.print(status_view.table(shown))
+            if live is not None:
+                live.update(status_view.table(shown), refresh=True)
+            else:
+                click.echo(f"--- {time.strftime('%H:%M:%S')}")
+                console.print(status_view.table(shown))
             if not any(status_view.is_active(o) for o in shown):
                 break
             time.sleep(interval)
             shown = _run(snapshot)
-    else:
-        with Live(status_view.table(shown), console=console, auto_refresh=False) as live:
-            while any(status_view.is_active(o) for o in shown):
-                time.sleep(interval)
-                shown = _run(snapshot)
-                live.update(status_view.table(shown), refresh=True)
     click.echo("every launch shown has ended")
 
 
@@ -730,11 +727,6 @@ def report(launch_id, with_plot, out_dir, dest, as_json):
 
         dest_dir = Path(dest) if dest else default_home() / "reports"
         dest_dir.mkdir(parents=True, exist_ok=True)
-        if with_plot:
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError:
-                raise UserError("--plot needs matplotlib: pip install 'vast-launch[plot]'")
         png = rep.plot(data, dest_dir / f"{row['id']}.png") if with_plot else None
         md = dest_dir / f"{row['id']}.md"
         text = rep.to_markdown(data, png)

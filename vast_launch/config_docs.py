@@ -4,7 +4,6 @@ in config.py, so neither can drift from what `load_config` accepts."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from .config import LaunchConfig
 
@@ -70,8 +69,9 @@ def reference_markdown() -> str:
            "`vast-launch config-schema` prints the JSON Schema for editor completion. "
            "`vast-launch init` writes a commented starter config. Unknown keys are errors.", ""]
 
-    def section(title: str, node: dict, prefix: str) -> list[tuple[str, dict]]:
-        lines = [f"## {title}", "", "| key | type | default | limits | meaning |", "| --- | --- | --- | --- | --- |"]
+    def section(title: str, node: dict, prefix: str, intro: str = "") -> list[tuple[str, dict]]:
+        lines = [f"## {title}", "", *([intro, ""] if intro else []), "| key | type | default | limits | meaning |",
+                 "| --- | --- | --- | --- | --- |"]
         nested = []
         required = set(node.get("required", []))
         for name, prop in node["properties"].items():
@@ -97,12 +97,6 @@ def reference_markdown() -> str:
             "config's path in the repo), `VL_PROFILE`, `VL_LAUNCH_ID`, `WANDB_PROJECT`, `WANDB_MODE` and "
             "`WANDB_RUN_GROUP` (one group for every stage of a launch). A non-zero exit ends the run: the later "
             "stages do not run, and the launch exits with that code.", ""]
-    out += ["## `slurm.pipelines.NAME.STAGE`", "",
-            "Each pipeline maps stage names (from `stages`) to the resources of that stage's job:", ""]
-    section_lines: list[str] = []
-    node: dict[str, Any] = defs["SlurmStage"]
-    section_lines += ["| key | type | default | limits | meaning |", "| --- | --- | --- | --- | --- |"]
-    for name, prop in node["properties"].items():
-        section_lines.append(f"| `{name}` | {_type(prop, defs)} | {_default(prop, False)} | {_limits(prop)} | "
-                             f"{prop.get('description', '')} |")
-    return "\n".join(out + section_lines) + "\n"
+    section("`slurm.pipelines.NAME.STAGE`", defs["SlurmStage"], "",
+            intro="Each pipeline maps stage names (from `stages`) to the resources of that stage's job:")
+    return "\n".join(out).rstrip("\n") + "\n"

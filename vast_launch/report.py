@@ -14,6 +14,7 @@ from typing import Optional
 
 from .cost import estimate
 from .curves import collect as collect_curves
+from .errors import UserError
 
 EVAL_ORDER = ("operator", "refiner", "distilled_1step", "distilled_2step")
 
@@ -118,8 +119,10 @@ def panel_count(data: dict) -> int:
 def plot(data: dict, path: Path) -> Path:
     """One PNG: a panel per logged metric (axes named after the metric and its step), and rollout nRMSE per
     step for each method when the evaluation has it. Rows of four panels."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install 'vast-launch[plot]'")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
