@@ -86,3 +86,32 @@ def test_check_takes_the_local_target_and_its_wandb_mode(repo_factory):
     assert p.returncode == 1 and "wandb.mode is online" in p.stderr and "no Vast API key" in p.stderr
     p = run_cli(["check", "--config", "configs/test.yaml", "--local"], cwd=repo, env=env)
     assert p.returncode == 0 and p.stdout.startswith("ok: commit"), p.stderr
+
+
+def test_a_rejected_key_is_named_and_nothing_is_rented_or_marked_gone(repo_factory, cloud):
+    """Vast answers a bad key with 404 auth_error: that 404 must read as the key, never as 'offer gone' or
+    'instance already gone'."""
+    from conftest import cloud_env
+
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}]))
+    bad = {**cloud_env(cloud), "VAST_API_KEY": "revoked-key"}
+    p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes"], cwd=repo, env=bad, timeout=300)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1, (p.returncode, p.stderr)
+    assert "Vast rejected the API key (HTTP 404 auth_error" in lines[0], lines[0]
+    assert cloud.cloud.instances == {}
+
+    p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo,
+                env=cloud_env(cloud), timeout=300)
+    assert p.returncode == 0, p.stderr
+    ((iid, inst),) = cloud.cloud.instances.items()
+    with Ledger() as ledger:
+        (row,) = ledger.launches(since=None)[:1]
+    p = run_cli(["down", row["id"], "--yes"], cwd=repo, env=bad, timeout=300)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1 and "Vast rejected the API key" in lines[0], p.stderr
+    assert inst.status != "destroyed"
+    with Ledger() as ledger:
+        assert ledger.get(row["id"])["state"] not in ("destroyed", "aborted", "failed")
+    p = run_cli(["down", row["id"], "--yes"], cwd=repo, env=cloud_env(cloud), timeout=300)
+    assert p.returncode == 0 and inst.status == "destroyed", p.stderr

@@ -67,7 +67,7 @@ def test_v1_list_paginates_and_old_list_is_gone(cloud):
                         headers=h).json()
     assert len(rest["instances"]) == 1 and rest["next_token"] is None
     assert requests.get(f"{cloud.url}/api/v0/instances/", headers=h).status_code == 410
-    assert requests.get(f"{cloud.url}/api/v1/instances/", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert requests.get(f"{cloud.url}/api/v1/instances/", headers={"Authorization": "Bearer nope"}).status_code == 404
 
 
 def test_v1_pages_in_both_orders_and_survive_a_destroy_between_pages(cloud):

@@ -15,6 +15,10 @@ class ProviderError(Exception):
         self.body = body or {}
 
 
+class AuthRejected(ProviderError):
+    """The service refused the key (Vast answers an unknown or revoked key with 404 auth_error)."""
+
+
 class OfferGone(ProviderError):
     """The offer was rented by someone else between search and create."""
 

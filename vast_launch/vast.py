@@ -17,7 +17,7 @@ from vastai.api import instances, offers
 from vastai.api.client import VastClient
 
 from .errors import UserError
-from .provider import Created, CreateFailed, OfferGone, ProviderError
+from .provider import AuthRejected, Created, CreateFailed, OfferGone, ProviderError
 
 T = TypeVar("T")
 DEFAULT_URL = "https://console.vast.ai"
@@ -97,6 +97,9 @@ class VastProvider:
             return retrying(fn)
         except requests.HTTPError as exc:
             body = _body(exc)
+            if body.get("error") == "auth_error":  # before any 404 handling: it means the key, not the thing
+                raise AuthRejected(f"Vast rejected the API key (HTTP {_status(exc)} auth_error, {what}): check "
+                                   "VAST_API_KEY or run `vastai set api-key KEY`", _status(exc), "auth_error", body)
             msg = body.get("msg") or body.get("error") or exc.response.text[:200]
             raise ProviderError(f"{what} failed: HTTP {_status(exc)}: {msg}", _status(exc), body.get("error"), body)
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -111,6 +114,8 @@ class VastProvider:
             answer = self._call(f"create on offer {offer_id}",
                                 lambda: instances.create_instance_from_payload(self.client, offer_id, dict(payload)),
                                 retry_on=_safe_to_resend_create)
+        except AuthRejected:
+            raise
         except ProviderError as exc:
             if exc.status in (404, 410) or exc.error == "no_such_ask":
                 raise OfferGone(str(exc), exc.status, exc.error, exc.body)
@@ -135,7 +140,7 @@ class VastProvider:
             self._call(f"destroy instance {instance_id}", lambda: instances.destroy_instance(self.client, instance_id))
             existed = True
         except ProviderError as exc:
-            if exc.status != 404:
+            if exc.status != 404 or isinstance(exc, AuthRejected):
                 raise
             existed = False
         deadline = time.time() + confirm_seconds

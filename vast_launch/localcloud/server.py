@@ -168,7 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
             for verb, pattern, fn, needs in self.server.routes:
                 m = pattern.fullmatch(path)
                 if verb == method and m:
-                    if needs == "account" and who != "account":
+                    if key and who is None and needs != "none":
+                        # As the real service: an unknown or revoked key is a 404, not a 401.
+                        self._send(404, {"success": False, "error": "auth_error", "msg": "Invalid user key"})
+                    elif needs == "account" and who != "account":
                         self._send(401, {"error": "auth_error", "msg": "invalid or missing API key"})
                     elif needs == "optional" and key is not None and who != "account":
                         self._send(401, {"error": "auth_error", "msg": "invalid API key"})
