@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from conftest import run_cli, stage_config
+from conftest import git, run_cli, stage_config
 from wandb_reader import find_runs, read_finished_run
 
 from vast_launch import slurm
@@ -61,10 +61,6 @@ def stage_window(log: Path):
     return start, end
 
 
-def job_log(repo, job):
-    return repo / "runs" / "slurm" / "smoke" / job["stage"] / f"slurm-{job['job_id']}.out"
-
-
 def test_stages_chain_as_jobs_in_one_group_a_failure_cancels_the_rest_and_from_stage_resumes(repo_factory, slurm_env):
     """One pipeline, trained for real, walks every path: three jobs chained with afterok, stage 2 fails
     and cancels stage 3, `--from-stage` reruns 2 and 3 on stage 1's checkpoint in the same W&B group.
@@ -95,7 +91,7 @@ def test_stages_chain_as_jobs_in_one_group_a_failure_cancels_the_rest_and_from_s
     assert [j["stage"] for j in jobs2] == ["diffusion_residual", "consistency_distill"]
     states = slurm.wait([j["job_id"] for j in jobs2], timeout=SLURM_WAIT)
     assert all(s["state"] == "COMPLETED" for s in states.values()), states
-    windows = [stage_window(job_log(repo, j)) for j in (jobs[0], *jobs2)]
+    windows = [stage_window(slurm.job_log(j)) for j in (jobs[0], *jobs2)]
     assert windows[0][1] <= windows[1][0] and windows[1][1] <= windows[2][0]  # afterok: strictly one after another
     status = json.loads(run_cli(["status", second["id"], "--json"], cwd=repo).stdout)
     assert status["state"] == "completed" and [s["state"] for s in status["stages"]] == ["COMPLETED"] * 2
@@ -105,6 +101,14 @@ def test_stages_chain_as_jobs_in_one_group_a_failure_cancels_the_rest_and_from_s
     # the failed attempt exited before training started, so one run per stage, all in the first group
     assert sorted(r.job_type for r in runs) == sorted(STAGES) and all(r.finished for r in runs)
     assert "stage operator" not in p.stdout
+    # scripts, logs and outputs live in the state dir: the user's tree stays clean for the next launch
+    assert not (repo / "runs").exists() and git(repo, "status", "--porcelain") == ""
+    assert out.is_relative_to(repo.parent / "home" / "slurm")
+    shown = run_cli(["logs", second["id"], "--tail", "5"], cwd=repo)
+    assert shown.returncode == 0, shown.stderr
+    for j in jobs2:
+        assert f"== {j['stage']} (job {j['job_id']}): {slurm.job_log(j)}" in shown.stdout
+        assert slurm.job_log(j).read_text().splitlines()[-1] in shown.stdout
 
 
 def sbatch_lines(text, stage):
@@ -119,7 +123,7 @@ def test_per_stage_resources_and_global_overrides_in_the_scripts(repo_factory):
     op, dr = sbatch_lines(p.stdout, "operator"), sbatch_lines(p.stdout, "diffusion_residual")
     assert (op["time"], op["mem"], op["cpus-per-task"], op["gres"]) == ("02:00:00", "32G", "8", "gpu:1")
     assert (dr["time"], dr["mem"], dr["cpus-per-task"], dr["gres"]) == ("1-00:00:00", "48G", "4", "gpu:2")
-    assert "DRY RUN" in p.stdout and not (repo / "runs" / "slurm").exists()
+    assert "DRY RUN" in p.stdout and not (repo / "runs").exists() and not (repo.parent / "home" / "slurm").exists()
     p = run_cli(["--target", "slurm", "--config", "configs/test.yaml", "--pipeline", "big", "--dry-run",
                  "--walltime", "12:00:00", "--memory", "96G", "--cpus", "16", "--gpus", "4", "--partition", "gpu"],
                 cwd=repo)
@@ -153,7 +157,7 @@ def test_bad_input_is_one_line_and_submits_nothing(repo_factory, tmp_path):
     assert p.returncode == 1 and "--pipeline: only with --target slurm" in p.stderr
     with Ledger() as ledger:
         assert ledger.launches() == []
-    assert not list(repo.glob("runs/slurm/*/*/job.sbatch"))
+    assert not list((repo.parent / "home").glob("slurm/**/job.sbatch")) and not (repo / "runs").exists()
     bad = pipeline_config()
     bad["slurm"]["pipelines"]["smoke"]["operator"]["memory"] = "4 gigs"
     repo2 = repo_factory(bad)

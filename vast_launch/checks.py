@@ -76,6 +76,10 @@ def run_checks(cfg: LaunchConfig, target: str, allow_dirty: bool = False, wandb_
                                    "or pass --allow-dirty to run the pushed commit without them")
     if cfg.source and not gitcheck.tracked_in_head(state.root, Path(cfg.source)):
         report.failures.append(f"{cfg.source} is not committed in HEAD: the instance reads the config from the commit")
+    if cfg.train.profile_schema:
+        from .profile_check import profile_problems
+
+        report.failures.extend(profile_problems(cfg, state.root))
     report.repo_url, config_url_had_credentials = (gitcheck.public_url(cfg.code.repo) if cfg.code.repo
                                                    else (state.remote_url, False))
     if (state.remote_had_credentials or config_url_had_credentials) and not os.environ.get("VAST_LAUNCH_GIT_TOKEN"):

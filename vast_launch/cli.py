@@ -470,6 +470,8 @@ def logs(launch_id, tail, follow, via, identity):
     def go():
         with _ledger() as ledger:
             row = ledger.find(launch_id)
+        if row is not None and row["target"] == "slurm":
+            return _logs_of_slurm_jobs(row, tail, follow)
         if row is None or not row.get("instance_id"):
             raise UserError(f"no instance known for {launch_id!r} (see `vast-launch status`)")
         if row["state"] in ("destroyed", "aborted") or row["target"] == "local":
@@ -509,6 +511,24 @@ def logs(launch_id, tail, follow, via, identity):
         _logs_over_api(provider, iid, tail, follow)
 
     _run(go)
+
+
+def _logs_of_slurm_jobs(row, tail, follow) -> None:
+    """Each stage's sbatch output, last `tail` lines, in pipeline order."""
+    from .slurm import job_log
+
+    if follow:
+        raise UserError("--follow: not for SLURM launches (`tail -f` the files named below)")
+    jobs = (row.get("extra") or {}).get("jobs") or []
+    if not jobs:
+        raise UserError(f"launch {row['id']} submitted no jobs (see `vast-launch status {row['id']}`)")
+    for job in jobs:
+        path = job_log(job)
+        click.echo(f"== {job['stage']} (job {job['job_id']}): {path}")
+        if path.exists():
+            click.echo("\n".join(path.read_text(errors="replace").splitlines()[-tail:]))
+        else:
+            click.echo("(no output yet: the job has not started)")
 
 
 def _logs_over_ssh(row, ep, tail, follow, identity, gone) -> None:
@@ -575,6 +595,8 @@ def ssh(identity, launch_id, command):
 
         with _ledger() as ledger:
             row = ledger.find(launch_id)
+        if row is not None and row["target"] == "slurm":
+            raise UserError(f"{row['id']} ran on SLURM: no instance to SSH into (`vast-launch logs {row['id']}`)")
         if row is None or not row.get("instance_id"):
             raise UserError(f"no instance known for {launch_id!r} (see `vast-launch status`)")
         inst = _provider_for(row).show(row["instance_id"])

@@ -113,6 +113,9 @@ class Train(Strict):
     profile: str = Field("smoke", description="the profile used unless --profile names another ($VL_PROFILE)")
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="named settings for the trainer; --profile picks one")
+    profile_schema: Optional[str] = Field(
+        None, max_length=1024, description="a JSON Schema file (path from the repository root) that every profile must "
+        "match; `check` refuses unknown keys and bad values before anything is rented")
 
     @model_validator(mode="after")
     def _profile_exists(self) -> "Train":

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 from .config import LaunchConfig, SlurmStage, slurm_memory, slurm_walltime
 from .errors import UserError
+from .ledger import default_home, private_dir
 
 FINISHED_OK = {"COMPLETED"}
 FINISHED_BAD = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
@@ -91,7 +92,7 @@ def plan(cfg: LaunchConfig, repo_root: Path, pipeline: Optional[str], from_stage
         cpus = overrides.get("cpus") or res.cpus
         gpus = overrides["gpus"] if overrides.get("gpus") is not None else res.gpus
         partition = overrides.get("partition") or cfg.slurm.partition
-        stage_dir = repo_root / "runs" / "slurm" / name / stage
+        stage_dir = runs_root() / name / launch_id / stage
         script = render_script(
             job_name=f"{cfg.name}-{name}-{stage}", walltime=walltime, memory=memory, cpus=cpus, gpus=gpus,
             partition=partition, log_dir=stage_dir, workdir=repo_root, stage=stage, command=commands[stage],
@@ -135,6 +136,18 @@ def require(binary: str) -> str:
     return path
 
 
+def runs_root() -> Path:
+    """Scripts, logs and outputs of SLURM launches: the state dir, never the user's working tree (an
+    untracked runs/ there would fail the next launch's clean-tree check). It must be on a filesystem the
+    compute nodes share; $HOME usually is, else set VAST_LAUNCH_HOME."""
+    return default_home() / "slurm"
+
+
+def job_log(job: dict) -> Path:
+    """Where sbatch writes a ledger job's output (`#SBATCH --output` beside its script)."""
+    return Path(job["script"]).parent / f"slurm-{job['job_id']}.out"
+
+
 def submit(jobs: list[StageJob], echo: Callable[[str], None]) -> list[StageJob]:
     """Write and submit every script, each after the previous with afterok; all or nothing."""
     sbatch = require("sbatch")
@@ -142,7 +155,7 @@ def submit(jobs: list[StageJob], echo: Callable[[str], None]) -> list[StageJob]:
     done: list[StageJob] = []
     try:
         for job in jobs:
-            job.script_path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(job.script_path.parent)
             job.script_path.write_text(job.script)
             args = [sbatch, "--parsable"]
             if previous:
@@ -253,7 +266,7 @@ def launch(cfg: LaunchConfig, ledger, opts: SlurmOptions, echo: Callable[[str], 
         group, out_dir = earlier["wandb_group"], Path(earlier["extra"]["out_dir"])
     else:
         group = cfg.wandb.group or launch_id
-        out_dir = root / "runs" / "slurm" / pipeline / launch_id / "out"
+        out_dir = runs_root() / pipeline / launch_id / "out"
     overrides = {"walltime": opts.walltime, "memory": opts.memory, "cpus": opts.cpus, "gpus": opts.gpus,
                  "partition": opts.partition}
     extra_env = {"WANDB_MODE": opts.wandb_mode} if opts.wandb_mode else {}
@@ -283,7 +296,8 @@ def launch(cfg: LaunchConfig, ledger, opts: SlurmOptions, echo: Callable[[str], 
     extra["jobs"] = [{"stage": j.stage, "job_id": j.job_id, "script": str(j.script_path)} for j in jobs]
     ledger.event(launch_id, "queued", {"jobs": extra["jobs"]}, extra=extra)
     echo(f"launch {launch_id}: jobs {', '.join(j.job_id for j in jobs)}; W&B group {group}")
-    echo(f"logs in runs/slurm/{pipeline}/<stage>/slurm-<job id>.out; `vast-launch status {launch_id}`")
+    echo(f"logs in {runs_root() / pipeline / launch_id}/<stage>/slurm-<job id>.out; "
+         f"`vast-launch logs {launch_id}`, `vast-launch status {launch_id}`")
     return {"launch_id": launch_id, "state": "queued", "jobs": [j.as_dict() for j in jobs], "wandb_group": group}
 
 

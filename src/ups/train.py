@@ -53,6 +53,12 @@ def load_profile(config: str, profile: str | None, overrides: list[str]) -> tupl
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
+    from .profile import ProfileError, validate
+
+    try:
+        prof = validate(prof)
+    except ProfileError as exc:
+        raise SystemExit("\n".join(f"ups-train: profile {name}: {p}" for p in exc.problems))
     return cfg, name, prof
 
 
@@ -86,7 +92,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    want_cuda = prof.get("device", "cpu") == "cuda"
+    want_cuda = prof["device"] == "cuda"
     if want_cuda and not torch.cuda.is_available():
         print("[ups] WARNING: profile asks for cuda but no GPU is visible; running on CPU", file=sys.stderr)
         want_cuda = False
@@ -104,7 +110,7 @@ def main(argv=None) -> int:
     if want_cuda:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
-    torch.manual_seed(int(prof.get("data", {}).get("seed", 0)) + rank)
+    torch.manual_seed(prof["data"]["seed"] + rank)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -117,7 +123,7 @@ def main(argv=None) -> int:
     runners = {"operator": operator.run, "diffusion_residual": diffusion_residual.run,
                "consistency_distill": consistency_distill.run}
     t_start = time.time()
-    spec = DataSpec(**prof.get("data", {}))
+    spec = DataSpec(**prof["data"])
     data, cached = load_or_generate(spec, device=device if want_cuda else None)
     if rank == 0:
         print(f"[ups] data {spec.key()} ({'cache' if cached else 'generated'}): train {tuple(data['train'].shape)}, "

@@ -28,11 +28,11 @@ class StageEnv:
     summary: dict = field(default_factory=dict)
 
     def section(self, name: str) -> dict:
-        return dict(self.profile.get(name) or {})
+        return dict(self.profile[name])
 
     @property
     def amp(self) -> bool:
-        return bool(self.profile.get("amp")) and self.device.type == "cuda"
+        return self.profile["amp"] and self.device.type == "cuda"
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
@@ -58,7 +58,7 @@ def maybe_ddp(model: nn.Module, env: StageEnv) -> nn.Module:
 
 
 def maybe_compile(model: nn.Module, env: StageEnv) -> nn.Module:
-    if env.profile.get("compile") and env.device.type == "cuda":
+    if env.profile["compile"] and env.device.type == "cuda":
         return torch.compile(model)
     return model
 
@@ -70,7 +70,7 @@ def train_loop(stage: str, params, n_items: int, loss_fn: Callable[[torch.Tensor
     params = list(params)
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, iters) / iters)))
-    gen = torch.Generator().manual_seed(int(env.profile.get("data", {}).get("seed", 0)) * 1000 + env.rank + 17)
+    gen = torch.Generator().manual_seed(env.profile["data"]["seed"] * 1000 + env.rank + 17)
     per_rank = max(1, batch // env.world)
     losses, window = [], []
     t0 = time.time()

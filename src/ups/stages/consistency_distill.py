@@ -32,11 +32,11 @@ def run(env: StageEnv) -> dict:
     x, op_x, resid = diffusion_residual.residual_data(env, op)
     r = resid / tck["scale"]
     smin, smax = tck["sigma_min"], tck["sigma_max"]
-    sigmas = karras_sigmas(int(hp.get("teacher_steps", 12)), smin, smax, device=env.device)
+    sigmas = karras_sigmas(hp["teacher_steps"], smin, smax, device=env.device)
     student = ConsistencyModel(copy.deepcopy(teacher.net).requires_grad_(True), smin).to(env.device)
     target = copy.deepcopy(student).requires_grad_(False)
     model = maybe_ddp(student, env)
-    mu = float(hp.get("ema", 0.95))
+    mu = hp["ema"]
     gen = torch.Generator(device=env.device).manual_seed(4321 + env.rank)
 
     def loss_fn(idx):
@@ -58,9 +58,9 @@ def run(env: StageEnv) -> dict:
         for pt, ps in zip(target.parameters(), unwrap(model).parameters()):
             pt.mul_(mu).add_(ps.detach(), alpha=1 - mu)
 
-    losses = train_loop(STAGE, model.parameters(), len(x), loss_fn, env, int(hp.get("iters", 250)),
-                        int(hp.get("batch", 64)), float(hp.get("lr", 1e-3)), after_step=ema_update)
+    losses = train_loop(STAGE, model.parameters(), len(x), loss_fn, env, hp["iters"],
+                        hp["batch"], hp["lr"], after_step=ema_update)
     if env.rank == 0:
         save_checkpoint(env.stage_dir(STAGE) / "checkpoint.pt", model=target.net.state_dict(), hparams=hp,
-                        sigma_min=smin, sigma_max=smax, sigma_mid=float(hp.get("sigma_mid", 0.5)))
+                        sigma_min=smin, sigma_max=smax, sigma_mid=hp["sigma_mid"])
     return {"loss_first": losses[0], "loss_last": losses[-1]}

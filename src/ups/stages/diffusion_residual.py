@@ -13,7 +13,7 @@ P_MEAN, P_STD = -1.2, 1.2
 
 
 def build(hp: dict, modes: int) -> ResidualNet:
-    return ResidualNet(width=int(hp.get("width", 48)), modes=modes, layers=int(hp.get("layers", 4)))
+    return ResidualNet(width=hp["width"], modes=modes, layers=hp["layers"])
 
 
 @torch.no_grad()
@@ -36,7 +36,7 @@ def run(env: StageEnv) -> dict:
     x, op_x, resid = residual_data(env, op)
     scale = resid.std().item()
     r = resid / scale
-    modes = int(env.section("operator").get("modes", 16))
+    modes = env.section("operator")["modes"]
     net = build(hp, modes).to(env.device)
     den = maybe_ddp(EDMDenoiser(net), env)
     gen = torch.Generator(device=env.device).manual_seed(1234 + env.rank)
@@ -49,10 +49,10 @@ def run(env: StageEnv) -> dict:
         pred = den(noisy, sigma, x[idx], op_x[idx]).float()
         return torch.mean(weight[:, None] * (pred - r[idx]) ** 2)
 
-    losses = train_loop(STAGE, den.parameters(), len(x), loss_fn, env, int(hp.get("iters", 500)),
-                        int(hp.get("batch", 64)), float(hp.get("lr", 2e-3)))
+    losses = train_loop(STAGE, den.parameters(), len(x), loss_fn, env, hp["iters"],
+                        hp["batch"], hp["lr"])
     if env.rank == 0:
         save_checkpoint(env.stage_dir(STAGE) / "checkpoint.pt", model=unwrap(den).net.state_dict(), hparams=hp,
-                        modes=modes, scale=scale, sigma_min=float(hp.get("sigma_min", 0.002)),
-                        sigma_max=float(hp.get("sigma_max", 20.0)))
+                        modes=modes, scale=scale, sigma_min=hp["sigma_min"],
+                        sigma_max=hp["sigma_max"])
     return {"loss_first": losses[0], "loss_last": losses[-1], "residual_scale": scale}

@@ -37,14 +37,14 @@ def evaluate(env: StageEnv, which: tuple[str, ...]) -> dict:
     from . import consistency_distill, diffusion_residual, operator
 
     ev = env.section("eval")
-    traj = env.data["test"][: int(ev.get("n_test", 16))].to(env.device)
-    steps = int(ev.get("rollout_steps", 10))
+    traj = env.data["test"][: ev["n_test"]].to(env.device)
+    steps = ev["rollout_steps"]
     torch.manual_seed(0)
     op = operator.load(env)
     fns: dict[str, Callable] = {"operator": op}
     if {"refiner", "distilled_1step", "distilled_2step"} & set(which):
         den, dck = diffusion_residual.load(env)
-        n_steps = int(env.section("diffusion_residual").get("sampler_steps", 8))
+        n_steps = env.section("diffusion_residual")["sampler_steps"]
         fns["refiner"] = lambda u: (lambda o: o + dck["scale"] * heun_sample(
             den, u, o, n_steps, dck["sigma_min"], dck["sigma_max"]))(op(u))
     if {"distilled_1step", "distilled_2step"} & set(which):

@@ -11,7 +11,7 @@ STAGE = "operator"
 
 
 def build(hp: dict) -> OperatorNet:
-    return OperatorNet(width=int(hp.get("width", 32)), modes=int(hp.get("modes", 16)), layers=int(hp.get("layers", 4)))
+    return OperatorNet(width=hp["width"], modes=hp["modes"], layers=hp["layers"])
 
 
 def load(env: StageEnv) -> OperatorNet:
@@ -31,8 +31,8 @@ def run(env: StageEnv) -> dict:
         pred = net(x[idx])
         return torch.mean((pred.float() - y[idx]) ** 2) / torch.mean(y[idx] ** 2)
 
-    losses = train_loop(STAGE, net.parameters(), len(x), loss_fn, env, int(hp.get("iters", 300)),
-                        int(hp.get("batch", 64)), float(hp.get("lr", 3e-3)))
+    losses = train_loop(STAGE, net.parameters(), len(x), loss_fn, env, hp["iters"],
+                        hp["batch"], hp["lr"])
     if env.rank == 0:
         save_checkpoint(env.stage_dir(STAGE) / "checkpoint.pt", model=unwrap(model).state_dict(), hparams=hp)
     return {"loss_first": losses[0], "loss_last": losses[-1]}
