@@ -167,3 +167,36 @@ def test_check_asks_the_remote_not_the_stale_tracking_ref(repo_factory, cloud):
     assert "is not on remote 'origin'" in p.stderr, p.stderr
     launch = run_cli(["--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo, env=cloud_env(cloud))
     assert launch.returncode == 1 and not creates(cloud)
+
+
+def test_a_remote_that_fails_or_never_answers_stops_the_launch_in_one_line(repo_factory, cloud):
+    """`git ls-remote` failing, and a remote that accepts the connection and then says nothing: the check
+    names the cause, nothing is rented, and no git process is left behind."""
+    import socket
+    import threading
+
+    repo = repo_factory(stage_config(ECHO_STAGES))
+    git(repo, "remote", "set-url", "origin", str(repo.parent / "no-such-remote.git"))
+    p = run_cli(["check", "--config", "configs/test.yaml", "--target", "local"], cwd=repo)
+    failures = [line for line in p.stderr.splitlines() if "cannot ask remote 'origin'" in line]
+    assert p.returncode == 1 and len(failures) == 1 and "does not appear to be a git repository" in failures[0], p.stderr
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held = []
+    threading.Thread(target=lambda: [held.append(silent.accept()) for _ in range(8)], daemon=True).start()
+    git(repo, "remote", "set-url", "origin", f"git://127.0.0.1:{silent.getsockname()[1]}/repo.git")
+    try:
+        launch = run_cli(["--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo,
+                         env={**cloud_env(cloud), "VAST_LAUNCH_GIT_TIMEOUT": "2"})
+        assert launch.returncode == 1 and "the remote did not answer within 2 s (VAST_LAUNCH_GIT_TIMEOUT)" in launch.stderr
+        assert held, "git never connected: the timeout was not what stopped it"
+        assert not creates(cloud)
+        bad = run_cli(["check", "--config", "configs/test.yaml", "--target", "local"], cwd=repo,
+                      env={"VAST_LAUNCH_GIT_TIMEOUT": "soon"})
+        assert bad.returncode == 1 and "VAST_LAUNCH_GIT_TIMEOUT='soon': expected seconds" in bad.stderr
+    finally:
+        for conn, _ in held:
+            conn.close()
+        silent.close()

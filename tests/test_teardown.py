@@ -206,3 +206,63 @@ def test_instance_stuck_loading_is_destroyed_and_next_offer_tried(repo_factory, 
     assert all(i.status == "destroyed" and i.destroyed_by == "account" for i in insts)
     (row,) = status(repo)
     assert row["state"] == "failed"
+
+
+def test_the_launcher_destroys_an_instance_that_exited_under_it(repo_factory, cloud):
+    """The container stopped from outside (a host fault) with the in-container layers off: the follower must
+    not wait for a result that never comes, nor leave the exited instance billing storage."""
+    from test_lifecycle import read_until, start_cli
+
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}]))
+    proc = start_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow",
+                      "--env", "VL_WATCHDOG=0", "--env", "VL_TRAP=0"], repo, cloud_env(cloud))
+    read_until(proc, "stage 1/1")
+    inst = only_instance(cloud)
+    cloud.cloud.mark_exited(inst.id)
+    out, _ = proc.communicate(timeout=600)
+    assert f"instance {inst.id} is exited without tearing down: destroying it" in out, out
+    assert proc.returncode != 0
+    assert inst.status == "destroyed" and inst.destroyed_by == "account"
+    (row,) = status(repo)
+    assert row["state"] == "destroyed" and row["end_reason"] == "instance exited; destroyed by the launcher", row
+    assert no_live_processes(cloud)
+
+
+def test_reaper_destroys_instances_stuck_loading_or_exited_after_their_launcher_died(cloud, tmp_path):
+    """What a SIGKILLed launcher leaves: ledger rows still open, one instance that never finished loading and
+    one whose container exited. The reaper's loading and stuck rules end both, and close their rows."""
+    from vast_launch.ledger import Ledger
+    from vast_launch.vast import VastProvider
+
+    vp = VastProvider(cloud.api_key, cloud.url)
+    cloud.cloud.faults.update({"loading_forever": True})
+    stuck = vp.create(1001, {"image": "x", "disk": 10, "label": "vast-launch:t-stuck", "onstart": "sleep 600"}).instance_id
+    cloud.cloud.faults.update({"loading_forever": False})
+    exited = vp.create(1001, {"image": "x", "disk": 10, "label": "vast-launch:t-exited", "onstart": "sleep 600"}).instance_id
+    assert wait_for(lambda: cloud.cloud.instances[exited].status == "running", 30)
+    cloud.cloud.mark_exited(exited)
+    with Ledger() as ledger:
+        for launch_id, iid, state in (("t-stuck", stuck, "loading"), ("t-exited", exited, "running")):
+            ledger.create(launch_id, state, target="vast", instance_id=iid, provider_url=cloud.url, name="t",
+                          deadline=time.time() + 3600,
+                          extra={"launcher_pid": 1, "launcher_host": "gone", "launcher_started": 0})
+    args = ["reap", "--json", "--loading-minutes", "0.01", "--stuck-minutes", "0.01"]
+
+    def planned() -> dict:  # the limits are 0.6 s: ask until both have been in their state that long
+        p = run_cli([*args, "--dry-run"], cwd=tmp_path, env=cloud_env(cloud))
+        return {v["launch_id"]: v["reason"] for v in json.loads(p.stdout or "[]")}
+
+    assert wait_for(lambda: len(planned()) == 2, 120)
+    assert cloud.cloud.instances[stuck].status == "loading"  # a dry run destroys nothing
+    p = run_cli([*args, "--yes"], cwd=tmp_path, env=cloud_env(cloud))
+    assert p.returncode == 2, p.stderr
+    verdicts = {v["launch_id"]: v for v in json.loads(p.stdout)}
+    assert verdicts["t-stuck"]["reason"] == "stuck in loading for more than 0.01 min", verdicts
+    assert verdicts["t-exited"]["reason"] == "exited for more than 0.01 min (it never runs again)", verdicts
+    assert all(v["destroyed"] for v in verdicts.values())
+    assert {cloud.cloud.instances[i].status for i in (stuck, exited)} == {"destroyed"}
+    with Ledger() as ledger:
+        for launch_id in ("t-stuck", "t-exited"):
+            row = ledger.get(launch_id)
+            assert row["state"] == "destroyed" and row["end_reason"].startswith("reaped: "), row
+    assert no_live_processes(cloud)

@@ -41,15 +41,33 @@ def repo_root(path: str | Path = ".") -> Path:
         raise UserError(f"{Path(path).resolve()}: not inside a git repository (the instance clones your commit)")
 
 
+def git_cause(stderr: Optional[str]) -> str:
+    """git's first `fatal:`/`error:` line: its last line is often advice ("and the repository exists.")."""
+    lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
+    first = next((line for line in lines if line.startswith(("fatal:", "error:"))), lines[-1] if lines else None)
+    return first or "git ls-remote failed"
+
+
+def remote_timeout() -> float:
+    """Seconds `git ls-remote` may take: $VAST_LAUNCH_GIT_TIMEOUT, default 60 (a slow forge over a VPN)."""
+    try:
+        value = float(os.environ.get("VAST_LAUNCH_GIT_TIMEOUT") or 60)
+    except ValueError:
+        raise UserError(f"VAST_LAUNCH_GIT_TIMEOUT={os.environ['VAST_LAUNCH_GIT_TIMEOUT']!r}: expected seconds")
+    if not 0 < value <= 3600:
+        raise UserError(f"VAST_LAUNCH_GIT_TIMEOUT={value:g}: expected more than 0 and at most 3600 seconds")
+    return value
+
+
 def commit_on_remote(root: Path, remote: str, sha: str) -> tuple[bool, Optional[str]]:
     """Ask the remote itself whether `sha` is reachable from one of its refs."""
+    limit = remote_timeout()
     try:
-        listing = git(["ls-remote", remote], cwd=root, timeout=60)
+        listing = git(["ls-remote", remote], cwd=root, timeout=limit)
     except subprocess.CalledProcessError as exc:
-        lines = (exc.stderr or "").strip().splitlines()
-        return False, lines[-1] if lines else "git ls-remote failed"
+        return False, git_cause(exc.stderr)
     except subprocess.TimeoutExpired:
-        return False, "the remote did not answer within 60 s"
+        return False, f"the remote did not answer within {limit:g} s (VAST_LAUNCH_GIT_TIMEOUT)"
     remote_shas = {line.split()[0] for line in listing.splitlines() if line.strip()}
     if sha in remote_shas:
         return True, None
