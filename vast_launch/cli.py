@@ -46,6 +46,9 @@ class DefaultToLaunch(click.Group):
 
     def main(self, *args, **kwargs):
         """Usage errors as one line too (click's own form is a usage block and three lines)."""
+        from .ledger import keep_new_files_private
+
+        keep_new_files_private()
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(*args, **kwargs)

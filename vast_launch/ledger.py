@@ -80,6 +80,24 @@ def default_home() -> Path:
     return Path(user_state_dir("vast-launch"))
 
 
+_USER_UMASK: Optional[int] = None
+
+
+def keep_new_files_private() -> None:
+    """From here on every file this process and its children create (reports, run outputs, the local cloud's
+    instances and clones, W&B files) is owner-only from creation: the umask gains 077."""
+    global _USER_UMASK
+    old = os.umask(0o077)
+    if _USER_UMASK is None:
+        _USER_UMASK = old
+    os.umask(old | 0o077)
+
+
+def user_file_mode() -> int:
+    """The mode a file meant for the user's own tree gets under the user's umask (not ours)."""
+    return 0o666 & ~(_USER_UMASK if _USER_UMASK is not None else 0o022)
+
+
 def private_dir(path: Path) -> Path:
     """A state directory only its owner can read: it and every ancestor it creates are made 0700 (mkdir's
     parents=True would give the ancestors the umask's mode), never chmodded open."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from . import gitcheck
 from .checks import wandb_key_present
 from .config import parse_config
 from .errors import UserError
+from .ledger import user_file_mode
 
 ENTRY_POINTS = ("train.py", "main.py", "scripts/train.py", "src/train.py")
 
@@ -94,4 +96,5 @@ def write_starter(cwd: Path, out: Path, force: bool) -> Path:
         raise UserError(f"init needs a git repository: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
+    os.chmod(out, user_file_mode())  # committed to the user's repo: their mode, not the state dir's
     return out
