@@ -190,3 +190,50 @@ def test_each_stage_depends_afterok_on_the_previous_as_slurm_records_it(repo_fac
         assert all(s["state"] == "COMPLETED" for s in states.values()), states
     finally:
         subprocess.run(["scancel", *ids], capture_output=True)
+
+
+def forgotten_jobs(root: Path, lasts: list) -> list[dict]:
+    """Ledger job entries for ids this cluster never ran (scontrol: "Invalid job id specified", and there is
+    no accounting for sacct): the world after MinJobAge has passed. Each gets the log its script would write."""
+    jobs = []
+    for i, (stage, last) in enumerate(zip(STAGES, lasts)):
+        d = root / stage
+        d.mkdir(parents=True)
+        jid = str(990000 + i)
+        if last is not None:
+            lines = [f"[vast-launch] slurm job {jid} stage {stage}: start at=1.0 on node", "training"]
+            lines += [f"[vast-launch] slurm job {jid} stage {stage}: {last} at=2.0"] if last else []
+            (d / f"slurm-{jid}.out").write_text("\n".join(lines) + "\n")
+        jobs.append({"stage": stage, "job_id": jid, "script": str(d / "job.sbatch")})
+    return jobs
+
+
+def test_jobs_slurm_forgot_are_read_from_their_logs_and_a_dead_controller_ends_nothing(slurm_env, tmp_path):
+    from slurm_cluster import free_port
+
+    cases = {"t-20261124-090000-aaaa": (["exit 0", "exit 7", None], "failed", ["COMPLETED", "FAILED", "ENDED"]),
+             "t-20261124-090000-bbbb": (["exit 0", "exit 0", "exit 0"], "completed", ["COMPLETED"] * 3),
+             "t-20261124-090000-cccc": (["exit 0", "", None], "failed", ["COMPLETED", "ENDED", "ENDED"])}
+    with Ledger() as ledger:
+        for launch_id, (lasts, _, _) in cases.items():
+            ledger.create(launch_id, "queued", target="slurm", name="t",
+                          extra={"pipeline": "smoke", "jobs": forgotten_jobs(tmp_path / launch_id, lasts)})
+    for launch_id, (_, state, stages) in cases.items():
+        st = json.loads(run_cli(["status", launch_id, "--json"], cwd=tmp_path).stdout)
+        assert st["state"] == state and [s["state"] for s in st["stages"]] == stages, st
+    assert json.loads(run_cli(["status", "t-20261124-090000-aaaa", "--json"], cwd=tmp_path).stdout)["end_reason"] \
+        == "failed in stage diffusion_residual (FAILED, exit 7:0)"
+    assert "killed" in json.loads(run_cli(["status", "t-20261124-090000-cccc", "--json"], cwd=tmp_path).stdout
+                                  )["stages"][1]["reason"]
+
+    # The controller does not answer: nothing is concluded about the jobs, the launch stays open.
+    dead = tmp_path / "dead.conf"
+    dead.write_text(re.sub(r"^SlurmctldPort=\d+", f"SlurmctldPort={free_port()}",
+                           Path(slurm_env["SLURM_CONF"]).read_text(), flags=re.M))
+    with Ledger() as ledger:
+        ledger.create("t-20261124-090000-dddd", "queued", target="slurm", name="t",
+                      extra={"pipeline": "smoke", "jobs": forgotten_jobs(tmp_path / "dddd", ["exit 0", None, None])})
+    p = run_cli(["status", "t-20261124-090000-dddd", "--json"], cwd=tmp_path, env={"SLURM_CONF": str(dead)})
+    st = json.loads(p.stdout)
+    assert st["state"] == "queued" and st["end_reason"] is None, st
+    assert all(s["state"] == "UNKNOWN" and s["reason"].startswith("scontrol: ") for s in st["stages"]), st

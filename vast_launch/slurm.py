@@ -21,7 +21,8 @@ from .errors import UserError
 from .ledger import default_home, private_dir
 
 FINISHED_OK = {"COMPLETED"}
-FINISHED_BAD = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+FINISHED_BAD = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+                "ENDED"}  # ENDED: forgotten by SLURM with no exit line in its log
 
 
 def checked_overrides(overrides: dict) -> dict:
@@ -179,6 +180,9 @@ def cancel(job_ids: list[str]) -> None:
         subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
 
 
+FORGOTTEN = "not known to scontrol or sacct any more"
+
+
 def job_states(job_ids: list[str]) -> dict[str, dict]:
     """State, reason and exit code of each job: squeue/scontrol, else sacct (when accounting exists)."""
     out: dict[str, dict] = {}
@@ -191,7 +195,26 @@ def job_states(job_ids: list[str]) -> dict[str, dict]:
                         "exit_code": kv.get("ExitCode", "")}
             continue
         out[jid] = _sacct(jid)
+        if p is not None and "Invalid job id" not in p.stderr and out[jid]["reason"] == FORGOTTEN:
+            # The controller did not answer (down, or unreachable): that says nothing about the job.
+            out[jid]["reason"] = f"scontrol: {(p.stderr.strip().splitlines() or ['no answer'])[-1]}"
     return out
+
+
+def _from_log(job: dict, state: dict) -> dict:
+    """A job SLURM has forgotten (MinJobAge passed, no accounting) has ended: its log's last line, which
+    the script writes, says how. No exit line: it was killed or never ran."""
+    if state["state"] != "UNKNOWN" or state["reason"] != FORGOTTEN:
+        return state
+    log = job_log(job)
+    text = log.read_text(errors="replace") if log.exists() else ""
+    m = re.search(r"\] slurm job \S+ stage \S+: exit (\d+) at=", text)
+    if m:
+        code = int(m.group(1))
+        return {"state": "COMPLETED" if code == 0 else "FAILED", "reason": "read from its log (SLURM forgot the job)",
+                "exit_code": f"{code}:0"}
+    why = "started, no exit line: killed" if "start at=" in text else "no log: it never ran"
+    return {"state": "ENDED", "reason": f"SLURM forgot the job; {why}", "exit_code": ""}
 
 
 def _sacct(jid: str) -> dict:
@@ -202,7 +225,7 @@ def _sacct(jid: str) -> dict:
         if line:
             state, _, code = line.partition("|")
             return {"state": state.split()[0], "reason": "", "exit_code": code}
-    return {"state": "UNKNOWN", "reason": "not known to scontrol or sacct any more", "exit_code": ""}
+    return {"state": "UNKNOWN", "reason": FORGOTTEN, "exit_code": ""}
 
 
 def summarize(stage_states: list[tuple[str, dict]]) -> tuple[str, Optional[str]]:
@@ -314,7 +337,7 @@ def refresh(ledger, row: dict) -> list[dict]:
     """Each stage's job state; the ledger row follows (completed / failed once every job has ended)."""
     jobs = (row.get("extra") or {}).get("jobs") or []
     states = job_states([j["job_id"] for j in jobs]) if jobs else {}
-    per_stage = [(j["stage"], states.get(j["job_id"], {"state": "UNKNOWN", "reason": "", "exit_code": ""}))
+    per_stage = [(j["stage"], _from_log(j, states.get(j["job_id"], {"state": "UNKNOWN", "reason": "", "exit_code": ""})))
                  for j in jobs]
     if jobs and row["state"] not in ("completed", "failed", "cancelled"):
         state, reason = summarize(per_stage)
