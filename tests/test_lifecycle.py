@@ -260,3 +260,43 @@ def test_ctrl_c_on_a_terminal_asks_and_detaching_leaves_the_teardown_armed(repo_
     next(inst.workdir.glob("vl-*")).joinpath("go").touch()  # the stage ends: the trap still tears down
     assert wait_for(lambda: inst.status == "destroyed", 60)
     assert inst.destroyed_by == "instance"
+
+
+def test_down_of_an_instance_already_gone_or_whose_destroy_is_lost(repo_factory, cloud):
+    """`down` says what happened: an instance destroyed behind our back is 'already gone' (and the row
+    follows); a destroy the cloud acknowledged but did not carry out is NOT destroyed, and the row stays open."""
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}]))
+    for _ in range(2):
+        assert run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo,
+                       env=cloud_env(cloud)).returncode == 0
+    rows = {r["instance_id"]: r for r in status_rows(repo, cloud_env(cloud))}
+    ids = sorted(rows)
+    gone, lost = cloud.cloud.instances[ids[0]], cloud.cloud.instances[ids[1]]
+    cloud.cloud.destroy(gone.id, by="console")  # destroyed in the web console
+    p = run_cli(["down", rows[gone.id]["launch_id"]], cwd=repo, env=cloud_env(cloud))
+    assert p.returncode == 0 and f"instance {gone.id} was already gone" in p.stdout, p.stdout + p.stderr
+
+    cloud.cloud.faults.update({"destroy_ignored": 1})
+    p = run_cli(["down", rows[lost.id]["launch_id"], "--yes"], cwd=repo, env=cloud_env(cloud))
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1, p.stderr
+    assert f"instance {lost.id} was NOT destroyed: instance {lost.id} still exists 30 s after destroy" in lines[0]
+    assert lost.status == "running"
+    after = {r["instance_id"]: r["state"] for r in status_rows(repo, cloud_env(cloud))}
+    assert after == {gone.id: "destroyed", lost.id: "running"}, after
+    assert run_cli(["down", rows[lost.id]["launch_id"], "--yes"], cwd=repo, env=cloud_env(cloud)).returncode == 0
+    assert lost.status == "destroyed"
+
+
+def test_ctrl_c_while_the_instance_loads_destroys_it(repo_factory, cloud):
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}], lifecycle={"loading_timeout_minutes": 30}))
+    cloud.cloud.faults.update({"loading_forever": True})  # the image pull that takes forever
+    proc = start_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"], repo, cloud_env(cloud))
+    read_until(proc, "is loading")
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == EXIT_INTERRUPTED, out[-3000:]
+    (inst,) = cloud.cloud.instances.values()
+    assert inst.status == "destroyed" and f"interrupted: destroying instance {inst.id}" in out, out[-3000:]
+    (row,) = status_rows(repo, cloud_env(cloud))
+    assert row["state"] == "aborted" and row["end_reason"] == "interrupted before an instance was running", row

@@ -17,6 +17,8 @@ class Faults:
     # destroy requests that fail, and with which status
     destroy_failures: int = 0
     destroy_failure_status: int = 500
+    # destroy requests that answer success but leave the instance as it was (a destroy that is lost)
+    destroy_ignored: int = 0
     # instances created from now on never leave `loading`
     loading_forever: bool = False
     # instances created from now on get an image without the vastai CLI on PATH
@@ -48,7 +50,7 @@ class Faults:
                     self.rate_limit.update({str(k): int(v) for k, v in value.items()})
                 elif key == "vanish_on_create":
                     self.vanish_on_create.update(int(v) for v in value)
-                elif key in ("create_error_but_creates", "destroy_failures", "destroy_failure_status"):
+                elif key in ("create_error_but_creates", "destroy_failures", "destroy_failure_status", "destroy_ignored"):
                     setattr(self, key, int(value))
                 elif key in ("loading_forever", "no_vastai_cli", "no_git"):
                     setattr(self, key, bool(value))

@@ -310,6 +310,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(status, {"success": False, "error": "internal_error", "msg": "destroy failed"})
             return
+        if cloud.faults.take("destroy_ignored"):
+            self._send(200, {"success": True})
+            return
         cloud.destroy(inst.id, by="instance" if who.startswith("instance:") else "account",
                       answer=lambda: (self._send(200, {"success": True}), self.wfile.flush()))
 
