@@ -74,8 +74,7 @@ class Eval(_Section):
 
 
 class Profile(_Section):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True,
-                              json_schema_extra={"title": "ups training profile"})
+    model_config = ConfigDict(json_schema_extra={"title": "ups training profile"})  # merged with _Section's
     device: Literal["cpu", "cuda"] = Field("cpu", description="cuda: fail if no GPU is visible")
     amp: bool = Field(False, description="bf16 autocast on CUDA")
     compile: bool = Field(False, description="torch.compile on CUDA")
@@ -109,8 +108,9 @@ def problems_of(exc: ValidationError) -> list[str]:
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(err["loc"]), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(_known_keys(err['loc']))})"
+            known = _known_keys(err["loc"])
+            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(known)})"
             out.append(f"{where}: unknown key{hint}")
         else:
             out.append(f"{where}: {err['msg']} (got {err['input']!r})")
