@@ -42,16 +42,17 @@ def main() -> None:
     median_seconds([vastai, "--help"], 2, env, ROOT)
     base = median_seconds([vastai, "--help"], a.runs, env, ROOT)
     python = median_seconds([sys.executable, "-c", "pass"], a.runs, env, ROOT)
-    rows = [("vast-launch --help", [vl, "--help"]), ("vast-launch status", [vl, "status"]),
-            ("vast-launch check --config configs/burgers.yaml", [vl, "check", "--config", "configs/burgers.yaml"])]
-    print(f"median of {a.runs} runs each; baseline `vastai --help` {base * 1e3:7.1f} ms "
-          f"(bare `python -c pass` {python * 1e3:.1f} ms)")
+    rows = [
+        ("vast-launch --help", [vl, "--help"]),
+        ("vast-launch status", [vl, "status"]),
+        ("vast-launch check --config configs/burgers.yaml", [vl, "check", "--config", "configs/burgers.yaml"]),
+    ]
+    print(f"median of {a.runs} runs each; baseline `vastai --help` {base * 1e3:7.1f} ms (bare `python -c pass` {python * 1e3:.1f} ms)")
     for name, cmd in rows:
         t = median_seconds(cmd, a.runs, env, ROOT)
         print(f"{name:<48} {t * 1e3:7.1f} ms  {t / base:5.2f}x of vastai --help")
     t = median_seconds([vl, "--help"], a.runs, env, ROOT)
-    print(f"target `vast-launch --help` <= 0.5x vastai --help: {'met' if t <= 0.5 * base else 'NOT met'} "
-          f"({t / base:.2f}x)")
+    print(f"target `vast-launch --help` <= 0.5x vastai --help: {'met' if t <= 0.5 * base else 'NOT met'} ({t / base:.2f}x)")
 
 
 if __name__ == "__main__":

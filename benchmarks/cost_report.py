@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from vast_launch.cost import build_report, estimate
+from vast_launch.billing import estimate
+from vast_launch.reports.cost import build_report
 
 GPUS = [("RTX 4090", 0.35), ("A100 SXM4", 1.10), ("H100 SXM", 2.20), ("L40S", 0.80)]
 STAGES = ["operator", "diffusion_residual", "consistency_distill"]
@@ -36,10 +37,11 @@ def generate_ledger(ledger, n: int, seed: int = 0, now: float | None = None, act
         num_gpus = rng.choice([1, 1, 1, 2, 4, 8])
         dph_base *= num_gpus
         storage_dph = rng.uniform(0.005, 0.05)
-        ev = [(t, "searching", None),
-              (t + 2, "creating", json.dumps({"offer_id": 1000 + i, "dph_base": dph_base,
-                                              "storage_dph": storage_dph})),
-              (t + 3, "created", json.dumps({"instance_id": 100000 + i}))]
+        ev = [
+            (t, "searching", None),
+            (t + 2, "creating", json.dumps({"offer_id": 1000 + i, "dph_base": dph_base, "storage_dph": storage_dph})),
+            (t + 3, "created", json.dumps({"instance_id": 100000 + i})),
+        ]
         t += 3 + rng.uniform(20, 300)
         ev.append((t, "running", None))
         for name in STAGES:
@@ -54,27 +56,59 @@ def generate_ledger(ledger, n: int, seed: int = 0, now: float | None = None, act
         if not is_active:
             t += rng.uniform(5, 60)
             ev += [(t, "destroying", None), (t + 1, "gone", None), (t + 1, "destroyed", "completed")]
-        row = {"id": lid, "created_at": ev[0][0], "updated_at": t, "name": "burgers", "target": "vast",
-               "gpu_name": gpu, "num_gpus": num_gpus, "dph_total": dph_base + storage_dph, "dph_base": dph_base,
-               "storage_dph": storage_dph, "instance_id": 100000 + i, "wandb_project": "ups-burgers",
-               "wandb_group": f"sweep-{i // 50:04d}" if rng.random() < 0.5 else lid,
-               "state": "running" if is_active else "destroyed", "ended_at": None if is_active else t + 1,
-               "end_reason": None if is_active else "completed"}
+        row = {
+            "id": lid,
+            "created_at": ev[0][0],
+            "updated_at": t,
+            "name": "burgers",
+            "target": "vast",
+            "gpu_name": gpu,
+            "num_gpus": num_gpus,
+            "dph_total": dph_base + storage_dph,
+            "dph_base": dph_base,
+            "storage_dph": storage_dph,
+            "instance_id": 100000 + i,
+            "wandb_project": "ups-burgers",
+            "wandb_group": f"sweep-{i // 50:04d}" if rng.random() < 0.5 else lid,
+            "state": "running" if is_active else "destroyed",
+            "ended_at": None if is_active else t + 1,
+            "end_reason": None if is_active else "completed",
+        }
         if not is_active:
             est = estimate(row, [{"t": a, "state": s, "detail": d} for a, s, d in ev])
-            row.update(gpu_seconds=est["gpu_seconds"], storage_seconds=est["storage_seconds"],
-                       cost_usd=est["cost_usd"])
+            row.update(gpu_seconds=est["gpu_seconds"], storage_seconds=est["storage_seconds"], cost_usd=est["cost_usd"])
             if rng.random() < 0.9:
                 row["billed_usd"] = est["cost_usd"] * rng.uniform(0.99, 1.01)
         launches.append(row)
         events += [(lid, a, s, d) for a, s, d in ev]
-    cols = ["id", "created_at", "updated_at", "name", "target", "gpu_name", "num_gpus", "dph_total", "dph_base",
-            "storage_dph", "instance_id", "wandb_project", "wandb_group", "state", "ended_at", "end_reason",
-            "gpu_seconds", "storage_seconds", "cost_usd", "billed_usd"]
+    cols = [
+        "id",
+        "created_at",
+        "updated_at",
+        "name",
+        "target",
+        "gpu_name",
+        "num_gpus",
+        "dph_total",
+        "dph_base",
+        "storage_dph",
+        "instance_id",
+        "wandb_project",
+        "wandb_group",
+        "state",
+        "ended_at",
+        "end_reason",
+        "gpu_seconds",
+        "storage_seconds",
+        "cost_usd",
+        "billed_usd",
+    ]
     launches.sort(key=lambda r: r["created_at"])  # a real ledger grows in creation order
     with ledger.transaction():
-        ledger.db.executemany(f"INSERT INTO launches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                              [tuple(r.get(c) for c in cols) for r in launches])
+        ledger.db.executemany(
+            f"INSERT INTO launches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [tuple(r.get(c) for c in cols) for r in launches],
+        )
         ledger.db.executemany("INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, ?, ?)", events)
         ledger.db.executemany("INSERT INTO stages (launch_id, name, start, end, rc) VALUES (?, ?, ?, ?, ?)", stages)
 

@@ -51,13 +51,22 @@ class Soak:
         self.work = work
         self.home = work / "home"
         self.root = work / "cloud"
-        self.env = {**os.environ, "VAST_LAUNCH_HOME": str(self.home), "VASTAI_NO_UPDATE_CHECK": "1",
-                    "XDG_CONFIG_HOME": str(work / "xdg"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        self.env = {
+            **os.environ,
+            "VAST_LAUNCH_HOME": str(self.home),
+            "VASTAI_NO_UPDATE_CHECK": "1",
+            "XDG_CONFIG_HOME": str(work / "xdg"),
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        }
         for var in ("WANDB_API_KEY", "VAST_API_KEY", "VAST_URL"):
             self.env.pop(var, None)
         self.server = subprocess.Popen(
             [str(BIN / "vast-launch"), "local-cloud", "serve", "--root", str(self.root), "--price", "3.6"],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         first = self.server.stdout.readline()
         self.url = first.split()[-1]
         self.key = (self.home / "localcloud_api_key").read_text().strip()
@@ -68,15 +77,22 @@ class Soak:
         repo, remote = self.work / "repo", self.work / "remote.git"
         subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
         repo.mkdir()
-        for args in (["init", "-q", "-b", "main"], ["config", "user.email", "soak@localhost"],
-                     ["config", "user.name", "soak"], ["remote", "add", "origin", str(remote)]):
+        for args in (
+            ["init", "-q", "-b", "main"],
+            ["config", "user.email", "soak@localhost"],
+            ["config", "user.name", "soak"],
+            ["remote", "add", "origin", str(remote)],
+        ):
             subprocess.run(["git", *args], cwd=repo, check=True)
         return repo
 
     def control(self, method: str, path: str, body: Optional[dict] = None) -> dict:
-        req = urllib.request.Request(self.url + path, method=method, data=json.dumps(body or {}).encode(),
-                                     headers={"Authorization": f"Bearer {self.key}",
-                                              "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=json.dumps(body or {}).encode(),
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.load(r)
 
@@ -84,20 +100,25 @@ class Soak:
         return self.control("GET", "/_local/instances")["instances"]
 
     def commit(self, case: Case, i: int) -> None:
-        cfg = {"name": f"soak-{case.name}", "resources": {"gpu_names": [], "max_dph": 10, "min_reliability": 0.9},
-               "lifecycle": {"max_hours": 1, "loading_timeout_minutes": 1, **case.lifecycle},
-               "code": {"setup": "true"}, "wandb": {"mode": "offline"}, "stages": case.stages}
+        cfg = {
+            "name": f"soak-{case.name}",
+            "resources": {"gpu_names": [], "max_dph": 10, "min_reliability": 0.9},
+            "lifecycle": {"max_hours": 1, "loading_timeout_minutes": 1, **case.lifecycle},
+            "code": {"setup": "true"},
+            "wandb": {"mode": "offline"},
+            "stages": case.stages,
+        }
         (self.repo / "soak.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         subprocess.run(["git", "add", "-A"], cwd=self.repo, check=True)
-        subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", f"soak {i} {case.name}"], cwd=self.repo,
-                       check=True)
+        subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", f"soak {i} {case.name}"], cwd=self.repo, check=True)
         subprocess.run(["git", "push", "-q", "origin", "main"], cwd=self.repo, check=True)
 
     def launch(self, case: Case) -> tuple[int, str]:
         args = [str(BIN / "vast-launch"), "--config", "soak.yaml", *case.args]
         args += ["--local"] if case.local else ["--auto-shutdown", "--yes", "--follow", "--poll-seconds", "0.25"]
-        proc = subprocess.Popen(args, cwd=self.repo, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            args, cwd=self.repo, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+        )
         out = []
         deadline = time.time() + 300
         acted = case.during is None
@@ -134,8 +155,14 @@ class Soak:
         return found
 
     def status(self) -> list[dict]:
-        p = subprocess.run([str(BIN / "vast-launch"), "status", "--json", "--all"], cwd=self.repo, env=self.env,
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [str(BIN / "vast-launch"), "status", "--json", "--all"],
+            cwd=self.repo,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else []
 
     def close(self) -> None:
@@ -176,22 +203,25 @@ CASES = [
     Case("clean", [{"name": "a", "command": "echo a"}, {"name": "b", "command": "echo b"}], 0),
     Case("failed-stage", [{"name": "a", "command": "echo a"}, {"name": "b", "command": "exit 7"}], 7),
     Case("hang-past-deadline", SLEEP, EXIT_WATCHDOG, lifecycle={"max_hours": 5 / 3600}),
-    Case("429-bursts", [{"name": "a", "command": "echo a"}], 0,
-         faults={"rate_limit": {"/api/v0/instances/": 3, "/api/v0/bundles": 2}}),
-    Case("5xx-on-destroy", [{"name": "a", "command": "echo a"}], 0,
-         faults={"destroy_failures": 3, "destroy_failure_status": 503}),
+    Case(
+        "429-bursts", [{"name": "a", "command": "echo a"}], 0, faults={"rate_limit": {"/api/v0/instances/": 3, "/api/v0/bundles": 2}}
+    ),
+    Case("5xx-on-destroy", [{"name": "a", "command": "echo a"}], 0, faults={"destroy_failures": 3, "destroy_failure_status": 503}),
     Case("vanished-offer", [{"name": "a", "command": "echo a"}], 0, faults={"vanish_on_create": [1001]}),
     Case("create-error-creates", [{"name": "a", "command": "echo a"}], 0, faults={"create_error_but_creates": 1}),
-    Case("container-restart", [{"name": "a", "command": '[ -f "$VL_W/r" ] && exit 0; touch "$VL_W/r"; sleep 600'}],
-         0, during=restart),
+    Case("container-restart", [{"name": "a", "command": '[ -f "$VL_W/r" ] && exit 0; touch "$VL_W/r"; sleep 600'}], 0, during=restart),
     Case("launcher-sigkill", [{"name": "a", "command": "sleep 2"}], -9, during=sigkill_then_settle),
     Case("launcher-sigint", SLEEP, EXIT_INTERRUPTED, during=send(signal.SIGINT), expect_state="aborted"),
     Case("launcher-sigterm", SLEEP, EXIT_INTERRUPTED, during=send(signal.SIGTERM), expect_state="aborted"),
     Case("launcher-sighup", SLEEP, EXIT_INTERRUPTED, during=send(signal.SIGHUP), expect_state="aborted"),
     Case("instance-group-sigterm", SLEEP, 143, during=group_sigterm),
     Case("trap-shell-sigkill", SLEEP, EXIT_WATCHDOG, lifecycle={"max_hours": 6 / 3600}, during=kill_trap_shell),
-    Case("image-without-vastai", [{"name": "a", "command": "echo a"}], 0,
-         faults={"no_vastai_cli": True, "destroy_failures": 1, "destroy_failure_status": 429}),
+    Case(
+        "image-without-vastai",
+        [{"name": "a", "command": "echo a"}],
+        0,
+        faults={"no_vastai_cli": True, "destroy_failures": 1, "destroy_failure_status": 429},
+    ),
     Case("local-twice-1", [{"name": "a", "command": "exit 5"}], 5, local=True),
     Case("local-twice-2", [{"name": "a", "command": "echo a"}], 0, local=True),
 ]
@@ -221,9 +251,11 @@ def check(soak: Soak, case: Case, rc: int, known_ids: set) -> dict:
             ends = [float(ln.split()[2]) for ln in times.read_text().splitlines()]
             if case.expect_rc in (0, 7, 5) and ends and inst.get("ended_at") and inst["destroyed_by"] == "instance":
                 billed_after = inst["ended_at"] - max(ends)
-                acks = [e["t"] for e in soak.control("GET", "/_local/events")["events"]
-                        if e["method"] == "PUT" and e["path"].rstrip("/").endswith(f"/instances/{inst['id']}")
-                        and e["t"] > max(ends)]
+                acks = [
+                    e["t"]
+                    for e in soak.control("GET", "/_local/events")["events"]
+                    if e["method"] == "PUT" and e["path"].rstrip("/").endswith(f"/instances/{inst['id']}") and e["t"] > max(ends)
+                ]
                 ack_after = min(acks) - max(ends) if acks else None
     wrong = []
     if case.expect_rc != rc:
@@ -232,9 +264,15 @@ def check(soak: Soak, case: Case, rc: int, known_ids: set) -> dict:
         wrong.append(f"ledger state {row.get('state')} (expected {case.expect_state})")
     if row.get("state") in ("destroyed", "aborted") and left:
         wrong.append("ledger says ended, cloud still runs it")
-    return {"instances_left": len(left), "processes_left": len(procs), "duplicate_stage_runs": dup,
-            "ledger_wrong": wrong, "billed_after_last_stage": billed_after,
-            "acknowledged_after_last_stage": ack_after, "new_ids": [r["id"] for r in new]}
+    return {
+        "instances_left": len(left),
+        "processes_left": len(procs),
+        "duplicate_stage_runs": dup,
+        "ledger_wrong": wrong,
+        "billed_after_last_stage": billed_after,
+        "acknowledged_after_last_stage": ack_after,
+        "new_ids": [r["id"] for r in new],
+    }
 
 
 def main() -> int:
@@ -262,36 +300,46 @@ def main() -> int:
             soak.control("POST", "/_local/offers/1001", {"rented": False})  # the other renter let it go
             results.append({"case": case.name, "rc": rc, **got})
             mark = "ok" if not (got["ledger_wrong"] or got["instances_left"] or got["processes_left"]) else "WRONG"
-            print(f"[{time.time() - t0:7.1f}s] {i + 1:>3}/{args.launches} {case.name:<24} exit {rc:>4} {mark} "
-                  f"{'; '.join(got['ledger_wrong'])}", flush=True)
+            print(
+                f"[{time.time() - t0:7.1f}s] {i + 1:>3}/{args.launches} {case.name:<24} exit {rc:>4} {mark} "
+                f"{'; '.join(got['ledger_wrong'])}",
+                flush=True,
+            )
             if mark == "WRONG":
                 print("   " + out[-1500:].replace("\n", "\n   "), flush=True)
     finally:
         soak.close()
-    print(f"\n{'case':<24} {'runs':>4} {'inst left':>9} {'procs left':>10} {'dup stages':>10} "
-          f"{'rows wrong':>10} {'billed after last stage: median / max s':>40}")
+    print(
+        f"\n{'case':<24} {'runs':>4} {'inst left':>9} {'procs left':>10} {'dup stages':>10} "
+        f"{'rows wrong':>10} {'billed after last stage: median / max s':>40}"
+    )
     for name in dict.fromkeys(r["case"] for r in results):
         rs = [r for r in results if r["case"] == name]
         after = [r["billed_after_last_stage"] for r in rs if r["billed_after_last_stage"] is not None]
         billed = f"{statistics.median(after):.2f} / {max(after):.2f}" if after else "-"
-        print(f"{name:<24} {len(rs):>4} {sum(r['instances_left'] for r in rs):>9} "
-              f"{sum(r['processes_left'] for r in rs):>10} {sum(r['duplicate_stage_runs'] for r in rs):>10} "
-              f"{sum(bool(r['ledger_wrong']) for r in rs):>10} {billed:>40}")
+        print(
+            f"{name:<24} {len(rs):>4} {sum(r['instances_left'] for r in rs):>9} "
+            f"{sum(r['processes_left'] for r in rs):>10} {sum(r['duplicate_stage_runs'] for r in rs):>10} "
+            f"{sum(bool(r['ledger_wrong']) for r in rs):>10} {billed:>40}"
+        )
     after = [r["billed_after_last_stage"] for r in results if r["billed_after_last_stage"] is not None]
-    print(f"\nall: {len(results)} launches in {time.time() - t0:.0f} s; instances left "
-          f"{sum(r['instances_left'] for r in results)}, processes left {sum(r['processes_left'] for r in results)}, "
-          f"duplicate stage runs {sum(r['duplicate_stage_runs'] for r in results)}, ledger rows wrong "
-          f"{sum(bool(r['ledger_wrong']) for r in results)}; billed after last stage median "
-          + (f"{statistics.median(after):.2f} s, max {max(after):.2f} s (n={len(after)})" if after else "-"))
+    print(
+        f"\nall: {len(results)} launches in {time.time() - t0:.0f} s; instances left "
+        f"{sum(r['instances_left'] for r in results)}, processes left {sum(r['processes_left'] for r in results)}, "
+        f"duplicate stage runs {sum(r['duplicate_stage_runs'] for r in results)}, ledger rows wrong "
+        f"{sum(bool(r['ledger_wrong']) for r in results)}; billed after last stage median "
+        + (f"{statistics.median(after):.2f} s, max {max(after):.2f} s (n={len(after)})" if after else "-")
+    )
     acked = [r["acknowledged_after_last_stage"] for r in results if r.get("acknowledged_after_last_stage") is not None]
     if acked:
-        print(f"of which the follower took to acknowledge the result: median {statistics.median(acked):.2f} s, "
-              f"max {max(acked):.2f} s (n={len(acked)})")
+        print(
+            f"of which the follower took to acknowledge the result: median {statistics.median(acked):.2f} s, "
+            f"max {max(acked):.2f} s (n={len(acked)})"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
     shutil.rmtree(work, ignore_errors=True)
-    bad = any(r["ledger_wrong"] or r["instances_left"] or r["processes_left"] or r["duplicate_stage_runs"]
-              for r in results)
+    bad = any(r["ledger_wrong"] or r["instances_left"] or r["processes_left"] or r["duplicate_stage_runs"] for r in results)
     return 1 if bad else 0
 
 

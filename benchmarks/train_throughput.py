@@ -63,8 +63,7 @@ def main():
     y = torch.roll(x, 1, dims=-1)
     ours = samples_per_s(OperatorNet(a.width, a.modes, a.layers).to(a.device), x, y, a.iters, a.batch, a.device)
     try:
-        base = samples_per_s(NeuralopOperator(a.width, a.modes, a.layers).to(a.device), x, y, a.iters, a.batch,
-                             a.device)
+        base = samples_per_s(NeuralopOperator(a.width, a.modes, a.layers).to(a.device), x, y, a.iters, a.batch, a.device)
     except ImportError:
         raise SystemExit("install the baseline first: pip install neuraloperator")
     print(f"device {a.device}, nx {a.nx}, width {a.width}, modes {a.modes}, layers {a.layers}, batch {a.batch}")

@@ -83,8 +83,16 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("VAST_LAUNCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("VASTAI_NO_UPDATE_CHECK", "1")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for var in ("VAST_API_KEY", "VAST_URL", "WANDB_API_KEY", "WANDB_RUN_GROUP", "WANDB_GROUP",
-                "SLURM_JOB_ID", "SUBMITIT_JOB_ID", "WANDB_MODE"):
+    for var in (
+        "VAST_API_KEY",
+        "VAST_URL",
+        "WANDB_API_KEY",
+        "WANDB_RUN_GROUP",
+        "WANDB_GROUP",
+        "SLURM_JOB_ID",
+        "SUBMITIT_JOB_ID",
+        "WANDB_MODE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
     # git identity for the tests' own commits, from a test-local global config: the user's is never
@@ -95,8 +103,9 @@ def isolated_env(tmp_path, monkeypatch):
 
 
 def project_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=PROJECT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=PROJECT, capture_output=True, text=True, check=True
+    ).stdout
     return [f for f in out.splitlines() if (PROJECT / f).is_file()]
 
 
@@ -150,9 +159,15 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float 
     can still destroy its instance; the test then fails with what it printed."""
     e = dict(os.environ)
     e.update(env or {})
-    proc = subprocess.Popen([str(BIN / "vast-launch"), *args], cwd=cwd, env=e, text=True,
-                            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(BIN / "vast-launch"), *args],
+        cwd=cwd,
+        env=e,
+        text=True,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -163,8 +178,9 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float 
                 break
             except subprocess.TimeoutExpired:
                 continue
-        raise AssertionError(f"vast-launch {' '.join(args)} ran past {timeout} s; stopped it.\n"
-                             f"stdout: {out[-3000:]}\nstderr: {err[-3000:]}")
+        raise AssertionError(
+            f"vast-launch {' '.join(args)} ran past {timeout} s; stopped it.\nstdout: {out[-3000:]}\nstderr: {err[-3000:]}"
+        )
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -186,6 +202,7 @@ def creates(lc) -> list[dict]:
 
 def no_live_processes(lc, timeout=10.0) -> bool:
     """True when no process of any instance is alive (checked by pid and process group)."""
+
     def dead():
         for inst in lc.cloud.instances.values():
             if inst.proc is None:
@@ -196,6 +213,7 @@ def no_live_processes(lc, timeout=10.0) -> bool:
             except ProcessLookupError:
                 continue
         return True
+
     return lc.wait_until(dead, timeout * SLACK)
 
 

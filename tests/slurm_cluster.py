@@ -72,11 +72,22 @@ def start_cluster(root: Path, timeout: float = 60.0) -> Cluster:
     os.chmod(key, 0o400)
     sock = root / "munge" / "munge.sock"
     cluster = Cluster(root=root, env={})
-    cluster.procs.append(subprocess.Popen(
-        [_exe("munged"), "--foreground", "--force", f"--key-file={key}", f"--socket={sock}",
-         f"--pid-file={root / 'munge' / 'munged.pid'}", f"--log-file={root / 'munged.log'}",
-         f"--seed-file={root / 'munge' / 'munged.seed'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+    cluster.procs.append(
+        subprocess.Popen(
+            [
+                _exe("munged"),
+                "--foreground",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={sock}",
+                f"--pid-file={root / 'munge' / 'munged.pid'}",
+                f"--log-file={root / 'munged.log'}",
+                f"--seed-file={root / 'munge' / 'munged.seed'}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+    )
     _wait(lambda: sock.exists(), 20, "munged socket", cluster, "munged.log")
 
     host = socket.gethostname().split(".")[0]
@@ -92,12 +103,12 @@ SlurmdPort={free_port()}
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={sock}
-StateSaveLocation={root / 'state'}
-SlurmdSpoolDir={root / 'spool'}
-SlurmctldPidFile={root / 'slurmctld.pid'}
-SlurmdPidFile={root / 'slurmd.pid'}
-SlurmctldLogFile={root / 'slurmctld.log'}
-SlurmdLogFile={root / 'slurmd.log'}
+StateSaveLocation={root / "state"}
+SlurmdSpoolDir={root / "spool"}
+SlurmctldPidFile={root / "slurmctld.pid"}
+SlurmdPidFile={root / "slurmd.pid"}
+SlurmctldLogFile={root / "slurmctld.log"}
+SlurmdLogFile={root / "slurmd.log"}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -105,7 +116,7 @@ SelectTypeParameters=CR_Core_Memory
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
-JobCompLoc={root / 'jobcomp.txt'}
+JobCompLoc={root / "jobcomp.txt"}
 SchedulerParameters=batch_sched_delay=0
 DependencyParameters=kill_invalid_depend
 ReturnToService=2
@@ -117,10 +128,10 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
     env = {"SLURM_CONF": str(conf)}
     cluster.env = env
     full_env = {**os.environ, **env}
-    cluster.procs.append(subprocess.Popen([_exe("slurmctld"), "-D", "-c", "-i"], env=full_env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
-    cluster.procs.append(subprocess.Popen([_exe("slurmd"), "-D"], env=full_env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+    cluster.procs.append(
+        subprocess.Popen([_exe("slurmctld"), "-D", "-c", "-i"], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    )
+    cluster.procs.append(subprocess.Popen([_exe("slurmd"), "-D"], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
 
     def node_idle():
         p = subprocess.run(["sinfo", "-h", "-o", "%T"], env=full_env, capture_output=True, text=True)
@@ -139,5 +150,4 @@ def _wait(pred, timeout: float, what: str, cluster: Cluster, log: str) -> None:
             break
         time.sleep(0.2)
     cluster.stop()
-    raise RuntimeError(f"SLURM test cluster: no {what} within {timeout:.0f} s\n{cluster.log(log)}\n"
-                       f"{cluster.log('slurmd.log')}")
+    raise RuntimeError(f"SLURM test cluster: no {what} within {timeout:.0f} s\n{cluster.log(log)}\n{cluster.log('slurmd.log')}")

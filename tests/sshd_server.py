@@ -47,9 +47,9 @@ def start_sshd(root: Path) -> Sshd:
         port = s.getsockname()[1]
     (root / "sshd_config").write_text(f"""Port {port}
 ListenAddress 127.0.0.1
-HostKey {root / 'host_key'}
-PidFile {root / 'sshd.pid'}
-AuthorizedKeysFile {root / 'authorized_keys'}
+HostKey {root / "host_key"}
+PidFile {root / "sshd.pid"}
+AuthorizedKeysFile {root / "authorized_keys"}
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -58,8 +58,9 @@ UsePAM no
 StrictModes no
 """)
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation directory
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")], stdout=subprocess.DEVNULL,
-                            stderr=open(root / "sshd.log", "w"))
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(root / "sshd_config")], stdout=subprocess.DEVNULL, stderr=open(root / "sshd.log", "w")
+    )
     deadline = time.time() + 20
     while time.time() < deadline:
         try:

@@ -20,11 +20,14 @@ def _write(tmp_path, text):
     return path
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda c: c["resources"].update(num_gpus=True), "resources.num_gpus: a number is expected, not true/false"),
-    (lambda c: c["lifecycle"].update(max_hours=float("nan")), "lifecycle.max_hours: Input should be a finite number"),
-    (lambda c: c["resources"].update(max_dph=float("inf")), "resources.max_dph: Input should be a finite number"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda c: c["resources"].update(num_gpus=True), "resources.num_gpus: a number is expected, not true/false"),
+        (lambda c: c["lifecycle"].update(max_hours=float("nan")), "lifecycle.max_hours: Input should be a finite number"),
+        (lambda c: c["resources"].update(max_dph=float("inf")), "resources.max_dph: Input should be a finite number"),
+    ],
+)
 def test_config_values_yaml_would_coerce_are_refused(tmp_path, edit, expected):
     from vast_launch.config import load_config
 
@@ -79,8 +82,7 @@ def test_state_is_owner_only_from_creation(repo_factory, tmp_path):
     assert stat.S_IMODE(os.stat(home / "ledger.sqlite").st_mode) == 0o600
     # a first local launch creates the state dir (and a parent of it) itself
     fresh = tmp_path / "new-parent" / "home"
-    p = run_cli(["--local", "--auto-shutdown", "--config", "configs/test.yaml"], cwd=repo,
-                env={"VAST_LAUNCH_HOME": str(fresh)})
+    p = run_cli(["--local", "--auto-shutdown", "--config", "configs/test.yaml"], cwd=repo, env={"VAST_LAUNCH_HOME": str(fresh)})
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     for d in (fresh.parent, fresh, fresh / "local", fresh / "local" / "cloud"):
         assert stat.S_IMODE(os.stat(d).st_mode) == 0o700, d

@@ -114,9 +114,9 @@ FLAGS = [
     (["reap", "--grace-minutes", "-1"], 2, "Invalid value for '--grace-minutes'"),
     (["status", "--interval", "0"], 2, "Invalid value for '--interval'"),
     (["statsu"], 2, "Did you mean `vast-launch status`?"),
-    (["status", str(2 ** 64)], 1, "no launch matches"),
-    (["report", str(2 ** 64)], 1, "no launch matches"),
-    (["down", str(2 ** 64), "--yes"], 1, "no launch matches"),
+    (["status", str(2**64)], 1, "no launch matches"),
+    (["report", str(2**64)], 1, "no launch matches"),
+    (["down", str(2**64), "--yes"], 1, "no launch matches"),
     (["status", "%"], 1, "no launch matches '%'"),
     (["report", ID], 1, "no launch matches"),
     (["logs", ID], 1, f"no instance known for '{ID}'"),
@@ -193,11 +193,13 @@ def test_not_a_repository_and_no_commit(tmp_path):
     cfg.write_text(yaml.safe_dump(GOOD))
     p = run_cli(["--local", "--config", str(cfg)], cwd=tmp_path)
     assert p.returncode == 1 and p.stderr.strip().splitlines() == [
-        f"check failed: {tmp_path}: not inside a git repository (the instance clones your commit)"], p.stderr
+        f"check failed: {tmp_path}: not inside a git repository (the instance clones your commit)"
+    ], p.stderr
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     p = run_cli(["--local", "--config", str(cfg)], cwd=tmp_path)
-    assert p.returncode == 1 and p.stderr.strip().splitlines() == [
-        f"check failed: {tmp_path}: the repository has no commit yet"], p.stderr
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == [f"check failed: {tmp_path}: the repository has no commit yet"], (
+        p.stderr
+    )
     _nothing_left(tmp_path)
 
 
@@ -219,8 +221,9 @@ HTTP = [
 def test_bad_http_request(cloud, capfd, method, path, body, status, error):
     host, port = cloud.url.split("//")[1].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    conn.request(method, path, body=body or None, headers={"Authorization": f"Bearer {cloud.api_key}",
-                                                           "Content-Type": "application/json"})
+    conn.request(
+        method, path, body=body or None, headers={"Authorization": f"Bearer {cloud.api_key}", "Content-Type": "application/json"}
+    )
     resp = conn.getresponse()
     data = json.loads(resp.read())
     assert resp.status == status and data.get("error") == error, (resp.status, data)

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 
 from conftest import PROJECT, run_cli
 
-from vast_launch import collector
-from vast_launch.wandb_api import ApiRunSource, OfflineRunSource, record_from_api_run
+from vast_launch.reports import collector
+from vast_launch.reports.wandb_api import ApiRunSource, OfflineRunSource, record_from_api_run
 
 NOW = 1_800_000_000.0
 H = 3600.0
@@ -32,8 +32,7 @@ class FakeSummary:
 class FakeRun:
     """A fake with the attributes of `wandb.apis.public.Run` that the adapter reads."""
 
-    def __init__(self, id, name, state, created, runtime, config=None, summary=None, sweep=None,
-                 summary_as_string=False, group="g"):
+    def __init__(self, id, name, state, created, runtime, config=None, summary=None, sweep=None, summary_as_string=False, group="g"):
         self.id, self.name, self.state, self.created_at = id, name, state, iso(created)
         self.config = config or {}
         self.summary = FakeSummary({"_runtime": runtime, **(summary or {})}, summary_as_string)
@@ -79,14 +78,29 @@ def fake_runs():
         FakeRun("a", "burgers-operator-1", "finished", NOW - 2 * H, 1 * H, {"gpu.count": 4}),
         FakeRun("b", "burgers-operator-2", "failed", NOW - 3 * H, 0.5 * H, {"gpu.count": {"value": 2}}),
         FakeRun("c", "burgers-op.sweep-3", "finished", NOW - 4 * H, 2 * H, {"gpu.count": 1}),
-        FakeRun("d", "sweep-member", "crashed", NOW - 5 * H, 1 * H, {"gpu.count": 1}, sweep="sw1",
-                    summary={"overview/sps": 10.0}, summary_as_string=True),
-        FakeRun("e", "github.sky.main.abc", "finished", NOW - 6 * H, 1 * H, {"gpu.count": 8},
-                    summary={"overview/sps": 1000.0}),
-        FakeRun("f", "github.sky.main.def", "finished", NOW - 1 * H, 0.5 * H, {"gpu.count": 8},
-                    summary={"overview/sps": 1200.0}),
-        FakeRun("g", "github.sky.main.ghi", "crashed", NOW - 2.5 * H, 0.25 * H, {"gpu.count": 8},
-                    summary={"overview/sps": 50.0}, summary_as_string=True),
+        FakeRun(
+            "d",
+            "sweep-member",
+            "crashed",
+            NOW - 5 * H,
+            1 * H,
+            {"gpu.count": 1},
+            sweep="sw1",
+            summary={"overview/sps": 10.0},
+            summary_as_string=True,
+        ),
+        FakeRun("e", "github.sky.main.abc", "finished", NOW - 6 * H, 1 * H, {"gpu.count": 8}, summary={"overview/sps": 1000.0}),
+        FakeRun("f", "github.sky.main.def", "finished", NOW - 1 * H, 0.5 * H, {"gpu.count": 8}, summary={"overview/sps": 1200.0}),
+        FakeRun(
+            "g",
+            "github.sky.main.ghi",
+            "crashed",
+            NOW - 2.5 * H,
+            0.25 * H,
+            {"gpu.count": 8},
+            summary={"overview/sps": 50.0},
+            summary_as_string=True,
+        ),
         FakeRun("old", "burgers-old", "finished", NOW - 72 * H, 5 * H, {"gpu.count": 4}),
         FakeRun("live", "burgers-long", "running", NOW - 48 * H, 0, {"gpu.count": 2}),
     ]
@@ -186,16 +200,47 @@ def test_offline_runs_written_by_ups_through_the_adapter(tmp_path):
     """Real wandb offline runs: a 2-GPU-visible operator stage and a stage that crashes."""
     config = str(PROJECT / "configs" / "burgers.yaml")
     env = dict(os.environ, WANDB_MODE="offline", WANDB_RUN_GROUP="collector-test", CUDA_VISIBLE_DEVICES="0,1")
-    ok = subprocess.run([sys.executable, "-m", "ups.train", "--config", config, "--profile", "smoke", "--out",
-                         str(tmp_path / "ok"), "--stage", "operator", "--set", "operator.iters=20",
-                         "--set", "data.n_train=16"], capture_output=True, text=True, env=env, timeout=1500)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ups.train",
+            "--config",
+            config,
+            "--profile",
+            "smoke",
+            "--out",
+            str(tmp_path / "ok"),
+            "--stage",
+            "operator",
+            "--set",
+            "operator.iters=20",
+            "--set",
+            "data.n_train=16",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+    )
     assert ok.returncode == 0, ok.stderr[-2000:]
-    crash = subprocess.run([sys.executable, "-c", (
-        "import sys; from ups.utils.wandb_context import WandbContext\n"
-        f"ctx = WandbContext({{'name': 'burgers', 'wandb': {{}}}}, 'operator', run_dir={str(tmp_path / 'bad')!r}, quiet=True)\n"
-        "ctx.__enter__(); ctx.log_training_metrics('operator', {'loss': 1.0}, 1)\n"
-        "ctx.__exit__(RuntimeError, RuntimeError('boom'), None); sys.exit(1)")],
-        capture_output=True, text=True, env=env, timeout=600)
+    crash = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys; from ups.utils.wandb_context import WandbContext\n"
+                f"ctx = WandbContext({{'name': 'burgers', 'wandb': {{}}}}, 'operator', "
+                f"run_dir={str(tmp_path / 'bad')!r}, quiet=True)\n"
+                "ctx.__enter__(); ctx.log_training_metrics('operator', {'loss': 1.0}, 1)\n"
+                "ctx.__exit__(RuntimeError, RuntimeError('boom'), None); sys.exit(1)"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert crash.returncode == 1, crash.stderr[-2000:]
     now = time.time()
     runs = list(OfflineRunSource(tmp_path).runs(now - 3600))
@@ -214,9 +259,11 @@ def test_offline_runs_written_by_ups_through_the_adapter(tmp_path):
 
 def test_metrics_bad_input_is_one_line(tmp_path):
     env = {"WANDB_PROJECT": "", "DD_API_KEY": ""}
-    for args, needle in ((["--window", "soon", "--offline-dir", str(tmp_path)], "--window 'soon'"),
-                         (["--push", "datadog", "--offline-dir", str(tmp_path)], "DD_API_KEY"),
-                         (["--time-limit", "0", "--offline-dir", str(tmp_path)], "--time-limit"),
-                         ([], "no W&B project")):
+    for args, needle in (
+        (["--window", "soon", "--offline-dir", str(tmp_path)], "--window 'soon'"),
+        (["--push", "datadog", "--offline-dir", str(tmp_path)], "DD_API_KEY"),
+        (["--time-limit", "0", "--offline-dir", str(tmp_path)], "--time-limit"),
+        ([], "no W&B project"),
+    ):
         p = run_cli(["metrics", *args], cwd=tmp_path, env=env)
         assert p.returncode == 1 and needle in p.stderr and p.stderr.count("\n") == 1, (args, p.stderr)

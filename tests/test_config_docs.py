@@ -49,13 +49,15 @@ def test_the_schema_validates_the_shipped_config_and_refuses_a_typo():
 
 def test_validation_lists_every_problem_each_naming_its_key(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nresources: {num_gpus: 0, colour: red}\nlifecycle: {max_hours: 0}\n"
-                   "stages: [{name: 'bad name'}]\n")
+    bad.write_text("name: x\nresources: {num_gpus: 0, colour: red}\nlifecycle: {max_hours: 0}\nstages: [{name: 'bad name'}]\n")
     with pytest.raises(ConfigInvalid) as err:
         load_config(bad)
     assert [line.split(": ")[1] for line in err.value.problems] == [
-        "resources.num_gpus", "unknown key 'resources.colour' (check the spelling; every key", "lifecycle.max_hours",
-        "stages.0.name"], err.value.problems
+        "resources.num_gpus",
+        "unknown key 'resources.colour' (check the spelling; every key",
+        "lifecycle.max_hours",
+        "stages.0.name",
+    ], err.value.problems
     p = run_cli(["check", "--config", str(bad)], cwd=tmp_path)
     assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 4, p.stderr
     assert "Traceback" not in p.stderr and all(line.startswith("check failed: ") for line in p.stderr.splitlines())

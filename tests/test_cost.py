@@ -40,18 +40,23 @@ def stamped_within(row) -> float:
 
 def test_launch_cost_matches_the_bill_and_ignores_later_price_changes(repo_factory, cloud):
     priced(cloud)
-    repo = repo_factory(stage_config([{"name": "operator", "command": "sleep 4"},
-                                      {"name": "diffusion_residual", "command": "sleep 2"}],
-                                     resources={"disk_gb": DISK_GB}))
-    p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow", "--poll-seconds", "0.05"],
-                cwd=repo, env=cloud_env(cloud))
+    repo = repo_factory(
+        stage_config(
+            [{"name": "operator", "command": "sleep 4"}, {"name": "diffusion_residual", "command": "sleep 2"}],
+            resources={"disk_gb": DISK_GB},
+        )
+    )
+    p = run_cli(
+        ["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow", "--poll-seconds", "0.05"],
+        cwd=repo,
+        env=cloud_env(cloud),
+    )
     assert p.returncode == 0, p.stderr
     (inst,) = cloud.cloud.instances.values()
     billed = invoice_total(cloud, inst.id)
     report = cost_json(repo, cloud)
     (row,) = report["rows"]
-    print(f"estimate ${row['cost_usd']:.6f}  billed ${billed:.6f}  "
-          f"difference {100 * (row['cost_usd'] - billed) / billed:+.3f} %")
+    print(f"estimate ${row['cost_usd']:.6f}  billed ${billed:.6f}  difference {100 * (row['cost_usd'] - billed) / billed:+.3f} %")
     assert billed > 0.005
     # The follower stamps each state change at the midpoint of the two polls around it, and records how
     # close that is: within one second of billing plus that (the soak and the benchmark show the typical error).
@@ -79,10 +84,19 @@ def test_launch_cost_matches_the_bill_and_ignores_later_price_changes(repo_facto
 
 def test_a_stopped_period_bills_storage_only(repo_factory, cloud, tmp_path):
     priced(cloud)
-    repo = repo_factory(stage_config([{"name": "a", "command": '[ -f "$VL_W/resumed" ] || sleep 600; sleep 8'}],
-                                     resources={"disk_gb": DISK_GB}))
-    args = [str(BIN / "vast-launch"), "--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow",
-            "--poll-seconds", "0.05"]
+    repo = repo_factory(
+        stage_config([{"name": "a", "command": '[ -f "$VL_W/resumed" ] || sleep 600; sleep 8'}], resources={"disk_gb": DISK_GB})
+    )
+    args = [
+        str(BIN / "vast-launch"),
+        "--auto-shutdown",
+        "--config",
+        "configs/test.yaml",
+        "--yes",
+        "--follow",
+        "--poll-seconds",
+        "0.05",
+    ]
     env = {**os.environ, **cloud_env(cloud)}
     proc = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -93,6 +107,7 @@ def test_a_stopped_period_bills_storage_only(repo_factory, cloud, tmp_path):
         cloud.cloud.faults.update({"destroy_failures": 10_000})
         cloud.cloud.stop(inst.id)
         from vast_launch.ledger import Ledger
+
         with Ledger() as ledger:
             (launch,) = ledger.launches()
             assert wait_for(lambda: any(e["state"] == "stopped" for e in ledger.events(launch["id"])), 30)
@@ -112,20 +127,22 @@ def test_a_stopped_period_bills_storage_only(repo_factory, cloud, tmp_path):
     row = cost_json(repo, cloud)["rows"][0]
     storage_only_est = row["storage_seconds"] - row["gpu_seconds"]
     storage_only_bill = charges["storage_seconds"] - charges["gpu_seconds"]
-    print(f"stopped {stopped_s:.2f} s; storage-only seconds: estimate {storage_only_est:.2f}, "
-          f"bill {storage_only_bill:.2f}; estimate ${row['cost_usd']:.6f} billed ${row['billed_usd']:.6f}")
+    print(
+        f"stopped {stopped_s:.2f} s; storage-only seconds: estimate {storage_only_est:.2f}, "
+        f"bill {storage_only_bill:.2f}; estimate ${row['cost_usd']:.6f} billed ${row['billed_usd']:.6f}"
+    )
     # Each state change is stamped at the midpoint of the polls around it, and says how close that is:
     # on a loaded machine polls are slow, so the bound is what the follower itself measured.
     from vast_launch.ledger import Ledger
+
     with Ledger() as ledger:
         evs = ledger.events(row["launch_id"])
     i = next(k for k, e in enumerate(evs) if e["state"] == "stopped")
-    after = next(e for e in evs[i + 1:] if e["state"] in ("loading", "running"))
+    after = next(e for e in evs[i + 1 :] if e["state"] in ("loading", "running"))
     slack = sum(json.loads(e["detail"])["within_s"] for e in (evs[i], after)) + 0.2
     assert storage_only_est >= stopped_s - slack  # the stopped period paid storage, not GPU
     assert abs(storage_only_est - storage_only_bill) < 0.5 + slack
-    assert abs(row["cost_usd"] - row["billed_usd"]) <= max(0.01 * row["billed_usd"],
-                                                          ALL_IN_DPH / 3600 * (1 + stamped_within(row)))
+    assert abs(row["cost_usd"] - row["billed_usd"]) <= max(0.01 * row["billed_usd"], ALL_IN_DPH / 3600 * (1 + stamped_within(row)))
 
 
 def test_group_stage_gpu_and_day_totals_add_up_to_the_launch_totals(tmp_path):
@@ -133,8 +150,8 @@ def test_group_stage_gpu_and_day_totals_add_up_to_the_launch_totals(tmp_path):
     sys.path.insert(0, str(PROJECT / "benchmarks"))
     from cost_report import generate_ledger
 
-    from vast_launch import cost
     from vast_launch.ledger import Ledger
+    from vast_launch.reports import cost
 
     now = time.time()
     generate_ledger(Ledger(), 2000, seed=7, now=now)
@@ -186,9 +203,9 @@ def test_sync_wandb_writes_each_stage_runs_share_of_the_cost(tmp_path):
     sys.path.insert(0, str(PROJECT / "benchmarks"))
     from cost_report import STAGES, generate_ledger
 
-    from vast_launch import cost
     from vast_launch.ledger import Ledger
-    from vast_launch.wandb_api import sync_cost_to_wandb
+    from vast_launch.reports import cost
+    from vast_launch.reports.wandb_api import sync_cost_to_wandb
 
     with Ledger() as ledger:
         generate_ledger(ledger, 1, seed=3, active=0)

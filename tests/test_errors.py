@@ -15,8 +15,15 @@ def dead_provider(tmp_path, repo_factory):
     url = f"http://127.0.0.1:{free_port()}"  # free, so nothing listens: connection refused
     repo = repo_factory(stage_config([{"name": "a", "command": "echo a"}]))
     with Ledger() as ledger:
-        ledger.create(LAUNCH, "running", target="vast", instance_id=4242, provider_url=url, name="t",
-                      extra={"launcher_pid": 1, "launcher_host": "gone", "launcher_started": 0})
+        ledger.create(
+            LAUNCH,
+            "running",
+            target="vast",
+            instance_id=4242,
+            provider_url=url,
+            name="t",
+            extra={"launcher_pid": 1, "launcher_host": "gone", "launcher_started": 0},
+        )
     return repo, {"VAST_URL": url, "VAST_API_KEY": "k-unreachable"}, url
 
 
@@ -51,15 +58,15 @@ def test_dns_failure_names_the_cause_and_debug_shows_the_traceback(tmp_path):
     env = {"VAST_URL": "http://vast-launch-test.invalid", "VAST_API_KEY": "k"}
     p = run_cli(["reap", "--dry-run"], cwd=tmp_path, env=env, timeout=300)
     assert p.returncode == 1 and p.stderr.strip().splitlines() == [
-        "error: cannot reach http://vast-launch-test.invalid: DNS lookup failed (list instances)"], p.stderr
+        "error: cannot reach http://vast-launch-test.invalid: DNS lookup failed (list instances)"
+    ], p.stderr
     p = run_cli(["--debug", "reap", "--dry-run"], cwd=tmp_path, env=env, timeout=300)
     assert p.returncode == 1 and "Traceback" in p.stderr and "retrying list instances: DNS lookup failed" in p.stderr
 
 
 def test_wandb_and_os_errors_are_one_line(tmp_path, repo_factory):
     repo = repo_factory(stage_config([{"name": "a", "command": "echo a"}]))
-    p = run_cli(["metrics", "--config", "configs/test.yaml"], cwd=repo,
-                env={"NETRC": str(tmp_path / "no-netrc")}, timeout=300)
+    p = run_cli(["metrics", "--config", "configs/test.yaml"], cwd=repo, env={"NETRC": str(tmp_path / "no-netrc")}, timeout=300)
     assert p.returncode == 1 and p.stderr.strip().splitlines()[-1].startswith("error: W&B: "), p.stderr
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     blocked = tmp_path / "not-a-dir"
@@ -101,8 +108,7 @@ def test_a_rejected_key_is_named_and_nothing_is_rented_or_marked_gone(repo_facto
     assert "Vast rejected the API key (HTTP 404 auth_error" in lines[0], lines[0]
     assert cloud.cloud.instances == {}
 
-    p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo,
-                env=cloud_env(cloud), timeout=300)
+    p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo, env=cloud_env(cloud), timeout=300)
     assert p.returncode == 0, p.stderr
     ((iid, inst),) = cloud.cloud.instances.items()
     with Ledger() as ledger:

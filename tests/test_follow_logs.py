@@ -6,7 +6,7 @@ import json
 
 from conftest import cloud_env, no_live_processes, run_cli, stage_config, wait_for
 
-from vast_launch.progress import new_lines
+from vast_launch.vast.progress import new_lines
 
 FLOOD = 5000
 
@@ -32,11 +32,15 @@ def _row(repo):
 def test_a_stage_printing_more_than_a_tail_loses_no_stage_or_result(repo_factory, cloud):
     from vast_launch.ledger import Ledger
 
-    repo = repo_factory(stage_config([
-        {"name": "operator", "command": "echo operator-done"},
-        {"name": "diffusion_residual", "command": f"seq {FLOOD}"},
-        {"name": "consistency_distill", "command": "echo distill-done"},
-    ]))
+    repo = repo_factory(
+        stage_config(
+            [
+                {"name": "operator", "command": "echo operator-done"},
+                {"name": "diffusion_residual", "command": f"seq {FLOOD}"},
+                {"name": "consistency_distill", "command": "echo distill-done"},
+            ]
+        )
+    )
     p = _launch(repo, cloud, "--follow")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
     for i, name in enumerate(("operator", "diffusion_residual", "consistency_distill"), 1):
@@ -60,7 +64,7 @@ def test_a_stage_printing_more_than_a_tail_loses_no_stage_or_result(repo_factory
 
 
 def test_logs_api_tails_1000_lines_unless_asked_and_filters(repo_factory, cloud):
-    from vast_launch.vast import VastProvider
+    from vast_launch.vast.sdk import VastProvider
 
     repo = repo_factory(stage_config([{"name": "a", "command": f'seq {FLOOD}; until [ -f "$VL_W/go_on" ]; do sleep 0.1; done'}]))
     assert _launch(repo, cloud, "--detach").returncode == 0
@@ -84,8 +88,11 @@ def test_a_silent_stage_gets_a_heartbeat_line_with_its_run_time_and_cost(repo_fa
 
     flag = tmp_path / "go-on"
     repo = repo_factory(stage_config([{"name": "quiet", "command": 'while [ ! -e "$FLAG" ]; do sleep 0.2; done'}]))
-    proc = start_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow",
-                      "--heartbeat-seconds", "1", "--env", f"FLAG={flag}"], cwd=repo, env=cloud_env(cloud))
+    proc = start_cli(
+        ["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow", "--heartbeat-seconds", "1", "--env", f"FLAG={flag}"],
+        cwd=repo,
+        env=cloud_env(cloud),
+    )
     seen = read_until(proc, "stage 1/1 quiet")
     seen += read_until(proc, "no output for")
     flag.touch()
@@ -101,8 +108,11 @@ def test_status_table_names_its_columns_and_watch_ends_when_the_launch_does(repo
 
     flag = tmp_path / "go-on"
     repo = repo_factory(stage_config([{"name": "quiet", "command": 'while [ ! -e "$FLAG" ]; do sleep 0.2; done'}]))
-    launcher = start_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow",
-                          "--env", f"FLAG={flag}"], cwd=repo, env=cloud_env(cloud))
+    launcher = start_cli(
+        ["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow", "--env", f"FLAG={flag}"],
+        cwd=repo,
+        env=cloud_env(cloud),
+    )
     read_until(launcher, "stage 1/1 quiet")
     watch = start_cli(["status", "--watch", "--interval", "0.2"], cwd=repo, env=cloud_env(cloud))
     seen = read_until(watch, "quiet ")  # the stage column of a running launch

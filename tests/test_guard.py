@@ -5,7 +5,7 @@ from pathlib import Path
 
 pytest_plugins = ["pytester"]
 
-LEAKY_TEST = '''
+LEAKY_TEST = """
 import os, subprocess
 
 def test_leaks_a_process(tmp_path):
@@ -13,7 +13,7 @@ def test_leaks_a_process(tmp_path):
     p = subprocess.Popen(["sleep", "300"], env={**os.environ, "DATA_DIRECTORY": str(tmp_path / "instance")},
                          start_new_session=True)
     (tmp_path.parent.parent / "leaked.pid").write_text(str(p.pid))
-'''
+"""
 
 
 def test_the_guard_fails_a_test_that_leaks_a_process_and_ends_it(pytester):

@@ -4,6 +4,7 @@ bootstrap still runs exactly the pushed commit; the git token never lands on dis
 import base64
 import http.server
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -46,8 +47,12 @@ class ArchiveServer:
                 sha = self.path.rsplit("/", 1)[1]
                 if self.headers.get("Authorization"):
                     return self._answer(400, b"the token reached the download host")
-                data = subprocess.run(["git", "archive", "--format=tar.gz", f"--prefix=owner-proj-{sha[:7]}/", sha],
-                                      cwd=bare, capture_output=True, check=True).stdout
+                data = subprocess.run(
+                    ["git", "archive", "--format=tar.gz", f"--prefix=owner-proj-{sha[:7]}/", sha],
+                    cwd=bare,
+                    capture_output=True,
+                    check=True,
+                ).stdout
                 self._answer(200, data)
 
             def _answer(self, code, body):
@@ -75,6 +80,7 @@ def forge(request):
     def start(bare):
         servers.append(ArchiveServer(bare))
         return servers[-1]
+
     yield start
     for s in servers:
         s.close()
@@ -139,21 +145,26 @@ def test_git_token_is_never_written_into_the_clone(repo_factory, cloud):
     assert "extraheader" not in p.stdout.lower()
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("https://github.com/o/r.git", "https://api.github.com/repos/o/r/tarball/abc"),
-    ("https://github.com/o/r", "https://api.github.com/repos/o/r/tarball/abc"),
-    ("git@github.com:o/my.repo.git", "https://api.github.com/repos/o/my.repo/tarball/abc"),
-    ("ssh://git@github.com/o/r.git", "https://api.github.com/repos/o/r/tarball/abc"),
-    ("https://gitlab.com/o/r.git", ""),
-    ("/srv/git/r.git", ""),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("https://github.com/o/r.git", "https://api.github.com/repos/o/r/tarball/abc"),
+        ("https://github.com/o/r", "https://api.github.com/repos/o/r/tarball/abc"),
+        ("git@github.com:o/my.repo.git", "https://api.github.com/repos/o/my.repo/tarball/abc"),
+        ("ssh://git@github.com/o/r.git", "https://api.github.com/repos/o/r/tarball/abc"),
+        ("https://gitlab.com/o/r.git", ""),
+        ("/srv/git/r.git", ""),
+    ],
+)
 def test_archive_url_is_derived_for_github_remotes_only(url, expected):
     assert archive_url(url, "abc") == expected
 
 
 def test_archive_url_template_wins():
-    assert archive_url("https://github.com/o/r.git", "abc", "https://git.example/r/-/archive/{sha}.tar.gz") \
+    assert (
+        archive_url("https://github.com/o/r.git", "abc", "https://git.example/r/-/archive/{sha}.tar.gz")
         == "https://git.example/r/-/archive/abc.tar.gz"
+    )
 
 
 def test_local_launch_does_not_send_the_git_token(repo_factory):
@@ -161,3 +172,46 @@ def test_local_launch_does_not_send_the_git_token(repo_factory):
     p = run_cli(["--local", "--config", "configs/test.yaml"], cwd=repo, env={"VAST_LAUNCH_GIT_TOKEN": TOKEN})
     assert p.returncode == 0, p.stdout[-2000:]
     assert "token=none" in p.stdout and TOKEN not in p.stdout
+
+
+MINI_PYPROJECT = """[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "vl-mini-package"
+version = "0.1"
+
+[tool.setuptools]
+packages = ["vl_mini"]
+"""
+
+
+def test_local_runs_the_real_setup_into_the_instance_python_never_the_users(repo_factory):
+    """--local runs `code.setup` as Vast would: into the image's Python (a virtualenv in the instance's own
+    files that sees this host's packages, as a PyTorch image has torch), never into the launcher's env."""
+    use = "python3 -c 'import vl_mini, torch; print(\"vl_mini\", vl_mini.X, vl_mini.__file__)'"
+    setup = "pip install -q --no-build-isolation --no-deps ./mini"
+    repo = repo_factory(stage_config([{"name": "use", "command": use}], code={"setup": setup}))
+    (repo / "mini" / "vl_mini").mkdir(parents=True)
+    (repo / "mini" / "pyproject.toml").write_text(MINI_PYPROJECT)
+    (repo / "mini" / "vl_mini" / "__init__.py").write_text("X = 42\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a package the setup installs")
+    git(repo, "push", "-q")
+    p = run_cli(["--local", "--auto-shutdown", "--config", "configs/test.yaml"], cwd=repo, timeout=1500)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    (line,) = [ln for ln in p.stdout.splitlines() if "vl_mini 42 " in ln]
+    assert "/.image-python/lib/" in line, line  # installed inside the instance
+    mine = subprocess.run([sys.executable, "-c", "import vl_mini"], capture_output=True, text=True)
+    assert mine.returncode != 0 and "No module named 'vl_mini'" in mine.stderr  # not into the launcher's env
+    assert git(repo, "status", "--porcelain") == ""
+
+    # a setup that fails is reported as such, locally as on Vast
+    cfg = yaml.safe_load((repo / "configs" / "test.yaml").read_text())
+    cfg["code"]["setup"] = "pip install -q --no-index vl-no-such-package"
+    (repo / "configs" / "test.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    git(repo, "commit", "-q", "-am", "a setup that fails")
+    git(repo, "push", "-q")
+    p = run_cli(["--local", "--auto-shutdown", "--config", "configs/test.yaml"], cwd=repo, timeout=1500)
+    assert p.returncode != 0 and "failed in stage setup" in p.stdout + p.stderr, p.stdout[-3000:] + p.stderr[-2000:]

@@ -10,32 +10,49 @@ import sysconfig
 import yaml
 from conftest import PROJECT, git
 
-PLAIN_TRAIN = '''import os, sys
+PLAIN_TRAIN = """import os, sys
 print("plain-train step 1 of 1", flush=True)
 with open(os.path.join(os.environ["VL_OUT"], "model.txt"), "w") as f:
     f.write("weights\\n")
-'''
+"""
 
 
 def test_the_built_wheel_launches_a_plain_repository_locally(tmp_path):
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    str(PROJECT)], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(PROJECT)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     (wheel,) = wheels.glob("vast_launch-*.whl")
     venv = tmp_path / "tool"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     tool_python = venv / "bin" / "python"
-    site = subprocess.run([str(tool_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", site,
-                    str(wheel)], check=True, capture_output=True, timeout=600)
+    site = subprocess.run(
+        [str(tool_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", site, str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     # The dependencies come from this environment's site-packages as a plain path: its editable
     # install of this checkout is a .pth hook there, which a path entry does not run.
     (next((venv / "lib").glob("python*")) / "site-packages" / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     (venv / "bin" / "vast-launch").write_text(f"#!{tool_python}\nfrom vast_launch.cli import main\nmain()\n")
     (venv / "bin" / "vast-launch").chmod(0o755)
-    where = subprocess.run([str(tool_python), "-c", "import vast_launch; print(vast_launch.__file__)"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [str(tool_python), "-c", "import vast_launch; print(vast_launch.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(site), where  # the wheel's copy, not this checkout
 
     repo, remote = tmp_path / "plain", tmp_path / "plain-remote.git"
@@ -57,8 +74,14 @@ def test_the_built_wheel_launches_a_plain_repository_locally(tmp_path):
     git(repo, "commit", "-q", "-m", "plain project")
     git(repo, "push", "-q", "-u", "origin", "main")
 
-    p = subprocess.run([tool, "--local", "--auto-shutdown", "--config", "vast-launch.yaml"],
-                       cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    p = subprocess.run(
+        [tool, "--local", "--auto-shutdown", "--config", "vast-launch.yaml"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "plain-train step 1 of 1" in p.stdout and "completed: all stages done" in p.stdout
@@ -66,8 +89,7 @@ def test_the_built_wheel_launches_a_plain_repository_locally(tmp_path):
     assert run_dir.startswith(str(home))
     assert any(path.name == "model.txt" and path.read_text() == "weights\n" for path in home.rglob("model.txt"))
     assert git(repo, "status", "--porcelain") == ""
-    rep = subprocess.run([tool, "report", "plain", "--plot", "--json"], cwd=repo, env=env, capture_output=True,
-                         text=True, timeout=600)
+    rep = subprocess.run([tool, "report", "plain", "--plot", "--json"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert rep.returncode == 0, rep.stderr
     shown = json.loads(rep.stdout)
     assert shown["markdown"].startswith(str(home)) and shown["png"].startswith(str(home))

@@ -11,8 +11,11 @@ ECHO_STAGES = [{"name": "a", "command": "echo stage-a-ran"}, {"name": "b", "comm
 
 
 def launch(repo, lc, *extra, env=None):
-    return run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--follow", "--yes", *extra],
-                   cwd=repo, env={**cloud_env(lc), **(env or {})})
+    return run_cli(
+        ["--auto-shutdown", "--config", "configs/test.yaml", "--follow", "--yes", *extra],
+        cwd=repo,
+        env={**cloud_env(lc), **(env or {})},
+    )
 
 
 def status(repo):
@@ -35,14 +38,17 @@ def test_launch_through_vast_api_clones_pushed_commit_and_self_destroys(repo_fac
     assert no_live_processes(cloud)
 
 
-@pytest.mark.parametrize("breakage, expected", [
-    ("unpushed", "is not on remote 'origin'"),
-    ("detached", "detached HEAD"),
-    ("dirty", "uncommitted changes (README.md)"),  # the path whole: porcelain's first column is a space
-    ("malformed", "malformed YAML at line"),
-    ("unknown_key", "unknown key 'resources.gpu_nmes'"),
-    ("negative_price", "resources.max_dph: Input should be greater than 0"),
-])
+@pytest.mark.parametrize(
+    "breakage, expected",
+    [
+        ("unpushed", "is not on remote 'origin'"),
+        ("detached", "detached HEAD"),
+        ("dirty", "uncommitted changes (README.md)"),  # the path whole: porcelain's first column is a space
+        ("malformed", "malformed YAML at line"),
+        ("unknown_key", "unknown key 'resources.gpu_nmes'"),
+        ("negative_price", "resources.max_dph: Input should be greater than 0"),
+    ],
+)
 def test_bad_input_one_line_exit_1_nothing_rented(repo_factory, cloud, breakage, expected):
     cfg = stage_config(ECHO_STAGES)
     if breakage == "unknown_key":
@@ -188,15 +194,33 @@ def test_a_remote_that_fails_or_never_answers_stops_the_launch_in_one_line(repo_
     threading.Thread(target=lambda: [held.append(silent.accept()) for _ in range(8)], daemon=True).start()
     git(repo, "remote", "set-url", "origin", f"git://127.0.0.1:{silent.getsockname()[1]}/repo.git")
     try:
-        launch = run_cli(["--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo,
-                         env={**cloud_env(cloud), "VAST_LAUNCH_GIT_TIMEOUT": "2"})
+        launch = run_cli(
+            ["--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo, env={**cloud_env(cloud), "VAST_LAUNCH_GIT_TIMEOUT": "2"}
+        )
         assert launch.returncode == 1 and "the remote did not answer within 2 s (VAST_LAUNCH_GIT_TIMEOUT)" in launch.stderr
         assert held, "git never connected: the timeout was not what stopped it"
         assert not creates(cloud)
-        bad = run_cli(["check", "--config", "configs/test.yaml", "--target", "local"], cwd=repo,
-                      env={"VAST_LAUNCH_GIT_TIMEOUT": "soon"})
+        bad = run_cli(
+            ["check", "--config", "configs/test.yaml", "--target", "local"], cwd=repo, env={"VAST_LAUNCH_GIT_TIMEOUT": "soon"}
+        )
         assert bad.returncode == 1 and "VAST_LAUNCH_GIT_TIMEOUT='soon': expected seconds" in bad.stderr
     finally:
         for conn, _ in held:
             conn.close()
         silent.close()
+
+
+def test_a_2000_character_setup_and_ten_stages_fit_and_run_locally(repo_factory):
+    steps = [f"echo setup-step-{i:03d} >> setup.log" for i in range(200)]
+    setup = " && ".join(steps)
+    setup = setup[: setup.rindex(" && ", 0, 2000)]  # whole steps only, just under 2,000 characters
+    setup += " && true" + " " * (2000 - len(setup) - 8)
+    ran = setup.count("echo setup-step-")
+    stages = [{"name": f"s{i}", "command": f"echo stage-{i} saw $(wc -l < setup.log) setup lines"} for i in range(10)]
+    repo = repo_factory(stage_config(stages, code={"setup": setup}))
+    assert len(setup) == 2000
+    p = run_cli(["--local", "--auto-shutdown", "--config", "configs/test.yaml"], cwd=repo, timeout=1500)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    for i in range(10):
+        assert f"stage-{i} saw {ran} setup lines" in p.stdout, p.stdout[-3000:]
+    assert "completed: all stages done" in p.stdout

@@ -22,8 +22,15 @@ def status_rows(repo, env=None):
 
 def start_cli(args, cwd, env=None):
     e = {**os.environ, **(env or {})}
-    return subprocess.Popen([str(BIN / "vast-launch"), *args], cwd=cwd, env=e, text=True,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [str(BIN / "vast-launch"), *args],
+        cwd=cwd,
+        env=e,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def read_until(proc, text, timeout=900):
@@ -72,8 +79,7 @@ def test_two_local_launches_in_a_row_each_report_their_own_outcome(repo_factory)
     assert second.returncode == 0, second.stdout[-2000:]
     assert wait_for(lambda: not instance_processes(home), 3.0), instance_processes(home)
     rows = status_rows(repo)
-    assert [r["end_reason"].split(";")[0] for r in rows] == ["failed in stage train (exit 3)",
-                                                            "completed: all stages done"]
+    assert [r["end_reason"].split(";")[0] for r in rows] == ["failed in stage train (exit 3)", "completed: all stages done"]
     assert rows[0]["instance_id"] != rows[1]["instance_id"]
     assert second.stdout.count("| run ") == 1 and "run 3" not in second.stdout  # no replay of the first
     assert not (repo / "runs").exists()  # outputs live under the state dir, not in the repo
@@ -87,8 +93,7 @@ def test_config_auto_shutdown_is_the_default_and_the_flag_overrides_it(repo_fact
     (inst,) = cloud.cloud.instances.values()
     assert inst.destroyed_by == "instance"  # the config's auto_shutdown reached the instance
 
-    off = run_cli(["--no-auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo,
-                  env=cloud_env(cloud))
+    off = run_cli(["--no-auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo, env=cloud_env(cloud))
     assert off.returncode == 0, off.stderr
     assert "WARNING: auto-shutdown is OFF" in off.stdout and "keeps running and billing" in off.stdout
     second = max(cloud.cloud.instances.values(), key=lambda i: i.id)
@@ -102,8 +107,7 @@ def test_config_auto_shutdown_is_the_default_and_the_flag_overrides_it(repo_fact
 
 
 def test_idle_limit_tears_down_a_finished_launch_without_auto_shutdown(repo_factory, cloud):
-    repo = repo_factory(stage_config([{"name": "a", "command": "echo a"}],
-                                     lifecycle={"auto_shutdown": False, "idle_minutes": 0.05}))
+    repo = repo_factory(stage_config([{"name": "a", "command": "echo a"}], lifecycle={"auto_shutdown": False, "idle_minutes": 0.05}))
     p = run_cli(["--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo, env=cloud_env(cloud))
     assert p.returncode == 0, p.stderr
     (inst,) = cloud.cloud.instances.values()
@@ -117,11 +121,9 @@ def test_budget_becomes_the_deadline(repo_factory, tmp_path):
     from vast_launch.localcloud import LocalCloud
 
     # $3.60/h and a $0.004 budget: the money runs out after 4 s, long before max_hours.
-    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}],
-                                     lifecycle={"max_hours": 1, "max_cost_usd": 0.004}))
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}], lifecycle={"max_hours": 1, "max_cost_usd": 0.004}))
     with LocalCloud(root=tmp_path / "c", price_dph=3.6, loading_seconds=0.1) as lc:
-        p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo,
-                    env=cloud_env(lc))
+        p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo, env=cloud_env(lc))
         assert p.returncode == EXIT_WATCHDOG, p.stdout[-2000:]
         (inst,) = lc.cloud.instances.values()
         assert inst.destroyed_by == "instance"
@@ -137,8 +139,7 @@ def test_budget_becomes_the_deadline(repo_factory, tmp_path):
 # --- the in-container layers ----------------------------------------------------------------------
 def test_group_sigterm_still_ends_in_a_destroyed_instance(repo_factory, cloud):
     repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}]))
-    p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo,
-                env=cloud_env(cloud))
+    p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo, env=cloud_env(cloud))
     assert p.returncode == 0, p.stderr
     (inst,) = cloud.cloud.instances.values()
     vl = lambda: next(inst.workdir.glob("vl-*"))  # noqa: E731
@@ -156,8 +157,7 @@ def test_sigkilled_launcher_row_is_settled_by_status(repo_factory, tmp_path):
 
     repo = repo_factory(stage_config([{"name": "a", "command": "sleep 4"}]))
     with LocalCloud(root=tmp_path / "c", price_dph=3.6, loading_seconds=0.1) as lc:
-        proc = start_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"], repo,
-                         cloud_env(lc))
+        proc = start_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"], repo, cloud_env(lc))
         read_until(proc, "stage 1/1")
         proc.kill()
         proc.wait()
@@ -178,14 +178,12 @@ def test_launcher_killed_before_the_id_was_recorded(repo_factory, cloud):
     import sqlite3
 
     repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}]))
-    p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo,
-                env=cloud_env(cloud))
+    p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo, env=cloud_env(cloud))
     assert p.returncode == 0, p.stderr
     (inst,) = cloud.cloud.instances.values()
     ledger = repo.parent / "home" / "ledger.sqlite"
     with sqlite3.connect(ledger) as db:  # the row as a launcher killed right after create leaves it
-        db.execute("UPDATE launches SET state = 'creating', instance_id = NULL, "
-                   "extra = json_set(extra, '$.launcher_pid', 999999999)")
+        db.execute("UPDATE launches SET state = 'creating', instance_id = NULL, extra = json_set(extra, '$.launcher_pid', 999999999)")
     (row,) = status_rows(repo, cloud_env(cloud))
     assert row["instance_id"] == inst.id and row["state"] == "running"  # adopted by its label
     with sqlite3.connect(ledger) as db:
@@ -200,8 +198,10 @@ def test_reap_destroys_an_instance_whose_launch_the_ledger_thinks_ended(repo_fac
     import sqlite3
 
     repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}]))
-    assert run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo,
-                   env=cloud_env(cloud)).returncode == 0
+    assert (
+        run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo, env=cloud_env(cloud)).returncode
+        == 0
+    )
     (inst,) = cloud.cloud.instances.values()
     with sqlite3.connect(repo.parent / "home" / "ledger.sqlite") as db:
         db.execute("UPDATE launches SET state = 'aborted', end_reason = 'down: no instance was created'")
@@ -213,8 +213,10 @@ def test_reap_destroys_an_instance_whose_launch_the_ledger_thinks_ended(repo_fac
 
 def test_down_refuses_an_instance_that_is_not_ours(repo_factory, cloud):
     repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}]))
-    assert run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo,
-                   env=cloud_env(cloud)).returncode == 0
+    assert (
+        run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo, env=cloud_env(cloud)).returncode
+        == 0
+    )
     (inst,) = cloud.cloud.instances.values()
     inst.label = "someone-elses-job"
     p = run_cli(["down", str(inst.id)], cwd=repo, env=cloud_env(cloud))
@@ -239,9 +241,15 @@ def test_ctrl_c_on_a_terminal_asks_and_detaching_leaves_the_teardown_armed(repo_
     repo = repo_factory(stage_config([{"name": "a", "command": 'while [ ! -f "$VL_W/go" ]; do sleep 0.2; done'}]))
     master, slave = pty.openpty()  # a real terminal on stdin: the launcher may ask
     e = {**os.environ, **cloud_env(cloud)}
-    proc = subprocess.Popen([str(BIN / "vast-launch"), "--auto-shutdown", "--config", "configs/test.yaml", "--yes",
-                             "--follow"], cwd=repo, env=e, text=True, stdin=slave, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(BIN / "vast-launch"), "--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"],
+        cwd=repo,
+        env=e,
+        text=True,
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     os.close(slave)
     try:
         read_until(proc, "stage 1/1")
@@ -267,8 +275,12 @@ def test_down_of_an_instance_already_gone_or_whose_destroy_is_lost(repo_factory,
     follows); a destroy the cloud acknowledged but did not carry out is NOT destroyed, and the row stays open."""
     repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}]))
     for _ in range(2):
-        assert run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo,
-                       env=cloud_env(cloud)).returncode == 0
+        assert (
+            run_cli(
+                ["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--detach"], cwd=repo, env=cloud_env(cloud)
+            ).returncode
+            == 0
+        )
     rows = {r["instance_id"]: r for r in status_rows(repo, cloud_env(cloud))}
     ids = sorted(rows)
     gone, lost = cloud.cloud.instances[ids[0]], cloud.cloud.instances[ids[1]]

@@ -18,9 +18,23 @@ def test_vastai_cli_search_create_show_destroy(cloud):
     offers = json.loads(vastai(cloud, "search", "offers", "reliability>0.9", "--raw").stdout)
     assert {o["id"] for o in offers} == {1001, 1002}
 
-    created = json.loads(vastai(cloud, "create", "instance", "1001", "--image", "img", "--disk", "10",
-                                "--onstart-cmd", "echo started-by-onstart; sleep 60",
-                                "--label", "vast-launch:cli", "--raw").stdout)
+    created = json.loads(
+        vastai(
+            cloud,
+            "create",
+            "instance",
+            "1001",
+            "--image",
+            "img",
+            "--disk",
+            "10",
+            "--onstart-cmd",
+            "echo started-by-onstart; sleep 60",
+            "--label",
+            "vast-launch:cli",
+            "--raw",
+        ).stdout
+    )
     iid = created["new_contract"]
     assert created["success"] and iid
 
@@ -40,11 +54,23 @@ def test_vastai_cli_search_create_show_destroy(cloud):
 
 
 def test_instance_environment_is_what_vast_sets(cloud):
-    vastai(cloud, "create", "instance", "1002", "--image", "img", "--disk", "10", "--env", "-e FOO=bar",
-           "--onstart-cmd", "env > env.txt", "--raw")
+    vastai(
+        cloud,
+        "create",
+        "instance",
+        "1002",
+        "--image",
+        "img",
+        "--disk",
+        "10",
+        "--env",
+        "-e FOO=bar",
+        "--onstart-cmd",
+        "env > env.txt",
+        "--raw",
+    )
     inst = next(iter(cloud.cloud.instances.values()))
-    assert wait_for(lambda: (inst.workdir / "env.txt").exists() and inst.proc is not None and inst.proc.poll() is not None,
-                    30)
+    assert wait_for(lambda: (inst.workdir / "env.txt").exists() and inst.proc is not None and inst.proc.poll() is not None, 30)
     assert inst.status == "running"  # as on Vast: the onstart ended, the container runs (and bills) on
     env = dict(line.split("=", 1) for line in (inst.workdir / "env.txt").read_text().splitlines() if "=" in line)
     assert env["CONTAINER_ID"] == str(inst.id)
@@ -63,20 +89,22 @@ def test_v1_list_paginates_and_old_list_is_gone(cloud):
     h = {"Authorization": f"Bearer {cloud.api_key}"}
     page = requests.get(f"{cloud.url}/api/v1/instances/", params={"limit": 2}, headers=h).json()
     assert len(page["instances"]) == 2 and page["next_token"] and page["total_instances"] == 3
-    rest = requests.get(f"{cloud.url}/api/v1/instances/", params={"limit": 2, "after_token": page["next_token"]},
-                        headers=h).json()
+    rest = requests.get(f"{cloud.url}/api/v1/instances/", params={"limit": 2, "after_token": page["next_token"]}, headers=h).json()
     assert len(rest["instances"]) == 1 and rest["next_token"] is None
     assert requests.get(f"{cloud.url}/api/v0/instances/", headers=h).status_code == 410
     assert requests.get(f"{cloud.url}/api/v1/instances/", headers={"Authorization": "Bearer nope"}).status_code == 404
 
 
 def test_v1_pages_in_both_orders_and_survive_a_destroy_between_pages(cloud):
-    ids = [json.loads(vastai(cloud, "create", "instance", "1001", "--image", "i", "--disk", "10",
-                             "--onstart-cmd", "sleep 60", "--raw").stdout)["new_contract"] for _ in range(5)]
+    ids = [
+        json.loads(
+            vastai(cloud, "create", "instance", "1001", "--image", "i", "--disk", "10", "--onstart-cmd", "sleep 60", "--raw").stdout
+        )["new_contract"]
+        for _ in range(5)
+    ]
     for direction, expected in (("asc", ids), ("desc", ids[::-1])):
         # the CLI itself follows next_token page by page (25 a page at most; --limit 2 here)
-        got = json.loads(vastai(cloud, "show", "instances", "--raw", "--order-by", f"id {direction}",
-                                "--limit", "2", "--all").stdout)
+        got = json.loads(vastai(cloud, "show", "instances", "--raw", "--order-by", f"id {direction}", "--limit", "2", "--all").stdout)
         assert [r["id"] for r in got] == expected, direction
     import requests
 
@@ -85,8 +113,9 @@ def test_v1_pages_in_both_orders_and_survive_a_destroy_between_pages(cloud):
     first = requests.get(f"{cloud.url}/api/v1/instances/", params={"limit": 2, "order_by": order}, headers=h).json()
     assert [r["id"] for r in first["instances"]] == ids[:-3:-1]
     vastai(cloud, "destroy", "instance", str(ids[3]), "-y")  # the last row served vanishes
-    rest = requests.get(f"{cloud.url}/api/v1/instances/", params={"limit": 2, "order_by": order,
-                                                                  "after_token": first["next_token"]}, headers=h).json()
+    rest = requests.get(
+        f"{cloud.url}/api/v1/instances/", params={"limit": 2, "order_by": order, "after_token": first["next_token"]}, headers=h
+    ).json()
     assert [r["id"] for r in rest["instances"]] == [ids[2], ids[1]]
 
 
@@ -96,8 +125,11 @@ def test_stop_during_loading_stays_stopped_and_start_brings_back_an_exited_insta
     # The image never finishes loading on its own here; the test finishes it after the stop,
     # so the order of events does not depend on how fast the CLI starts.
     with LocalCloud(root=tmp_path / "c", loading_seconds=3600.0) as lc:
-        iid = json.loads(vastai(lc, "create", "instance", "1001", "--image", "i", "--disk", "10",
-                                "--onstart-cmd", "echo up >> ups; sleep 60", "--raw").stdout)["new_contract"]
+        iid = json.loads(
+            vastai(
+                lc, "create", "instance", "1001", "--image", "i", "--disk", "10", "--onstart-cmd", "echo up >> ups; sleep 60", "--raw"
+            ).stdout
+        )["new_contract"]
         vastai(lc, "stop", "instance", str(iid))  # before the image finished loading
         inst = lc.cloud.instances[iid]
         assert inst.status == "stopped"
@@ -114,8 +146,21 @@ def test_stop_during_loading_stays_stopped_and_start_brings_back_an_exited_insta
 
 def test_reboot_recycle_and_bulk_commands_as_the_cli_sends_them(cloud):
     def make():
-        return json.loads(vastai(cloud, "create", "instance", "1001", "--image", "i", "--disk", "10",
-                                 "--onstart-cmd", "echo up >> ups; touch mine; sleep 120", "--raw").stdout)["new_contract"]
+        return json.loads(
+            vastai(
+                cloud,
+                "create",
+                "instance",
+                "1001",
+                "--image",
+                "i",
+                "--disk",
+                "10",
+                "--onstart-cmd",
+                "echo up >> ups; touch mine; sleep 120",
+                "--raw",
+            ).stdout
+        )["new_contract"]
 
     a, b = make(), make()
     ia, ib = cloud.cloud.instances[a], cloud.cloud.instances[b]
@@ -188,6 +233,48 @@ def test_billing_per_second_and_invoices(tmp_path):
         assert abs(c["gpu_usd"] - 36.0 * c["gpu_seconds"] / 3600) < 1e-9
         assert abs(c["storage_usd"] - 72.0 * 10 / 720 * c["storage_seconds"] / 3600) < 1e-9
         assert c["storage_seconds"] > c["gpu_seconds"]  # storage is billed while loading too
-        inv = requests.get(f"{lc.url}/api/v0/users/me/invoices", headers={"Authorization": f"Bearer {lc.api_key}"},
-                           params={"sdate": 0, "edate": 2e10}).json()
+        inv = requests.get(
+            f"{lc.url}/api/v0/users/me/invoices", headers={"Authorization": f"Bearer {lc.api_key}"}, params={"sdate": 0, "edate": 2e10}
+        ).json()
         assert abs(sum(r["amount"] for r in inv["invoices"]) - c["total_usd"]) < 1e-6
+        # v1 charges in the shape the CLI reads: a row per instance, its GPU and storage lines as items
+        raw = json.loads(vastai(lc, "show", "invoices-v1", "--charges", "--raw").stdout)
+        (row,) = raw["results"]
+        assert row["type"] == "instance" and row["source"] == f"instance-{inst.id}" and raw["total"] == 1
+        assert abs(row["amount"] - c["total_usd"]) < 1e-6 and {i["type"] for i in row["items"]} == {"gpu", "storage"}
+        for args in (["--charges"], ["--charges", "--format", "tree", "--verbose"], ["--invoices"]):
+            shown = vastai(lc, "show", "invoices-v1", *args)
+            assert shown.returncode == 0 and "Traceback" not in shown.stderr, (args, shown.stderr[-2000:])
+        assert f"Instance {inst.id}" in vastai(lc, "show", "invoices-v1", "--charges", "--format", "tree", "--verbose").stdout
+
+
+def test_launch_instance_searches_and_rents_in_one_call(cloud):
+    """`vastai launch instance`: the client turns Local_CPU into "Local CPU" and the service rents the first match."""
+    out = vastai(cloud, "launch", "instance", "-g", "Local_CPU", "-n", "1", "-i", "img", "--onstart-cmd", "sleep 600", "--raw")
+    created = json.loads(out.stdout)
+    inst = cloud.cloud.instances[created["new_contract"]]
+    assert inst.offer["gpu_name"] == "Local CPU" and inst.onstart == "sleep 600" and inst.image == "img"
+    env = dict(os.environ, VAST_URL=cloud.url, VAST_API_KEY=cloud.api_key, VASTAI_NO_UPDATE_CHECK="1")
+    none = subprocess.run(
+        [str(BIN / "vastai"), "launch", "instance", "-g", "RTX_4090", "-n", "1", "-i", "img", "--raw"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    # nothing matches: a 404 (the CLI shows the status, not the body) and nothing rented
+    assert "404" in none.stdout + none.stderr and len(cloud.cloud.instances) == 1, none.stdout + none.stderr
+    vastai(cloud, "destroy", "instance", str(inst.id), "-y")
+    assert inst.status == "destroyed"
+
+
+def test_the_args_run_type_runs_its_args_and_exits_with_them(cloud):
+    """As on Vast, only an args run type's main process ending makes the instance `exited`."""
+    created = json.loads(
+        vastai(cloud, "create", "instance", "1001", "--image", "img", "--raw", "--args", "bash", "-c", "echo hello-$((6*7))").stdout
+    )
+    inst = cloud.cloud.instances[created["new_contract"]]
+    assert inst.runtype == "args"
+    assert wait_for(lambda: inst.status == "exited", 120), inst.status
+    assert "hello-42" in inst.log_path.read_text() and inst.starts == 1
+    vastai(cloud, "destroy", "instance", str(inst.id), "-y")

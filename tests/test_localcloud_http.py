@@ -74,7 +74,25 @@ def test_keys_as_on_vast(cloud):
 
 def test_serve_on_a_port_in_use_says_so_in_one_line(cloud):
     port = int(cloud.url.rsplit(":", 1)[1])
-    p = subprocess.run([str(BIN / "vast-launch"), "local-cloud", "serve", "--port", str(port)],
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [str(BIN / "vast-launch"), "local-cloud", "serve", "--port", str(port)], capture_output=True, text=True, timeout=600
+    )
     assert p.returncode == 1
     assert p.stderr.strip().startswith("error: local cloud: cannot listen on 127.0.0.1:") and len(p.stderr.splitlines()) == 1
+
+
+def test_offers_carry_every_field_the_vastai_client_filters_on(cloud):
+    from vastai.api.query import offers_fields
+
+    offers = requests.post(api(cloud, "/bundles/"), json={"limit": 10}).json()["offers"]
+    assert offers and all(offers_fields <= set(o) for o in offers), [sorted(offers_fields - set(o)) for o in offers]
+    # a filter on a field the launcher never asks for selects by its value, as on Vast
+    for q, expected in (
+        ({"cpu_cores": {"gte": 1}}, len(offers)),
+        ({"static_ip": {"eq": True}}, 0),
+        ({"ubuntu_version": {"eq": "22.04"}}, len(offers)),
+        ({"gpu_name": {"eq": "Local CPU"}}, len(offers)),
+        ({"gpu_name": {"eq": "Local_CPU"}}, 0),  # the client turns _ into a space; the service compares as sent
+    ):
+        found = requests.post(api(cloud, "/bundles/"), json={**q, "limit": 10}).json()["offers"]
+        assert len(found) == expected, (q, found)

@@ -16,8 +16,7 @@ def test_local_smoke_launch_end_to_end(repo_factory):
     repo = repo_factory()
     head = git(repo, "rev-parse", "HEAD")
     # 628 s in CI; 2,000 s ran out when a second smoke training shared the 2 cores (the launcher was SIGINTed)
-    p = run_cli(["--local", "--auto-shutdown", "--config", "configs/burgers.yaml", "--profile", "smoke"], cwd=repo,
-                timeout=3600)
+    p = run_cli(["--local", "--auto-shutdown", "--config", "configs/burgers.yaml", "--profile", "smoke"], cwd=repo, timeout=3600)
     print(p.stdout[-3000:])
     assert p.returncode == 0, p.stderr[-3000:]
     (row,) = json.loads(run_cli(["status", "--json"], cwd=repo).stdout)
@@ -30,12 +29,22 @@ def test_local_smoke_launch_end_to_end(repo_factory):
     assert sorted(r.job_type for r in runs) == sorted(STAGES)
     assert {r.group for r in runs} == {row["wandb_group"]} == {row["launch_id"]}
     assert all(r.config["launch.commit"] == head for r in runs)
+    # The smoke profile learns, as launched (this is the suite's one full smoke training): every stage
+    # halves its loss at least, the refiner and the distilled model beat the operator, distilled is cheaper.
+    for stage in STAGES:
+        r = json.loads((run_dir / "out" / stage / "result.json").read_text())
+        assert r["loss_first"] >= 2 * r["loss_last"], (stage, r)
     ev = json.loads((run_dir / "out" / "eval.json").read_text())
     assert ev["refiner"]["nrmse"] < ev["operator"]["nrmse"]
+    assert ev["distilled_1step"]["nrmse"] < ev["operator"]["nrmse"]
+    assert ev["distilled_1step"]["wall_s_per_rollout"] < ev["refiner"]["wall_s_per_rollout"]
     # progress: each phase and stage k/3 with elapsed time and cost so far
     for phase in ("check", "search", "create", "instance", "stage 1/3", "stage 2/3", "stage 3/3", "teardown"):
-        assert re.search(rf"^\[\s*[\d.]+s \$\d+\.\d{{4}}\] {re.escape(phase)}", p.stdout, re.M) or phase in (
-            "check", "search") and re.search(rf"^\[\s*[\d.]+s\] {phase}", p.stdout, re.M), phase
+        assert (
+            re.search(rf"^\[\s*[\d.]+s \$\d+\.\d{{4}}\] {re.escape(phase)}", p.stdout, re.M)
+            or phase in ("check", "search")
+            and re.search(rf"^\[\s*[\d.]+s\] {phase}", p.stdout, re.M)
+        ), phase
     assert re.search(r"\[ups\] operator step \d+/\d+ loss", p.stdout)  # the trainer's own progress, streamed
 
     # the report, with the PNG of curves and rollout error
@@ -67,13 +76,19 @@ def test_teardown_waits_for_wandb_then_destroys(repo_factory, tmp_path):
     (how fast: benchmarks/soak.py measures the seconds billed after the last stage)."""
     from vast_launch.localcloud import LocalCloud
 
-    cmd = ('python -m ups.train --config "$VL_CONFIG" --profile smoke --stage {stage} --out "$VL_OUT" '
-           "--set operator.iters=20 --set data.n_train=8")
-    repo = repo_factory(stage_config([{"name": "operator", "command": cmd}],
-                                     train={"profile": "smoke", "profiles": {"smoke": {"data": {"n_train": 8}}}}))
+    cmd = (
+        'python -m ups.train --config "$VL_CONFIG" --profile smoke --stage {stage} --out "$VL_OUT" '
+        "--set operator.iters=20 --set data.n_train=8"
+    )
+    repo = repo_factory(
+        stage_config(
+            [{"name": "operator", "command": cmd}], train={"profile": "smoke", "profiles": {"smoke": {"data": {"n_train": 8}}}}
+        )
+    )
     with LocalCloud(root=tmp_path / "c", price_dph=3.6, loading_seconds=0.1) as lc:
-        p = run_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo,
-                    env=cloud_env(lc), timeout=1500)
+        p = run_cli(
+            ["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"], cwd=repo, env=cloud_env(lc), timeout=1500
+        )
         assert p.returncode == 0, p.stderr[-2000:]
         (inst,) = lc.cloud.instances.values()
         vl = next(inst.workdir.glob("vl-*"))

@@ -14,8 +14,9 @@ from vast_launch.ledger import Ledger
 
 def test_the_shipped_schema_is_the_one_the_trainer_writes():
     written = subprocess.run([sys.executable, "-m", "ups.profile"], capture_output=True, text=True, check=True).stdout
-    assert json.loads(written) == json.loads((PROJECT / "src/ups/profile.schema.json").read_text()), \
+    assert json.loads(written) == json.loads((PROJECT / "src/ups/profile.schema.json").read_text()), (
         "regenerate it: python -m ups.profile > src/ups/profile.schema.json"
+    )
 
 
 def test_every_default_lives_in_the_schema():
@@ -52,9 +53,17 @@ def test_ups_train_refuses_bad_overrides_before_torch_loads():
         p = subprocess.run([sys.executable, "-c", CHECK, config, *overrides], capture_output=True, text=True)
         assert p.returncode == 3 and p.stderr.strip().splitlines()[0].startswith(line), (overrides, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1 and p.stdout.strip() == "torch not loaded", (overrides, p)
-    ok = subprocess.run([sys.executable, "-c", "import sys; from ups import train; "
-                         "print(train.load_profile(sys.argv[1], 'smoke', sys.argv[2:])[2]['operator'])", config,
-                         "operator.iters=5"], capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from ups import train; print(train.load_profile(sys.argv[1], 'smoke', sys.argv[2:])[2]['operator'])",
+            config,
+            "operator.iters=5",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "'iters': 5, 'batch': 64" in ok.stdout, ok.stderr
 
 
@@ -76,8 +85,7 @@ def test_a_profile_typo_is_refused_before_anything_is_rented(repo_factory, cloud
 
 
 def test_a_missing_or_broken_schema_is_one_line(repo_factory, tmp_path):
-    for schema, needle in ((None, "No such file or directory"), ("{", "not JSON"),
-                           ('{"type": 5}', "not a JSON Schema")):
+    for schema, needle in ((None, "No such file or directory"), ("{", "not JSON"), ('{"type": 5}', "not a JSON Schema")):
         cfg = yaml.safe_load((PROJECT / "configs/burgers.yaml").read_text())
         cfg["train"]["profile_schema"] = "schema.json"
         repo = repo_factory(cfg)

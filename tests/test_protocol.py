@@ -7,14 +7,23 @@ import subprocess
 
 import pytest
 
-from vast_launch.onstart import OnstartSpec, render_onstart, unpack_bootstrap
 from vast_launch.protocol import EXIT_NO_RESULT, EXIT_WATCHDOG, Outcome, parse_stage_line
+from vast_launch.vast.onstart import OnstartSpec, render_onstart, unpack_bootstrap
 
 
 def spec(stages, setup="true"):
-    return OnstartSpec(launch_id="t-1", commit="0" * 40, repo="https://example.invalid/r.git", group="g",
-                       deadline=2_000_000_000, profile="smoke", config_path="c.yaml", stages=stages, setup=setup,
-                       auto_shutdown=True)
+    return OnstartSpec(
+        launch_id="t-1",
+        commit="0" * 40,
+        repo="https://example.invalid/r.git",
+        group="g",
+        deadline=2_000_000_000,
+        profile="smoke",
+        config_path="c.yaml",
+        stages=stages,
+        setup=setup,
+        auto_shutdown=True,
+    )
 
 
 def runner_from(bootstrap: str) -> str:
@@ -25,12 +34,17 @@ def test_stage_runner_lines_parse_and_agree_with_its_files(tmp_path):
     _, bootstrap, _ = render_onstart(spec([("a", "echo A"), ("b", "exit 7"), ("c", "echo never")]))
     (tmp_path / "run_stages.sh").write_text(runner_from(bootstrap))
     (tmp_path / "stages.tsv").write_text("a\techo A\nb\texit 7\nc\techo never\n")
-    p = subprocess.run(["bash", str(tmp_path / "run_stages.sh")], env={"VL_W": str(tmp_path), "PATH": "/usr/bin:/bin"},
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        ["bash", str(tmp_path / "run_stages.sh")], env={"VL_W": str(tmp_path), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )
     assert p.returncode == 7
     events = [e for e in map(parse_stage_line, p.stdout.splitlines()) if e]
-    assert [(e.name, e.phase, e.rc) for e in events] == [("a", "start", None), ("a", "done", 0),
-                                                         ("b", "start", None), ("b", "failed", 7)]
+    assert [(e.name, e.phase, e.rc) for e in events] == [
+        ("a", "start", None),
+        ("a", "done", 0),
+        ("b", "start", None),
+        ("b", "failed", 7),
+    ]
     times = [line.split() for line in (tmp_path / "stage_times").read_text().splitlines()]
     assert [(t[0], int(t[3])) for t in times] == [("a", 0), ("b", 7)]
     assert float(times[1][1]) == events[2].at and float(times[1][2]) == events[3].at
@@ -38,10 +52,13 @@ def test_stage_runner_lines_parse_and_agree_with_its_files(tmp_path):
     assert "never" not in p.stdout
 
 
-@pytest.mark.parametrize("line,rc,stage,signal", [
-    ("[vast-launch] 12:00:00 result rc=0 failed_stage= at=1700000000.5", 0, "", ""),
-    ("[vast-launch] 12:00:00 result rc=143 failed_stage=train at=1700000000.5 signal=TERM", 143, "train", "TERM"),
-])
+@pytest.mark.parametrize(
+    "line,rc,stage,signal",
+    [
+        ("[vast-launch] 12:00:00 result rc=0 failed_stage= at=1700000000.5", 0, "", ""),
+        ("[vast-launch] 12:00:00 result rc=143 failed_stage=train at=1700000000.5 signal=TERM", 143, "train", "TERM"),
+    ],
+)
 def test_result_lines(line, rc, stage, signal):
     out = Outcome()
     assert out.read_line(line)
@@ -68,7 +85,7 @@ def test_watchdog_lines_are_recognised():
 
 
 def test_onstart_fits_with_a_long_setup_and_many_stages():
-    stages = [(f"stage{i}", f"python -m my_project.train --stage {i} --out \"$VL_OUT\" --seed {i}") for i in range(10)]
+    stages = [(f"stage{i}", f'python -m my_project.train --stage {i} --out "$VL_OUT" --seed {i}') for i in range(10)]
     setup = " && ".join(f"pip install -q pkg{i}=={i}.{i * 7 % 10}.{i * 3 % 10}" for i in range(90))[:2000]
     onstart, bootstrap, env = render_onstart(spec(stages, setup=setup))
     assert len(setup) == 2000 and len(bootstrap) > 4000 >= len(onstart)
@@ -85,9 +102,19 @@ NASTY = "a b'c\"d$(touch pwned)`touch pwned2`;e|f&g\\h*?[x]{y}~!#%@@GROUP@@\n to
 
 
 def nasty_spec():
-    return OnstartSpec(launch_id="t-20261124-080000-ab12", commit="c0ffee" * 6 + "beef", repo="https://h/" + NASTY + ".git",
-                       group="g " + NASTY, deadline=2_000_000_000, profile="p " + NASTY, config_path="c " + NASTY,
-                       stages=[("a", "echo a")], setup="true", auto_shutdown=True, archive="https://h/" + NASTY)
+    return OnstartSpec(
+        launch_id="t-20261124-080000-ab12",
+        commit="c0ffee" * 6 + "beef",
+        repo="https://h/" + NASTY + ".git",
+        group="g " + NASTY,
+        deadline=2_000_000_000,
+        profile="p " + NASTY,
+        config_path="c " + NASTY,
+        stages=[("a", "echo a")],
+        setup="true",
+        auto_shutdown=True,
+        archive="https://h/" + NASTY,
+    )
 
 
 def test_values_full_of_shell_metacharacters_reach_the_instance_as_data(tmp_path):
@@ -96,9 +123,13 @@ def test_values_full_of_shell_metacharacters_reach_the_instance_as_data(tmp_path
     s = nasty_spec()
     _, bootstrap, _ = render_onstart(s)
     prelude = bootstrap.split("\nW=", 1)[0]  # the assignments, before anything runs
-    shown = subprocess.run(["bash", "-c", prelude + '\nprintf "%s\\0" "$L" "$SHA" "$REPO" "$ARCHIVE" '
-                                        '"$WANDB_RUN_GROUP" "$VL_PROFILE" "$VL_CONFIG"'],
-                           cwd=cwd, capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+    shown = subprocess.run(
+        ["bash", "-c", prelude + '\nprintf "%s\\0" "$L" "$SHA" "$REPO" "$ARCHIVE" "$WANDB_RUN_GROUP" "$VL_PROFILE" "$VL_CONFIG"'],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")[:-1]
     assert shown == [s.launch_id, s.commit, s.repo, s.archive, s.group, s.profile, s.config_path]
     assert list(cwd.iterdir()) == []  # nothing was executed
 

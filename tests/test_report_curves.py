@@ -5,13 +5,15 @@ import struct
 import subprocess
 import sys
 
-from vast_launch import report
-from vast_launch.curves import collect, from_rows
+from vast_launch.reports import report
+from vast_launch.reports.curves import collect, from_rows
 
 
 def test_any_numeric_key_becomes_a_curve_over_its_own_step():
-    rows = [{"epoch": e, "train_loss": 1 / (e + 1), "val/acc": 0.5 + e / 20, "val/step": e * 10, "note": "x",
-             "t": 1.0 + e, "flag": True} for e in range(5)]
+    rows = [
+        {"epoch": e, "train_loss": 1 / (e + 1), "val/acc": 0.5 + e / 20, "val/step": e * 10, "note": "x", "t": 1.0 + e, "flag": True}
+        for e in range(5)
+    ]
     curves = {c.key: c for c in from_rows(rows)}
     assert set(curves) == {"train_loss", "val/acc"}  # not the steps, the clock, text or booleans
     assert curves["train_loss"].x_label == "epoch" and curves["train_loss"].points[-1] == (4, 0.2)
@@ -29,17 +31,28 @@ def _png_size(path):
 def test_a_plain_projects_metrics_file_is_plotted_with_named_axes(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "loss": 1 / (e + 1), "acc": e / 10})
-                                                 for e in range(10)) + "\n")
+    (out / "metrics.jsonl").write_text(
+        "\n".join(json.dumps({"epoch": e, "loss": 1 / (e + 1), "acc": e / 10}) for e in range(10)) + "\n"
+    )
     data = {"launch_id": "plain-1", "cost": {"estimate_usd": 0.0}, "evaluation": {}}
     data["curves"], data["curves_from"] = [c.as_dict() for c in collect(out)[0]], "metrics.jsonl"
     png = report.plot(data, tmp_path / "p.png")
     assert _png_size(png) == (800, 400) and report.panel_count(data) == 2
-    md = report.to_markdown({**data, "state": "destroyed", "end_reason": "", "commit": "", "target": "vast",
-                             "profile": "", "hardware": {"gpu_name": None, "num_gpus": 1, "instance_id": 1,
-                                                         "machine_id": 1, "dph_total": 0},
-                             "cost": {"estimate_usd": 0, "billed_usd": None, "gpu_hours": 0},
-                             "wandb": {"project": "", "group": "", "url": None}, "timeline": []}, png)
+    md = report.to_markdown(
+        {
+            **data,
+            "state": "destroyed",
+            "end_reason": "",
+            "commit": "",
+            "target": "vast",
+            "profile": "",
+            "hardware": {"gpu_name": None, "num_gpus": 1, "instance_id": 1, "machine_id": 1, "dph_total": 0},
+            "cost": {"estimate_usd": 0, "billed_usd": None, "gpu_hours": 0},
+            "wandb": {"project": "", "group": "", "url": None},
+            "timeline": [],
+        },
+        png,
+    )
     assert "Evaluation" not in md and "2 logged metric(s), from metrics.jsonl: `loss`, `acc`" in md
 
 
@@ -50,10 +63,16 @@ def test_offline_wandb_history_is_read_with_each_metrics_step(tmp_path):
         f"run = wandb.init(project='p', mode='offline', dir={str(tmp_path / 'out')!r})\n"
         "run.define_metric('train/step'); run.define_metric('train/*', step_metric='train/step')\n"
         "for i in range(6): run.log({'train/step': i * 100, 'train/loss': 1.0 / (i + 1)})\n"
-        "run.finish()\n")
+        "run.finish()\n"
+    )
     (tmp_path / "out").mkdir()
-    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=600,
-                   env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WANDB_SILENT": "true"})
+    subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WANDB_SILENT": "true"},
+    )
     curves, source = collect(tmp_path / "out")
     assert source == "1 offline W&B run(s)"
     (loss,) = [c for c in curves if c.key == "train/loss"]

@@ -8,13 +8,14 @@ import secrets
 from conftest import cloud_env, git, run_cli, stage_config
 
 # made at run time: values written in this file would be found in every clone of it
-SECRETS = {name: f"{name.lower()}-{secrets.token_hex(16)}" for name in ("WANDB_API_KEY", "VAST_LAUNCH_GIT_TOKEN",
-                                                                         "DD_API_KEY")}
+SECRETS = {name: f"{name.lower()}-{secrets.token_hex(16)}" for name in ("WANDB_API_KEY", "VAST_LAUNCH_GIT_TOKEN", "DD_API_KEY")}
 URL_PASSWORD = f"urlpassword{secrets.token_hex(8)}"
 # a stage that logs offline to W&B, writes outputs, and prints its environment's names (not values)
-STAGE = ("python3 -c \"import os, wandb; r = wandb.init(project='p', mode='offline', dir=os.environ['VL_OUT']); "
-         "r.log({'loss': 1.0}); r.finish(); open(os.path.join(os.environ['VL_OUT'], 'out.txt'), 'w').write('ok')\"; "
-         "env | cut -d= -f1 | sort | tr '\\n' ' '")
+STAGE = (
+    "python3 -c \"import os, wandb; r = wandb.init(project='p', mode='offline', dir=os.environ['VL_OUT']); "
+    "r.log({'loss': 1.0}); r.finish(); open(os.path.join(os.environ['VL_OUT'], 'out.txt'), 'w').write('ok')\"; "
+    "env | cut -d= -f1 | sort | tr '\\n' ' '"
+)
 
 
 def _forms(secret: str) -> list[bytes]:
@@ -23,7 +24,7 @@ def _forms(secret: str) -> list[bytes]:
     forms = [raw]
     for k in range(3):
         enc = base64.b64encode(b"\0" * k + raw)
-        forms.append(enc[(4 * k + 2) // 3 + 1:-4])
+        forms.append(enc[(4 * k + 2) // 3 + 1 : -4])
     return forms
 
 
@@ -37,8 +38,9 @@ def _leaks(blobs: dict, values: dict) -> list[str]:
 
 
 def test_no_secret_leaks_from_any_command(repo_factory, cloud, tmp_path):
-    repo = repo_factory(stage_config([{"name": "leakcheck", "command": STAGE}],
-                                     code={"repo": f"https://user:{URL_PASSWORD}@127.0.0.1:9/o/r.git"}))
+    repo = repo_factory(
+        stage_config([{"name": "leakcheck", "command": STAGE}], code={"repo": f"https://user:{URL_PASSWORD}@127.0.0.1:9/o/r.git"})
+    )
     # the remote the check asks is the real one; the URL the instance gets carries a password to strip
     values = {**SECRETS, "VAST_API_KEY": cloud.api_key, "URL_PASSWORD": URL_PASSWORD}
     env = {**cloud_env(cloud), **SECRETS}
@@ -54,8 +56,11 @@ def test_no_secret_leaks_from_any_command(repo_factory, cloud, tmp_path):
     run("offers", "--config", "configs/test.yaml")
     # the instance cannot clone from a URL nothing serves: the launch fails in setup, after every secret moved
     run("--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow")
-    cfg = (repo / "configs" / "test.yaml").read_text().replace(f"https://user:{URL_PASSWORD}@127.0.0.1:9/o/r.git",
-                                                                 f"{repo.parent / (repo.name + '-remote.git')}")
+    cfg = (
+        (repo / "configs" / "test.yaml")
+        .read_text()
+        .replace(f"https://user:{URL_PASSWORD}@127.0.0.1:9/o/r.git", f"{repo.parent / (repo.name + '-remote.git')}")
+    )
     (repo / "configs" / "test.yaml").write_text(cfg)
     git(repo, "commit", "-qam", "a reachable repo")
     git(repo, "push", "-q")
@@ -64,12 +69,21 @@ def test_no_secret_leaks_from_any_command(repo_factory, cloud, tmp_path):
     assert "VL_GIT_TOKEN" in good.stdout and "CONTAINER_API_KEY" in good.stdout  # secrets reached the stage's env
     assert len(cloud.cloud.instances) == 2
     values.update({f"instance key {i.id}": i.api_key for i in cloud.cloud.instances.values()})
-    (row,) = [r for r in json.loads(run("status", "--json").stdout) if r["state"] == "destroyed"
-              and r["end_reason"].startswith("completed")]
+    (row,) = [
+        r for r in json.loads(run("status", "--json").stdout) if r["state"] == "destroyed" and r["end_reason"].startswith("completed")
+    ]
     lid = row["launch_id"]
-    for argv in (["status"], ["logs", lid], ["report", lid, "--json"], ["cost"], ["cost", "--format", "json"],
-                 ["reap", "--dry-run"], ["down", lid, "--yes"], ["metrics", "--offline-dir", str(tmp_path / "home")],
-                 ["init", "--out", str(tmp_path / "init.yaml")]):
+    for argv in (
+        ["status"],
+        ["logs", lid],
+        ["report", lid, "--json"],
+        ["cost"],
+        ["cost", "--format", "json"],
+        ["reap", "--dry-run"],
+        ["down", lid, "--yes"],
+        ["metrics", "--offline-dir", str(tmp_path / "home")],
+        ["init", "--out", str(tmp_path / "init.yaml")],
+    ):
         run(*argv)
 
     files = {}

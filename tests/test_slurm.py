@@ -9,12 +9,14 @@ from pathlib import Path
 from conftest import git, run_cli, stage_config
 from wandb_reader import find_runs, read_finished_run
 
-from vast_launch import slurm
 from vast_launch.ledger import Ledger
+from vast_launch.slurm import jobs as slurm
 
-TINY = ('--set operator.iters=20 --set diffusion_residual.iters=20 --set consistency_distill.iters=20 --set data.n_train=16 '
-        '--set diffusion_residual.sampler_steps=2 --set consistency_distill.teacher_steps=4 '
-        '--set eval.n_test=4 --set eval.rollout_steps=2')
+TINY = (
+    "--set operator.iters=20 --set diffusion_residual.iters=20 --set consistency_distill.iters=20 --set data.n_train=16 "
+    "--set diffusion_residual.sampler_steps=2 --set consistency_distill.teacher_steps=4 "
+    "--set eval.n_test=4 --set eval.rollout_steps=2"
+)
 TRAIN = 'python -m ups.train --config "$VL_CONFIG" --profile "$VL_PROFILE" --stage {stage} --out "$VL_OUT" ' + TINY
 STAGES = ["operator", "diffusion_residual", "consistency_distill"]
 RES = {"walltime": "00:30:00", "memory": "2G", "cpus": 1, "gpus": 0}
@@ -24,10 +26,15 @@ SLURM_WAIT = 1500  # a safety bound only: a real training stage takes minutes on
 def pipeline_config(stage2_prefix=""):
     stages = [{"name": s, "command": (stage2_prefix if s == "diffusion_residual" else "") + TRAIN} for s in STAGES]
     cfg = stage_config(stages, train={"profile": "smoke"})
-    cfg["slurm"] = {"pipelines": {"smoke": {s: dict(RES) for s in STAGES},
-                                  "big": {"operator": {"walltime": "02:00:00", "memory": "32G", "cpus": 8, "gpus": 1},
-                                          "diffusion_residual": {"walltime": "1-00:00:00", "memory": "48G",
-                                                                 "cpus": 4, "gpus": 2}}}}
+    cfg["slurm"] = {
+        "pipelines": {
+            "smoke": {s: dict(RES) for s in STAGES},
+            "big": {
+                "operator": {"walltime": "02:00:00", "memory": "32G", "cpus": 8, "gpus": 1},
+                "diffusion_residual": {"walltime": "1-00:00:00", "memory": "48G", "cpus": 4, "gpus": 2},
+            },
+        }
+    }
     return cfg
 
 
@@ -124,14 +131,38 @@ def test_per_stage_resources_and_global_overrides_in_the_scripts(repo_factory):
     assert (op["time"], op["mem"], op["cpus-per-task"], op["gres"]) == ("02:00:00", "32G", "8", "gpu:1")
     assert (dr["time"], dr["mem"], dr["cpus-per-task"], dr["gres"]) == ("1-00:00:00", "48G", "4", "gpu:2")
     assert "DRY RUN" in p.stdout and not (repo / "runs").exists() and not (repo.parent / "home" / "slurm").exists()
-    p = run_cli(["--target", "slurm", "--config", "configs/test.yaml", "--pipeline", "big", "--dry-run",
-                 "--walltime", "12:00:00", "--memory", "96G", "--cpus", "16", "--gpus", "4", "--partition", "gpu"],
-                cwd=repo)
+    p = run_cli(
+        [
+            "--target",
+            "slurm",
+            "--config",
+            "configs/test.yaml",
+            "--pipeline",
+            "big",
+            "--dry-run",
+            "--walltime",
+            "12:00:00",
+            "--memory",
+            "96G",
+            "--cpus",
+            "16",
+            "--gpus",
+            "4",
+            "--partition",
+            "gpu",
+        ],
+        cwd=repo,
+    )
     assert p.returncode == 0, p.stderr
     for stage in ("operator", "diffusion_residual"):
         lines = sbatch_lines(p.stdout, stage)
-        assert (lines["time"], lines["mem"], lines["cpus-per-task"], lines["gres"], lines["partition"]) == \
-               ("12:00:00", "96G", "16", "gpu:4", "gpu")
+        assert (lines["time"], lines["mem"], lines["cpus-per-task"], lines["gres"], lines["partition"]) == (
+            "12:00:00",
+            "96G",
+            "16",
+            "gpu:4",
+            "gpu",
+        )
     group = re.search(r"W&B group ([^\s;]+)", p.stdout).group(1)
     assert p.stdout.count(f"export WANDB_RUN_GROUP={group}") == 2  # one group for every stage
 
@@ -176,11 +207,12 @@ def test_each_stage_depends_afterok_on_the_previous_as_slurm_records_it(repo_fac
     ids = [j["job_id"] for j in row["extra"]["jobs"]]
     try:
         for prev, job in zip(ids, ids[1:]):
-            shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True,
-                                   check=True).stdout
+            shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, check=True).stdout
             assert re.search(rf"Dependency=afterok:{prev}(\(|\s)", shown), shown
-        assert "Dependency=(null)" in subprocess.run(["scontrol", "show", "job", "-o", ids[0]], capture_output=True,
-                                                     text=True, check=True).stdout
+        assert (
+            "Dependency=(null)"
+            in subprocess.run(["scontrol", "show", "job", "-o", ids[0]], capture_output=True, text=True, check=True).stdout
+        )
     finally:
         out = Path(row["extra"]["out_dir"])
         out.mkdir(parents=True, exist_ok=True)
@@ -211,29 +243,65 @@ def forgotten_jobs(root: Path, lasts: list) -> list[dict]:
 def test_jobs_slurm_forgot_are_read_from_their_logs_and_a_dead_controller_ends_nothing(slurm_env, tmp_path):
     from slurm_cluster import free_port
 
-    cases = {"t-20261124-090000-aaaa": (["exit 0", "exit 7", None], "failed", ["COMPLETED", "FAILED", "ENDED"]),
-             "t-20261124-090000-bbbb": (["exit 0", "exit 0", "exit 0"], "completed", ["COMPLETED"] * 3),
-             "t-20261124-090000-cccc": (["exit 0", "", None], "failed", ["COMPLETED", "ENDED", "ENDED"])}
+    cases = {
+        "t-20261124-090000-aaaa": (["exit 0", "exit 7", None], "failed", ["COMPLETED", "FAILED", "ENDED"]),
+        "t-20261124-090000-bbbb": (["exit 0", "exit 0", "exit 0"], "completed", ["COMPLETED"] * 3),
+        "t-20261124-090000-cccc": (["exit 0", "", None], "failed", ["COMPLETED", "ENDED", "ENDED"]),
+    }
     with Ledger() as ledger:
         for launch_id, (lasts, _, _) in cases.items():
-            ledger.create(launch_id, "queued", target="slurm", name="t",
-                          extra={"pipeline": "smoke", "jobs": forgotten_jobs(tmp_path / launch_id, lasts)})
+            ledger.create(
+                launch_id,
+                "queued",
+                target="slurm",
+                name="t",
+                extra={"pipeline": "smoke", "jobs": forgotten_jobs(tmp_path / launch_id, lasts)},
+            )
     for launch_id, (_, state, stages) in cases.items():
         st = json.loads(run_cli(["status", launch_id, "--json"], cwd=tmp_path).stdout)
         assert st["state"] == state and [s["state"] for s in st["stages"]] == stages, st
-    assert json.loads(run_cli(["status", "t-20261124-090000-aaaa", "--json"], cwd=tmp_path).stdout)["end_reason"] \
+    assert (
+        json.loads(run_cli(["status", "t-20261124-090000-aaaa", "--json"], cwd=tmp_path).stdout)["end_reason"]
         == "failed in stage diffusion_residual (FAILED, exit 7:0)"
-    assert "killed" in json.loads(run_cli(["status", "t-20261124-090000-cccc", "--json"], cwd=tmp_path).stdout
-                                  )["stages"][1]["reason"]
+    )
+    assert "killed" in json.loads(run_cli(["status", "t-20261124-090000-cccc", "--json"], cwd=tmp_path).stdout)["stages"][1]["reason"]
 
     # The controller does not answer: nothing is concluded about the jobs, the launch stays open.
     dead = tmp_path / "dead.conf"
-    dead.write_text(re.sub(r"^SlurmctldPort=\d+", f"SlurmctldPort={free_port()}",
-                           Path(slurm_env["SLURM_CONF"]).read_text(), flags=re.M))
+    dead.write_text(
+        re.sub(r"^SlurmctldPort=\d+", f"SlurmctldPort={free_port()}", Path(slurm_env["SLURM_CONF"]).read_text(), flags=re.M)
+    )
     with Ledger() as ledger:
-        ledger.create("t-20261124-090000-dddd", "queued", target="slurm", name="t",
-                      extra={"pipeline": "smoke", "jobs": forgotten_jobs(tmp_path / "dddd", ["exit 0", None, None])})
+        ledger.create(
+            "t-20261124-090000-dddd",
+            "queued",
+            target="slurm",
+            name="t",
+            extra={"pipeline": "smoke", "jobs": forgotten_jobs(tmp_path / "dddd", ["exit 0", None, None])},
+        )
     p = run_cli(["status", "t-20261124-090000-dddd", "--json"], cwd=tmp_path, env={"SLURM_CONF": str(dead)})
     st = json.loads(p.stdout)
     assert st["state"] == "queued" and st["end_reason"] is None, st
     assert all(s["state"] == "UNKNOWN" and s["reason"].startswith("scontrol: ") for s in st["stages"]), st
+
+
+def test_rendered_sbatch_script_matches_the_reviewed_golden_file():
+    """The exact script sbatch runs for one stage (GPU, partition, quoting of env values). After a deliberate
+    change, review the diff and refresh with VL_UPDATE_GOLDEN=1."""
+    script = slurm.render_script(
+        job_name="burgers-operator",
+        walltime="02:00:00",
+        memory="16G",
+        cpus=8,
+        gpus=1,
+        partition="gpu",
+        log_dir=Path("/shared/vl/slurm/default/burgers-20261124-080000-ab12/operator"),
+        workdir=Path("/shared/repo"),
+        stage="operator",
+        command='python -m ups.train --stage operator --out "$VL_OUT"',
+        env={"WANDB_RUN_GROUP": "burgers-20261124-080000-ab12", "VL_PROFILE": "it's $(not) run", "VL_STAGE": "operator"},
+    )
+    golden = Path(__file__).parent / "golden" / "sbatch_stage.sh"
+    if os.environ.get("VL_UPDATE_GOLDEN") == "1":
+        golden.write_text(script)
+    assert script == golden.read_text(), f"the rendered sbatch script differs from {golden}"

@@ -21,8 +21,7 @@ def detached(repo_factory, lc, command=WAIT_STAGE):
 def test_ssh_runs_a_command_on_the_instance_and_returns_its_status(repo_factory, ssh_cloud, sshd):
     repo, inst = detached(repo_factory, ssh_cloud)
     env = cloud_env(ssh_cloud)
-    p = run_cli(["ssh", "-i", str(sshd.key_file), str(inst.id), "cat", "/tmp/vl-*.dir; echo via-ssh"], cwd=repo,
-                env=env)
+    p = run_cli(["ssh", "-i", str(sshd.key_file), str(inst.id), "cat", "/tmp/vl-*.dir; echo via-ssh"], cwd=repo, env=env)
     assert p.returncode == 0, p.stderr
     assert "via-ssh" in p.stdout and str(inst.workdir) in p.stdout
     p = run_cli(["ssh", "-i", str(sshd.key_file), str(inst.id), "exit", "3"], cwd=repo, env=env)
@@ -34,9 +33,14 @@ def test_ssh_runs_a_command_on_the_instance_and_returns_its_status(repo_factory,
 def test_logs_follow_over_ssh_streams_until_the_instance_is_gone(repo_factory, ssh_cloud, sshd):
     repo, inst = detached(repo_factory, ssh_cloud)
     env = {**os.environ, **cloud_env(ssh_cloud)}
-    proc = subprocess.Popen([str(BIN / "vast-launch"), "logs", str(inst.id), "--follow", "--via", "ssh",
-                             "-i", str(sshd.key_file)], cwd=repo, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "vast-launch"), "logs", str(inst.id), "--follow", "--via", "ssh", "-i", str(sshd.key_file)],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()

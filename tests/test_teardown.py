@@ -32,9 +32,15 @@ def vl_dir(inst):
 
 
 def test_failing_stage_is_torn_down_by_the_trap(repo_factory, cloud):
-    repo = repo_factory(stage_config([{"name": "operator", "command": "echo ok"},
-                                      {"name": "diffusion_residual", "command": "echo boom; exit 7"},
-                                      {"name": "consistency_distill", "command": "echo never"}]))
+    repo = repo_factory(
+        stage_config(
+            [
+                {"name": "operator", "command": "echo ok"},
+                {"name": "diffusion_residual", "command": "echo boom; exit 7"},
+                {"name": "consistency_distill", "command": "echo never"},
+            ]
+        )
+    )
     p = launch(repo, cloud)
     assert p.returncode == 7, p.stderr  # the failed stage's own exit code
     inst = only_instance(cloud)
@@ -50,7 +56,7 @@ def test_failing_stage_is_torn_down_by_the_trap(repo_factory, cloud):
 
 def _finish_helper_pids(inst):
     """The teardown helper the bootstrap starts before the stages, blocked on its fifo."""
-    from vast_launch.localcloud.cloud import container_pids
+    from vast_launch.localcloud.containers import container_pids
 
     def is_helper(pid):
         try:
@@ -78,8 +84,7 @@ def test_trap_destroys_even_when_its_prestarted_helper_was_killed(repo_factory, 
 
 
 def test_hanging_training_is_destroyed_by_the_watchdog(repo_factory, cloud):
-    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}],
-                                     lifecycle={"max_hours": SHORT_DEADLINE_H}))
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}], lifecycle={"max_hours": SHORT_DEADLINE_H}))
     p = launch(repo, cloud)
     assert p.returncode == 124, p.stderr  # the watchdog's documented exit code, not success
     inst = only_instance(cloud)
@@ -91,8 +96,7 @@ def test_hanging_training_is_destroyed_by_the_watchdog(repo_factory, cloud):
 
 
 def test_watchdog_survives_sigkill_of_the_trap_shell(repo_factory, cloud):
-    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}],
-                                     lifecycle={"max_hours": 8 / 3600}))
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}], lifecycle={"max_hours": 8 / 3600}))
     p = launch(repo, cloud, follow=False)
     assert p.returncode == 0, p.stderr
     inst = only_instance(cloud)
@@ -104,8 +108,7 @@ def test_watchdog_survives_sigkill_of_the_trap_shell(repo_factory, cloud):
 
 
 def test_reaper_destroys_when_both_in_container_layers_are_off(repo_factory, cloud):
-    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}],
-                                     lifecycle={"max_hours": 1 / 3600}))
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}], lifecycle={"max_hours": 1 / 3600}))
     p = launch(repo, cloud, "--env", "VL_WATCHDOG=0", "--env", "VL_TRAP=0", follow=False)
     assert p.returncode == 0, p.stderr
     inst = only_instance(cloud)
@@ -125,12 +128,12 @@ def test_reaper_destroys_when_both_in_container_layers_are_off(repo_factory, clo
 
 
 def test_reaper_finds_labeled_instances_unknown_to_the_ledger(cloud, tmp_path):
-    from vast_launch.vast import VastProvider
+    from vast_launch.vast.sdk import VastProvider
 
-    VastProvider(cloud.api_key, cloud.url).create(1001, {"image": "x", "disk": 10, "label": "vast-launch:ghost",
-                                                        "onstart": "sleep 600"})
-    VastProvider(cloud.api_key, cloud.url).create(1001, {"image": "x", "disk": 10, "label": "someone-else",
-                                                        "onstart": "sleep 600"})
+    VastProvider(cloud.api_key, cloud.url).create(
+        1001, {"image": "x", "disk": 10, "label": "vast-launch:ghost", "onstart": "sleep 600"}
+    )
+    VastProvider(cloud.api_key, cloud.url).create(1001, {"image": "x", "disk": 10, "label": "someone-else", "onstart": "sleep 600"})
     p = run_cli(["reap", "--yes", "--json"], cwd=tmp_path, env=cloud_env(cloud))
     assert p.returncode == 2, p.stderr
     (v,) = json.loads(p.stdout)
@@ -164,8 +167,10 @@ def test_destroy_over_http_when_the_image_has_no_vastai_cli(repo_factory, cloud)
 
 
 def test_container_restart_resumes_and_finished_work_tears_down_at_once(repo_factory, cloud):
-    stages = [{"name": "a", "command": 'echo ran >> "$VL_W/a_count"'},
-              {"name": "b", "command": '[ -f "$VL_W/restarted" ] || sleep 600; echo b-finished'}]
+    stages = [
+        {"name": "a", "command": 'echo ran >> "$VL_W/a_count"'},
+        {"name": "b", "command": '[ -f "$VL_W/restarted" ] || sleep 600; echo b-finished'},
+    ]
     repo = repo_factory(stage_config(stages))
     assert launch(repo, cloud, follow=False).returncode == 0
     inst = only_instance(cloud)
@@ -195,8 +200,7 @@ def test_restart_after_completion_tears_down_without_retraining(repo_factory, cl
 
 
 def test_instance_stuck_loading_is_destroyed_and_next_offer_tried(repo_factory, cloud):
-    repo = repo_factory(stage_config([{"name": "a", "command": "echo a"}],
-                                     lifecycle={"loading_timeout_minutes": 0.05}))
+    repo = repo_factory(stage_config([{"name": "a", "command": "echo a"}], lifecycle={"loading_timeout_minutes": 0.05}))
     cloud.cloud.faults.update({"loading_forever": True})
     p = launch(repo, cloud)
     assert p.returncode == 1
@@ -214,8 +218,11 @@ def test_the_launcher_destroys_an_instance_that_exited_under_it(repo_factory, cl
     from test_lifecycle import read_until, start_cli
 
     repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}]))
-    proc = start_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow",
-                      "--env", "VL_WATCHDOG=0", "--env", "VL_TRAP=0"], repo, cloud_env(cloud))
+    proc = start_cli(
+        ["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow", "--env", "VL_WATCHDOG=0", "--env", "VL_TRAP=0"],
+        repo,
+        cloud_env(cloud),
+    )
     read_until(proc, "stage 1/1")
     inst = only_instance(cloud)
     cloud.cloud.mark_exited(inst.id)
@@ -232,7 +239,7 @@ def test_reaper_destroys_instances_stuck_loading_or_exited_after_their_launcher_
     """What a SIGKILLed launcher leaves: ledger rows still open, one instance that never finished loading and
     one whose container exited. The reaper's loading and stuck rules end both, and close their rows."""
     from vast_launch.ledger import Ledger
-    from vast_launch.vast import VastProvider
+    from vast_launch.vast.sdk import VastProvider
 
     vp = VastProvider(cloud.api_key, cloud.url)
     cloud.cloud.faults.update({"loading_forever": True})
@@ -243,9 +250,16 @@ def test_reaper_destroys_instances_stuck_loading_or_exited_after_their_launcher_
     cloud.cloud.mark_exited(exited)
     with Ledger() as ledger:
         for launch_id, iid, state in (("t-stuck", stuck, "loading"), ("t-exited", exited, "running")):
-            ledger.create(launch_id, state, target="vast", instance_id=iid, provider_url=cloud.url, name="t",
-                          deadline=time.time() + 3600,
-                          extra={"launcher_pid": 1, "launcher_host": "gone", "launcher_started": 0})
+            ledger.create(
+                launch_id,
+                state,
+                target="vast",
+                instance_id=iid,
+                provider_url=cloud.url,
+                name="t",
+                deadline=time.time() + 3600,
+                extra={"launcher_pid": 1, "launcher_host": "gone", "launcher_started": 0},
+            )
     args = ["reap", "--json", "--loading-minutes", "0.01", "--stuck-minutes", "0.01"]
 
     def planned() -> dict:  # the limits are 0.6 s: ask until both have been in their state that long

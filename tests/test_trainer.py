@@ -5,44 +5,57 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from conftest import PROJECT, wait_for
 
 CONFIG = str(PROJECT / "configs" / "burgers.yaml")
-TINY = ["--set", "operator.iters=30", "--set", "diffusion_residual.iters=30", "--set", "consistency_distill.iters=20",
-        "--set", "data.n_train=16"]
+TINY = [
+    "--set",
+    "operator.iters=30",
+    "--set",
+    "diffusion_residual.iters=30",
+    "--set",
+    "consistency_distill.iters=20",
+    "--set",
+    "data.n_train=16",
+]
 
 
 def ups_train(out, *args, env=None, timeout=1500):
     e = {**os.environ, "WANDB_MODE": "disabled", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ups.train", "--config", CONFIG, "--profile", "smoke", "--out", str(out),
-                           *args], capture_output=True, text=True, env=e, timeout=timeout)
-
-
-def test_smoke_profile_learns(tmp_path):
-    t0 = time.time()
-    p = ups_train(tmp_path / "run", "--stage", "all", env={"WANDB_MODE": "offline"})
-    total = time.time() - t0
-    assert p.returncode == 0, p.stderr[-3000:]
-    print(p.stdout)
-    print(f"smoke profile, three stages with W&B offline: {total:.1f} s wall")
-    for stage in ("operator", "diffusion_residual", "consistency_distill"):
-        r = json.loads((tmp_path / "run" / stage / "result.json").read_text())
-        assert r["loss_first"] >= 2 * r["loss_last"], (stage, r)
-    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
-    assert ev["refiner"]["nrmse"] < ev["operator"]["nrmse"]
-    assert ev["distilled_1step"]["nrmse"] < ev["operator"]["nrmse"]
-    assert ev["distilled_1step"]["wall_s_per_rollout"] < ev["refiner"]["wall_s_per_rollout"]
+    return subprocess.run(
+        [sys.executable, "-m", "ups.train", "--config", CONFIG, "--profile", "smoke", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=timeout,
+    )
 
 
 def test_resume_after_kill_skips_finished_stage(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "ups.train", "--config", CONFIG, "--profile", "smoke", "--out",
-                             str(out), "--stage", "all", "--set", "operator.iters=30",
-                             "--set", "diffusion_residual.iters=100000"],
-                            env=dict(os.environ, WANDB_MODE="disabled"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ups.train",
+            "--config",
+            CONFIG,
+            "--profile",
+            "smoke",
+            "--out",
+            str(out),
+            "--stage",
+            "all",
+            "--set",
+            "operator.iters=30",
+            "--set",
+            "diffusion_residual.iters=100000",
+        ],
+        env=dict(os.environ, WANDB_MODE="disabled"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert wait_for(lambda: (out / "operator" / "done").exists(), 120)
         proc.send_signal(signal.SIGKILL)
@@ -74,3 +87,17 @@ def test_ddp_two_processes_gloo_cpu(tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r["training/operator/step"] for r in rows if "training/operator/step" in r]
     assert steps == sorted(set(steps)) and steps[-1] == 30  # rank 0 logs alone: no duplicate steps
+
+
+def test_a_checkpoints_evaluation_does_not_depend_on_what_else_was_built_or_evaluated(tmp_path):
+    """The refiner is evaluated after stage 2 and again after stage 3 (which also builds and evaluates the
+    distilled model): the same checkpoint must report the same nRMSE."""
+    out = tmp_path / "run"
+    for stage in ("operator", "diffusion_residual"):
+        p = ups_train(out, "--stage", stage, *TINY)
+        assert p.returncode == 0, p.stderr[-3000:]
+    after_stage_2 = json.loads((out / "eval.json").read_text())["refiner"]["nrmse"]
+    p = ups_train(out, "--stage", "consistency_distill", *TINY)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ev = json.loads((out / "eval.json").read_text())
+    assert "distilled_1step" in ev and ev["refiner"]["nrmse"] == after_stage_2, (after_stage_2, ev["refiner"])

@@ -10,20 +10,55 @@ from wandb_reader import find_runs
 from wandb_reader import read_finished_run as read_run
 
 CONFIG = str(PROJECT / "configs" / "burgers.yaml")
-TINY = ["--set", "operator.iters=20", "--set", "diffusion_residual.iters=20", "--set", "consistency_distill.iters=20",
-        "--set", "data.n_train=16"]
+TINY = [
+    "--set",
+    "operator.iters=20",
+    "--set",
+    "diffusion_residual.iters=20",
+    "--set",
+    "consistency_distill.iters=20",
+    "--set",
+    "data.n_train=16",
+]
 STAGES = ["operator", "diffusion_residual", "consistency_distill"]
 
 
 def ups_train(out, env, *args):
     e = dict(os.environ, **env)
-    return subprocess.run([sys.executable, "-m", "ups.train", "--config", CONFIG, "--profile", "smoke", "--out", str(out),
-                           "--stage", "all", *TINY, *args], capture_output=True, text=True, env=e, timeout=1500)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ups.train",
+            "--config",
+            CONFIG,
+            "--profile",
+            "smoke",
+            "--out",
+            str(out),
+            "--stage",
+            "all",
+            *TINY,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=1500,
+    )
 
 
 def test_three_stages_one_group_each_its_own_step_metric(tmp_path):
-    p = ups_train(tmp_path, {"WANDB_MODE": "offline", "WANDB_RUN_GROUP": "parent-group-42", "VL_LAUNCH_ID": "L1",
-                             "CONTAINER_API_KEY": "container-secret-key-xyz", "CONTAINER_ID": "777"})
+    p = ups_train(
+        tmp_path,
+        {
+            "WANDB_MODE": "offline",
+            "WANDB_RUN_GROUP": "parent-group-42",
+            "VL_LAUNCH_ID": "L1",
+            "CONTAINER_API_KEY": "container-secret-key-xyz",
+            "CONTAINER_ID": "777",
+        },
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     runs = [read_run(f) for f in find_runs(tmp_path)]
     assert sorted(r.job_type for r in runs) == sorted(STAGES)
@@ -102,11 +137,14 @@ def test_step_kwarg_drops_second_stage_but_context_keeps_it(tmp_path):
     assert ("training/b/*", "training/b/step") in fixed.metrics
 
 
-@pytest.mark.parametrize("env", [
-    {"WANDB_MODE": "disabled"},
-    {"WANDB_MODE": "online", "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": "x" * 40,
-     "UPS_WANDB_INIT_TIMEOUT": "5"},
-], ids=["disabled", "bogus-online-endpoint"])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"WANDB_MODE": "disabled"},
+        {"WANDB_MODE": "online", "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": "x" * 40, "UPS_WANDB_INIT_TIMEOUT": "5"},
+    ],
+    ids=["disabled", "bogus-online-endpoint"],
+)
 def test_training_completes_without_reachable_wandb(tmp_path, env):
     p = ups_train(tmp_path, env, "--stage", "operator")
     assert p.returncode == 0, p.stderr[-2000:]

@@ -1,11 +1,11 @@
-"""Read offline `.wandb` files back in tests (the reader itself lives in vast_launch.wandb_files)."""
+"""Read offline `.wandb` files back in tests (the reader itself lives in vast_launch.reports.wandb_files)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from vast_launch.wandb_files import OfflineRun, find_runs, iter_records, read_run  # noqa: F401
+from vast_launch.reports.wandb_files import OfflineRun, find_runs, iter_records, read_run  # noqa: F401
 
 
 def read_finished_run(path: str | Path, timeout: float = 30.0) -> OfflineRun:

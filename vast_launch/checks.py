@@ -29,9 +29,13 @@ class CheckReport:
     def as_json(self) -> dict:
         g = self.git
         return {
-            "ok": self.ok, "failures": self.failures, "warnings": self.warnings,
-            "commit": g.commit if g else None, "branch": g.branch if g else None,
-            "repo": self.repo_url, "dirty_files": g.dirty if g else [],
+            "ok": self.ok,
+            "failures": self.failures,
+            "warnings": self.warnings,
+            "commit": g.commit if g else None,
+            "branch": g.branch if g else None,
+            "repo": self.repo_url,
+            "dirty_files": g.dirty if g else [],
         }
 
 
@@ -45,8 +49,14 @@ def wandb_key_present() -> bool:
         return False
 
 
-def run_checks(cfg: LaunchConfig, target: str, allow_dirty: bool = False, wandb_mode: Optional[str] = None,
-               cwd: str | Path = ".", dry_run: bool = False) -> CheckReport:
+def run_checks(
+    cfg: LaunchConfig,
+    target: str,
+    allow_dirty: bool = False,
+    wandb_mode: Optional[str] = None,
+    cwd: str | Path = ".",
+    dry_run: bool = False,
+) -> CheckReport:
     report = CheckReport()
     try:
         state = gitcheck.inspect(cwd, remote=cfg.code.remote)
@@ -56,35 +66,42 @@ def run_checks(cfg: LaunchConfig, target: str, allow_dirty: bool = False, wandb_
     report.git = state
     short = state.commit[:10]
     if state.branch is None:
-        report.failures.append(f"detached HEAD at {short}: check out a branch and push it "
-                               "(the instance clones a commit the remote has)")
+        report.failures.append(
+            f"detached HEAD at {short}: check out a branch and push it (the instance clones a commit the remote has)"
+        )
     if state.remote_url is None:
-        report.failures.append(f"no git remote '{cfg.code.remote}': add one and push "
-                               f"(git remote add {cfg.code.remote} URL && git push -u {cfg.code.remote} HEAD)")
+        report.failures.append(
+            f"no git remote '{cfg.code.remote}': add one and push "
+            f"(git remote add {cfg.code.remote} URL && git push -u {cfg.code.remote} HEAD)"
+        )
     elif state.remote_error:
         report.failures.append(f"cannot ask remote '{cfg.code.remote}' ({state.remote_url}): {state.remote_error}")
     elif not state.on_remote:
-        report.failures.append(f"commit {short} is not on remote '{cfg.code.remote}': "
-                               f"git push {cfg.code.remote} {state.branch or 'HEAD'}")
+        report.failures.append(
+            f"commit {short} is not on remote '{cfg.code.remote}': git push {cfg.code.remote} {state.branch or 'HEAD'}"
+        )
     if state.dirty:
         listing = ", ".join(state.dirty[:5]) + (" ..." if len(state.dirty) > 5 else "")
         if allow_dirty:
-            report.warnings.append(f"working tree has uncommitted changes ({listing}); they are NOT shipped: "
-                                   f"the instance runs commit {short}")
+            report.warnings.append(
+                f"working tree has uncommitted changes ({listing}); they are NOT shipped: the instance runs commit {short}"
+            )
         else:
-            report.failures.append(f"working tree has uncommitted changes ({listing}): commit and push them, "
-                                   "or pass --allow-dirty to run the pushed commit without them")
+            report.failures.append(
+                f"working tree has uncommitted changes ({listing}): commit and push them, "
+                "or pass --allow-dirty to run the pushed commit without them"
+            )
     if cfg.source and not gitcheck.tracked_in_head(state.root, Path(cfg.source)):
         report.failures.append(f"{cfg.source} is not committed in HEAD: the instance reads the config from the commit")
     if cfg.train.profile_schema:
         from .profile_check import profile_problems
 
         report.failures.extend(profile_problems(cfg, state.root))
-    report.repo_url, config_url_had_credentials = (gitcheck.public_url(cfg.code.repo) if cfg.code.repo
-                                                   else (state.remote_url, False))
+    report.repo_url, config_url_had_credentials = gitcheck.public_url(cfg.code.repo) if cfg.code.repo else (state.remote_url, False)
     if (state.remote_had_credentials or config_url_had_credentials) and not os.environ.get("VAST_LAUNCH_GIT_TOKEN"):
-        report.warnings.append("the remote URL holds credentials: they are never sent to the instance; "
-                               "for a private repository set VAST_LAUNCH_GIT_TOKEN")
+        report.warnings.append(
+            "the remote URL holds credentials: they are never sent to the instance; for a private repository set VAST_LAUNCH_GIT_TOKEN"
+        )
 
     if target == "vast":
         from .credentials import find_api_key
@@ -96,8 +113,10 @@ def run_checks(cfg: LaunchConfig, target: str, allow_dirty: bool = False, wandb_
                 report.failures.append("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
     mode = wandb_mode or cfg.wandb.mode
     if mode == "online" and not wandb_key_present():
-        report.failures.append("wandb.mode is online but WANDB_API_KEY is not set: export it, "
-                               "or set wandb.mode: offline (offline runs are lost when the instance is destroyed)")
+        report.failures.append(
+            "wandb.mode is online but WANDB_API_KEY is not set: export it, "
+            "or set wandb.mode: offline (offline runs are lost when the instance is destroyed)"
+        )
     elif mode == "offline" and target == "vast":
         report.warnings.append("wandb.mode is offline: the runs stay on the instance and are lost on teardown")
     return report

@@ -17,10 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from .errors import ConfigInvalid, UserError
 
 STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-DEFAULT_STAGE_COMMAND = (
-    'python -m ups.train --config "$VL_CONFIG" --profile "$VL_PROFILE" '
-    '--stage {stage} --out "$VL_OUT"'
-)
+DEFAULT_STAGE_COMMAND = 'python -m ups.train --config "$VL_CONFIG" --profile "$VL_PROFILE" --stage {stage} --out "$VL_OUT"'
 
 
 class Strict(BaseModel):
@@ -51,10 +48,15 @@ class Resources(Strict):
     bid_price: Optional[float] = Field(None, ge=0.001, le=128, description="$/hour bid for an interruptible instance")
     verified: bool = Field(True, description="only hosts Vast has verified")
     regions: list[str] = Field(default_factory=list, description="ISO country codes, e.g. [US, CA]")
-    image: str = Field("pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", min_length=1, max_length=1024,
-                       description="container image; needs python3, git optional (see code.archive_url)")
+    image: str = Field(
+        "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+        min_length=1,
+        max_length=1024,
+        description="container image; needs python3, git optional (see code.archive_url)",
+    )
     rank_by: Literal["price", "dlperf_per_dollar"] = Field(
-        "price", description="which fitting offer wins: the cheapest, or the most DLPerf per dollar")
+        "price", description="which fitting offer wins: the cheapest, or the most DLPerf per dollar"
+    )
 
     @field_validator("gpu_names")
     @classmethod
@@ -69,9 +71,11 @@ class Lifecycle(Strict):
     auto_shutdown: bool = Field(True, description="the launch's default; --auto-shutdown/--no-auto-shutdown override")
     max_hours: float = Field(4.0, ge=1 / 3600, le=24 * 14, description="hard deadline; the instance destroys itself then")
     idle_minutes: Optional[float] = Field(
-        None, gt=0, le=24 * 60 * 14, description="destroy after this long with no stage process and no GPU use (in the instance)")
+        None, gt=0, le=24 * 60 * 14, description="destroy after this long with no stage process and no GPU use (in the instance)"
+    )
     max_cost_usd: Optional[float] = Field(
-        None, gt=0, le=1_000_000, description="the deadline becomes the earlier of max_hours and when the rented rate spends this")
+        None, gt=0, le=1_000_000, description="the deadline becomes the earlier of max_hours and when the rented rate spends this"
+    )
     loading_timeout_minutes: float = Field(20, gt=0, le=24 * 60, description="longest wait for `running`; then the next offer")
     reap_grace_minutes: float = Field(10, ge=0, le=24 * 60 * 14, description="`vast-launch reap` waits this long past the deadline")
 
@@ -79,10 +83,16 @@ class Lifecycle(Strict):
 class Code(Strict):
     repo: Optional[str] = Field(None, description="clone URL; default: the git remote 'origin'")
     remote: str = Field("origin", description="the git remote the commit must be pushed to")
-    setup: str = Field("pip install -q -e '.[train]'",
-                       description="shell command run once in the clone before the stages (--local: skipped)")
+    setup: str = Field(
+        "pip install -q -e '.[train]'",
+        description=(
+            "shell command run once in the clone before the stages "
+            "(--local too: into the instance's own Python, never your environment)"
+        ),
+    )
     archive_url: Optional[str] = Field(
-        None, description="tarball URL with {sha}, for images without git; default: GitHub's, for a GitHub remote")
+        None, description="tarball URL with {sha}, for images without git; default: GitHub's, for a GitHub remote"
+    )
 
 
 class Wandb(Strict):
@@ -90,13 +100,15 @@ class Wandb(Strict):
     entity: Optional[str] = Field(None, description="W&B entity (team or user); default: the key's")
     group: Optional[str] = Field(None, description="W&B group for every stage; default: the launch id")
     mode: Literal["online", "offline", "disabled"] = Field(
-        "online", description="offline runs stay on the instance and go with it; --local defaults to offline")
+        "online", description="offline runs stay on the instance and go with it; --local defaults to offline"
+    )
 
 
 class Stage(Strict):
     name: str = Field(..., description="letters, digits, '_', '-', '.'")
     command: Optional[str] = Field(
-        None, description="shell command; {stage} becomes the name; default: the ups trainer for that stage")
+        None, description="shell command; {stage} becomes the name; default: the ups trainer for that stage"
+    )
 
     @field_validator("name")
     @classmethod
@@ -112,10 +124,14 @@ class Stage(Strict):
 class Train(Strict):
     profile: str = Field("smoke", description="the profile used unless --profile names another ($VL_PROFILE)")
     profiles: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="named settings for the trainer; --profile picks one")
+        default_factory=dict, description="named settings for the trainer; --profile picks one"
+    )
     profile_schema: Optional[str] = Field(
-        None, max_length=1024, description="a JSON Schema file (path from the repository root) that every profile must "
-        "match; `check` refuses unknown keys and bad values before anything is rented")
+        None,
+        max_length=1024,
+        description="a JSON Schema file (path from the repository root) that every profile must "
+        "match; `check` refuses unknown keys and bad values before anything is rented",
+    )
 
     @model_validator(mode="after")
     def _profile_exists(self) -> "Train":
@@ -162,7 +178,8 @@ class SlurmStage(Strict):
 class Slurm(Strict):
     partition: Optional[str] = Field(None, description="sbatch --partition for every stage")
     pipelines: dict[str, dict[str, SlurmStage]] = Field(
-        default_factory=dict, description="name -> {stage: resources}; each stage one job, chained with afterok")
+        default_factory=dict, description="name -> {stage: resources}; each stage one job, chained with afterok"
+    )
 
 
 class LaunchConfig(Strict):
@@ -171,8 +188,9 @@ class LaunchConfig(Strict):
     lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="when the instance ends")
     code: Code = Field(default_factory=Code, description="what the instance fetches and installs")
     wandb: Wandb = Field(default_factory=Wandb, description="Weights & Biases")
-    stages: list[Stage] = Field(..., min_length=1, description="run in order; a failed stage ends the run. "
-                                "A bare name is {name: NAME}")
+    stages: list[Stage] = Field(
+        ..., min_length=1, description="run in order; a failed stage ends the run. A bare name is {name: NAME}"
+    )
     train: Train = Field(default_factory=Train, description="profiles passed to the stages")
     slurm: Slurm = Field(default_factory=Slurm, description="--target slurm")
 
@@ -225,7 +243,7 @@ def _format_error(path: str, err: dict) -> str:
     got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     return f"{path}: {loc}: {msg}{got_text}"
 
 
@@ -248,8 +266,9 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not accepted in a config",
-                                              self.peek_event().start_mark)
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not accepted in a config", self.peek_event().start_mark
+            )
         return super().compose_node(parent, index)
 
 

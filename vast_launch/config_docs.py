@@ -36,15 +36,21 @@ def _type(prop: dict, defs: dict) -> str:
         return f"list of {_type(prop.get('items', {}), defs)}"
     if kind == "object" and "additionalProperties" in prop and isinstance(prop["additionalProperties"], dict):
         return f"mapping of name to {_type(prop['additionalProperties'], defs)}"
-    return {"number": "number", "integer": "integer", "string": "string", "boolean": "true/false",
-            "object": "mapping"}.get(kind, kind)
+    return {"number": "number", "integer": "integer", "string": "string", "boolean": "true/false", "object": "mapping"}.get(kind, kind)
 
 
 def _limits(prop: dict) -> str:
     words = []
     for p in [prop, *prop.get("anyOf", [])]:
-        for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"),
-                          ("minLength", "length >="), ("maxLength", "length <="), ("minItems", "items >=")):
+        for key, sign in (
+            ("minimum", ">="),
+            ("exclusiveMinimum", ">"),
+            ("maximum", "<="),
+            ("exclusiveMaximum", "<"),
+            ("minLength", "length >="),
+            ("maxLength", "length <="),
+            ("minItems", "items >="),
+        ):
             if key in p:
                 words.append(f"{sign} {p[key]}")
     return ", ".join(words)
@@ -64,14 +70,23 @@ def _default(prop: dict, required: bool) -> str:
 def reference_markdown() -> str:
     schema = json_schema()
     defs = schema["$defs"]
-    out = ["# Config reference", "",
-           "Generated from the config models (`vast-launch config-schema --markdown`); "
-           "`vast-launch config-schema` prints the JSON Schema for editor completion. "
-           "`vast-launch init` writes a commented starter config. Unknown keys are errors.", ""]
+    out = [
+        "# Config reference",
+        "",
+        "Generated from the config models (`vast-launch config-schema --markdown`); "
+        "`vast-launch config-schema` prints the JSON Schema for editor completion. "
+        "`vast-launch init` writes a commented starter config. Unknown keys are errors.",
+        "",
+    ]
 
     def section(title: str, node: dict, prefix: str, intro: str = "") -> list[tuple[str, dict]]:
-        lines = [f"## {title}", "", *([intro, ""] if intro else []), "| key | type | default | limits | meaning |",
-                 "| --- | --- | --- | --- | --- |"]
+        lines = [
+            f"## {title}",
+            "",
+            *([intro, ""] if intro else []),
+            "| key | type | default | limits | meaning |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         nested = []
         required = set(node.get("required", []))
         for name, prop in node["properties"].items():
@@ -81,8 +96,9 @@ def reference_markdown() -> str:
             if ref:
                 nested.append((f"{prefix}{name}", defs[ref.split("/")[-1]]))
             meaning = (prop.get("description") or "").replace("|", "\\|")
-            lines.append(f"| `{prefix}{name}` | {_type(prop, defs)} | {_default(prop, name in required)} | "
-                         f"{_limits(prop)} | {meaning} |")
+            lines.append(
+                f"| `{prefix}{name}` | {_type(prop, defs)} | {_default(prop, name in required)} | {_limits(prop)} | {meaning} |"
+            )
         out.extend(lines + [""])
         return nested
 
@@ -90,13 +106,21 @@ def reference_markdown() -> str:
     while todo:
         key, node = todo.pop(0)
         todo.extend(section(f"`{key}`", node, f"{key}[]." if key == "stages" else f"{key}."))
-    out += ["### What a stage command gets", "",
-            "It runs from the root of the clone at the launched commit, after `code.setup`, with: `VL_OUT` "
-            "(a directory for outputs: `--local` keeps it under the state dir; on Vast it goes with the instance, so "
-            "log what matters to W&B or copy it out), `VL_CONFIG` (this "
-            "config's path in the repo), `VL_PROFILE`, `VL_LAUNCH_ID`, `WANDB_PROJECT`, `WANDB_MODE` and "
-            "`WANDB_RUN_GROUP` (one group for every stage of a launch). A non-zero exit ends the run: the later "
-            "stages do not run, and the launch exits with that code.", ""]
-    section("`slurm.pipelines.NAME.STAGE`", defs["SlurmStage"], "",
-            intro="Each pipeline maps stage names (from `stages`) to the resources of that stage's job:")
+    out += [
+        "### What a stage command gets",
+        "",
+        "It runs from the root of the clone at the launched commit, after `code.setup`, with: `VL_OUT` "
+        "(a directory for outputs: `--local` keeps it under the state dir; on Vast it goes with the instance, so "
+        "log what matters to W&B or copy it out), `VL_CONFIG` (this "
+        "config's path in the repo), `VL_PROFILE`, `VL_LAUNCH_ID`, `WANDB_PROJECT`, `WANDB_MODE` and "
+        "`WANDB_RUN_GROUP` (one group for every stage of a launch). A non-zero exit ends the run: the later "
+        "stages do not run, and the launch exits with that code.",
+        "",
+    ]
+    section(
+        "`slurm.pipelines.NAME.STAGE`",
+        defs["SlurmStage"],
+        "",
+        intro="Each pipeline maps stage names (from `stages`) to the resources of that stage's job:",
+    )
     return "\n".join(out).rstrip("\n") + "\n"

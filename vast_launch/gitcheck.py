@@ -71,13 +71,15 @@ def commit_on_remote(root: Path, remote: str, sha: str) -> tuple[bool, Optional[
     remote_shas = {line.split()[0] for line in listing.splitlines() if line.strip()}
     if sha in remote_shas:
         return True, None
-    missing = [s for s in remote_shas if subprocess.run(
-        ["git", "cat-file", "-e", f"{s}^{{commit}}"], cwd=root, capture_output=True).returncode != 0]
+    missing = [
+        s
+        for s in remote_shas
+        if subprocess.run(["git", "cat-file", "-e", f"{s}^{{commit}}"], cwd=root, capture_output=True).returncode != 0
+    ]
     if missing:  # the remote has commits we do not: fetch them (refs only under our remote namespace)
         subprocess.run(["git", "fetch", "-q", remote], cwd=root, capture_output=True, timeout=120)
     for s in remote_shas:
-        if subprocess.run(["git", "merge-base", "--is-ancestor", sha, s], cwd=root,
-                          capture_output=True).returncode == 0:
+        if subprocess.run(["git", "merge-base", "--is-ancestor", sha, s], cwd=root, capture_output=True).returncode == 0:
             return True, None
     return False, None
 
@@ -97,8 +99,10 @@ def public_url(url: str) -> tuple[str, bool]:
     return urlunsplit(parts._replace(netloc=host)), True
 
 
-GITHUB_REMOTE = re.compile(r"^(?:https://(?:[^@/]+@)?github\.com/|ssh://git@github\.com/|git@github\.com:)"
-                           r"(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)(?:\.git)?/?$")
+GITHUB_REMOTE = re.compile(
+    r"^(?:https://(?:[^@/]+@)?github\.com/|ssh://git@github\.com/|git@github\.com:)"
+    r"(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+?)(?:\.git)?/?$"
+)
 
 
 def archive_url(repo_url: str, commit: str, template: str | None = None) -> str:
@@ -122,8 +126,9 @@ def inspect(path: str | Path = ".", remote: str = "origin", ask_remote: bool = T
     url, with_credentials = public_url(url) if url else (None, False)
     # porcelain lines are "XY path" and X is often a space: never strip them
     dirty = [line[3:] for line in git(["status", "--porcelain"], cwd=root, strip=False).splitlines() if line.strip()]
-    state = GitState(root=root, commit=commit, branch=branch, remote=remote, remote_url=url, dirty=dirty,
-                     remote_had_credentials=with_credentials)
+    state = GitState(
+        root=root, commit=commit, branch=branch, remote=remote, remote_url=url, dirty=dirty, remote_had_credentials=with_credentials
+    )
     if ask_remote and url:
         state.on_remote, state.remote_error = commit_on_remote(root, remote, commit)
         if with_credentials and state.remote_error:
@@ -136,5 +141,4 @@ def tracked_in_head(root: Path, path: Path) -> bool:
         rel = Path(path).resolve().relative_to(root.resolve())
     except ValueError:
         return False
-    return subprocess.run(["git", "cat-file", "-e", f"HEAD:{rel.as_posix()}"], cwd=root,
-                          capture_output=True).returncode == 0
+    return subprocess.run(["git", "cat-file", "-e", f"HEAD:{rel.as_posix()}"], cwd=root, capture_output=True).returncode == 0

@@ -13,6 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
+from .billing import estimate
+from .state_dir import default_home, private_dir
+from .states import TERMINAL
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS launches (
     id TEXT PRIMARY KEY,
@@ -50,16 +54,39 @@ CREATE INDEX IF NOT EXISTS launches_created ON launches(created_at);
 CREATE INDEX IF NOT EXISTS launches_instance ON launches(instance_id);
 """
 
-TERMINAL_STATES = {"destroyed", "failed", "aborted", "cancelled", "completed"}
 COLUMNS = {
-    "name", "config_path", "config_hash", "profile", "commit_sha", "repo", "target", "provider_url",
-    "offer_id", "machine_id", "gpu_name", "num_gpus", "dph_total", "dph_base", "storage_dph",
-    "instance_id", "label", "wandb_project", "wandb_group", "state", "deadline", "ended_at",
-    "end_reason", "extra", "gpu_seconds", "storage_seconds", "cost_usd", "billed_usd", "billed_at",
+    "name",
+    "config_path",
+    "config_hash",
+    "profile",
+    "commit_sha",
+    "repo",
+    "target",
+    "provider_url",
+    "offer_id",
+    "machine_id",
+    "gpu_name",
+    "num_gpus",
+    "dph_total",
+    "dph_base",
+    "storage_dph",
+    "instance_id",
+    "label",
+    "wandb_project",
+    "wandb_group",
+    "state",
+    "deadline",
+    "ended_at",
+    "end_reason",
+    "extra",
+    "gpu_seconds",
+    "storage_seconds",
+    "cost_usd",
+    "billed_usd",
+    "billed_at",
 }
 # Columns added after the first release; older ledgers get them on open.
-ADDED_COLUMNS = {"gpu_seconds": "REAL", "storage_seconds": "REAL", "cost_usd": "REAL", "billed_usd": "REAL",
-                 "billed_at": "REAL"}
+ADDED_COLUMNS = {"gpu_seconds": "REAL", "storage_seconds": "REAL", "cost_usd": "REAL", "billed_usd": "REAL", "billed_at": "REAL"}
 
 
 def window_clause(since: Optional[float], until: Optional[float]) -> tuple[str, list]:
@@ -70,44 +97,6 @@ def window_clause(since: Optional[float], until: Optional[float]) -> tuple[str, 
     if until is not None:
         sql, args = sql + " AND created_at < ?", args + [until]
     return sql, args
-
-
-def default_home() -> Path:
-    if os.environ.get("VAST_LAUNCH_HOME"):
-        return Path(os.environ["VAST_LAUNCH_HOME"])
-    from platformdirs import user_state_dir
-
-    return Path(user_state_dir("vast-launch"))
-
-
-_USER_UMASK: Optional[int] = None
-
-
-def keep_new_files_private() -> None:
-    """From here on every file this process and its children create (reports, run outputs, the local cloud's
-    instances and clones, W&B files) is owner-only from creation: the umask gains 077."""
-    global _USER_UMASK
-    old = os.umask(0o077)
-    if _USER_UMASK is None:
-        _USER_UMASK = old
-    os.umask(old | 0o077)
-
-
-def user_file_mode() -> int:
-    """The mode a file meant for the user's own tree gets under the user's umask (not ours)."""
-    return 0o666 & ~(_USER_UMASK if _USER_UMASK is not None else 0o022)
-
-
-def private_dir(path: Path) -> Path:
-    """A state directory only its owner can read: it and every ancestor it creates are made 0700 (mkdir's
-    parents=True would give the ancestors the umask's mode), never chmodded open."""
-    missing = []
-    while not path.exists() and path != path.parent:
-        missing.append(path)
-        path = path.parent
-    for d in reversed(missing):
-        d.mkdir(mode=0o700, exist_ok=True)
-    return missing[0] if missing else path
 
 
 class Ledger:
@@ -125,8 +114,9 @@ class Ledger:
             if col not in have:
                 self.db.execute(f"ALTER TABLE launches ADD COLUMN {col} {kind}")
         # Launches whose bill is not frozen yet: `cost` looks them up on every run.
-        self.db.execute("CREATE INDEX IF NOT EXISTS launches_unbilled ON launches(created_at) "
-                        "WHERE billed_usd IS NULL AND target = 'vast'")
+        self.db.execute(
+            "CREATE INDEX IF NOT EXISTS launches_unbilled ON launches(created_at) WHERE billed_usd IS NULL AND target = 'vast'"
+        )
 
     def close(self) -> None:
         self.db.close()
@@ -152,8 +142,7 @@ class Ledger:
         vals = [launch_id, now, now, state, *fields.values()]
         with self.transaction():
             self.db.execute(f"INSERT INTO launches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals)
-            self.db.execute("INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, ?, ?)",
-                            (launch_id, now, state, None))
+            self.db.execute("INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, ?, ?)", (launch_id, now, state, None))
 
     def update(self, launch_id: str, **fields: Any) -> None:
         fields = self._clean(fields)
@@ -162,8 +151,9 @@ class Ledger:
         with self.transaction():
             self.db.execute(f"UPDATE launches SET {sets} WHERE id = ?", [*fields.values(), launch_id])
 
-    def event(self, launch_id: str, state: str, detail: Any = None, t: Optional[float] = None,
-              set_state: bool = True, **fields: Any) -> None:
+    def event(
+        self, launch_id: str, state: str, detail: Any = None, t: Optional[float] = None, set_state: bool = True, **fields: Any
+    ) -> None:
         """Record a state change (and optionally update columns) in one transaction."""
         t = time.time() if t is None else t
         text = detail if detail is None or isinstance(detail, str) else json.dumps(detail, default=str)
@@ -173,29 +163,25 @@ class Ledger:
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self.transaction():
-            self.db.execute("INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, ?, ?)",
-                            (launch_id, t, state, text))
+            self.db.execute("INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, ?, ?)", (launch_id, t, state, text))
             self.db.execute(f"UPDATE launches SET {sets} WHERE id = ?", [*fields.values(), launch_id])
 
     def finish(self, launch_id: str, state: str, reason: str, t: Optional[float] = None) -> None:
         """End a launch and freeze its cost estimate, so reports never replay finished timelines."""
-        from .cost import estimate
-
         t = time.time() if t is None else t
         self.event(launch_id, state, reason, t=t, ended_at=t, end_reason=reason)
         est = estimate(self.get(launch_id), self.events(launch_id))
-        self.update(launch_id, gpu_seconds=est["gpu_seconds"], storage_seconds=est["storage_seconds"],
-                    cost_usd=est["cost_usd"])
+        self.update(launch_id, gpu_seconds=est["gpu_seconds"], storage_seconds=est["storage_seconds"], cost_usd=est["cost_usd"])
 
-    def record_stage(self, launch_id: str, name: str, start: float, end: Optional[float] = None,
-                     rc: Optional[int] = None) -> None:
+    def record_stage(self, launch_id: str, name: str, start: float, end: Optional[float] = None, rc: Optional[int] = None) -> None:
         """A stage's wall time as the instance reported it (its start identifies it across updates)."""
         with self.transaction():
-            self.db.execute("INSERT OR REPLACE INTO stages (launch_id, name, start, end, rc) VALUES (?, ?, ?, ?, ?)",
-                            (launch_id, name, start, end, rc))
+            self.db.execute(
+                "INSERT OR REPLACE INTO stages (launch_id, name, start, end, rc) VALUES (?, ?, ?, ?, ?)",
+                (launch_id, name, start, end, rc),
+            )
 
-    def stages(self, launch_id: Optional[str] = None, since: Optional[float] = None,
-               until: Optional[float] = None) -> list[dict]:
+    def stages(self, launch_id: Optional[str] = None, since: Optional[float] = None, until: Optional[float] = None) -> list[dict]:
         """Stage times of one launch, or of the launches created in a window."""
         if launch_id is not None:
             where, args = "launch_id = ?", [launch_id]
@@ -228,34 +214,31 @@ class Ledger:
     def find(self, prefix: str) -> Optional[dict]:
         """A launch by id, id prefix, or instance id."""
         row = self.db.execute("SELECT * FROM launches WHERE id = ?", (prefix,)).fetchone()
-        if row is None and prefix.isdigit() and int(prefix) < 2 ** 63:  # SQLite integers are 64-bit
-            row = self.db.execute("SELECT * FROM launches WHERE instance_id = ? ORDER BY created_at DESC",
-                                  (int(prefix),)).fetchone()
+        if row is None and prefix.isdigit() and int(prefix) < 2**63:  # SQLite integers are 64-bit
+            row = self.db.execute("SELECT * FROM launches WHERE instance_id = ? ORDER BY created_at DESC", (int(prefix),)).fetchone()
         if row is None and prefix:
             # A plain prefix: LIKE would take `%` and `_` in what the user typed as wildcards.
-            rows = self.db.execute("SELECT * FROM launches WHERE substr(id, 1, ?) = ? ORDER BY created_at DESC",
-                                   (len(prefix), prefix)).fetchall()
+            rows = self.db.execute(
+                "SELECT * FROM launches WHERE substr(id, 1, ?) = ? ORDER BY created_at DESC", (len(prefix), prefix)
+            ).fetchall()
             row = rows[0] if len(rows) == 1 else None
         return self._row(row) if row else None
 
     def by_instance(self, instance_id: int) -> Optional[dict]:
-        row = self.db.execute("SELECT * FROM launches WHERE instance_id = ? ORDER BY created_at DESC",
-                              (instance_id,)).fetchone()
+        row = self.db.execute("SELECT * FROM launches WHERE instance_id = ? ORDER BY created_at DESC", (instance_id,)).fetchone()
         return self._row(row) if row else None
 
-    def launches(self, since: Optional[float] = None, until: Optional[float] = None,
-                 active_only: bool = False) -> list[dict]:
+    def launches(self, since: Optional[float] = None, until: Optional[float] = None, active_only: bool = False) -> list[dict]:
         window, args = window_clause(since, until)
         sql = "SELECT * FROM launches WHERE 1=1" + window
         if active_only:
-            sql += f" AND state NOT IN ({', '.join('?' * len(TERMINAL_STATES))})"
-            args.extend(sorted(TERMINAL_STATES))
+            sql += f" AND state NOT IN ({', '.join('?' * len(TERMINAL))})"
+            args.extend(sorted(TERMINAL))
         sql += " ORDER BY created_at"
         return [self._row(r) for r in self.db.execute(sql, args).fetchall()]
 
     def events(self, launch_id: str) -> list[dict]:
-        rows = self.db.execute("SELECT t, state, detail FROM events WHERE launch_id = ? ORDER BY t, id",
-                               (launch_id,)).fetchall()
+        rows = self.db.execute("SELECT t, state, detail FROM events WHERE launch_id = ? ORDER BY t, id", (launch_id,)).fetchall()
         return [dict(r) for r in rows]
 
     @staticmethod
@@ -282,4 +265,3 @@ class Ledger:
 
     def __exit__(self, *exc) -> None:
         self.close()
-

@@ -1,4 +1,4 @@
-"""The contract between the instance's scripts (vast_launch/shell/*.sh) and the launcher.
+"""The contract between the instance's scripts (vast_launch/vast/shell/*.sh) and the launcher.
 
 The bootstrap prints event lines and leaves files in its work dir `vl-<launch-id>`; this module is
 the one place that knows their names and shapes, turns them into an `Outcome`, and maps an outcome
@@ -8,7 +8,9 @@ to the end reason and the exit code the user sees.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +25,12 @@ ACK_WAIT_SECONDS = 10
 LAUNCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def new_launch_id(name: str) -> str:
+    """`<name slug>-<UTC time>-<4 hex>`: sortable by time, unique across launchers."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:24] or "launch"
+    return f"{slug}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
 def label_for(launch_id: str) -> str:
     return LABEL_PREFIX + launch_id
 
@@ -32,7 +40,8 @@ def launch_id_of(label: Optional[str]) -> Optional[str]:
     label = label or ""
     if not label.startswith(LABEL_PREFIX):
         return None
-    return label[len(LABEL_PREFIX):].split(" ", 1)[0] or None
+    return label[len(LABEL_PREFIX) :].split(" ", 1)[0] or None
+
 
 # Exit codes of `vast-launch launch` (documented in the README).
 EXIT_OK = 0
@@ -48,9 +57,17 @@ STAGE_TIMES_FILE = "stage_times"  # <name> <start> <end> <rc>, one line per fini
 BOOT_LOG = "boot.log"
 
 RESULT_LINE = re.compile(r"\[vast-launch\] .*result rc=(\d+) failed_stage=(\S*) at=([\d.]+)(?: signal=(\w+))?")
-STAGE_LINE = re.compile(r"\[vast-launch\] stage (\d+)/(\d+) (\S+): (start|done|FAILED \(exit (\d+)\)) "
-                        r"at=([\d.]+)(?: start=([\d.]+))?")
+STAGE_LINE = re.compile(
+    r"\[vast-launch\] stage (\d+)/(\d+) (\S+): (start|done|FAILED \(exit (\d+)\)) "
+    r"at=([\d.]+)(?: start=([\d.]+))?"
+)
 WATCHDOG_LINE = re.compile(r"\[vast-launch\] \S+ (?:(deadline|budget) reached|(idle) for \d+ s): destroying")
+
+# A SLURM job's script prints these around its stage; a job the controller has forgotten is read back
+# from its exit line.
+SLURM_START_ECHO = 'echo "[vast-launch] slurm job $SLURM_JOB_ID stage {stage}: start at=$(date +%s.%N) on $(hostname)"'
+SLURM_EXIT_ECHO = 'echo "[vast-launch] slurm job $SLURM_JOB_ID stage {stage}: exit $rc at=$(date +%s.%N)"'
+SLURM_EXIT_LINE = re.compile(r"\[vast-launch\] slurm job \S+ stage \S+: exit (\d+) at=")
 
 WATCHDOG_REASONS = {
     "deadline": "deadline reached (lifecycle.max_hours)",
@@ -79,9 +96,15 @@ def parse_stage_line(line: str) -> Optional[StageEvent]:
     if m is None:
         return None
     phase = "start" if m.group(4) == "start" else "done" if m.group(4) == "done" else "failed"
-    return StageEvent(int(m.group(1)), int(m.group(2)), m.group(3), phase, float(m.group(6)),
-                      float(m.group(7)) if m.group(7) else None,
-                      0 if phase == "done" else int(m.group(5)) if phase == "failed" else None)
+    return StageEvent(
+        int(m.group(1)),
+        int(m.group(2)),
+        m.group(3),
+        phase,
+        float(m.group(6)),
+        float(m.group(7)) if m.group(7) else None,
+        0 if phase == "done" else int(m.group(5)) if phase == "failed" else None,
+    )
 
 
 @dataclass
@@ -151,4 +174,3 @@ class Outcome:
         if self.rc is None:
             return EXIT_NO_RESULT
         return self.rc if 0 <= self.rc < 256 else EXIT_NO_RESULT
-

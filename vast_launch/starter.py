@@ -12,7 +12,7 @@ from . import gitcheck
 from .checks import wandb_key_present
 from .config import parse_config
 from .errors import UserError
-from .ledger import user_file_mode
+from .state_dir import user_file_mode
 
 ENTRY_POINTS = ("train.py", "main.py", "scripts/train.py", "src/train.py")
 
@@ -47,8 +47,11 @@ def starter_config(cwd: Path, config_path: str = "vast-launch.yaml") -> str:
     remote = gitcheck.public_url(url)[0] if url else None
     mode = "online" if wandb_key_present() else "offline"
     q = lambda v: yaml.safe_dump(v, default_style=None, width=10_000).strip().removesuffix("\n...")  # noqa: E731
-    wandb_why = ("a W&B key is set" if mode == "online" else
-                 "no W&B key found: offline runs go with the instance; set WANDB_API_KEY and use online")
+    wandb_why = (
+        "a W&B key is set"
+        if mode == "online"
+        else "no W&B key found: offline runs go with the instance; set WANDB_API_KEY and use online"
+    )
     text = f"""\
 # vast-launch config for {root.name}. Every key: `vast-launch config-schema --markdown`.
 # Try it on this machine first:  vast-launch --local --auto-shutdown --config {config_path}

@@ -18,19 +18,27 @@ from pathlib import Path
 import yaml
 
 STAGES = ("operator", "diffusion_residual", "consistency_distill")
-EVALUATES = {"operator": ("operator",), "diffusion_residual": ("operator", "refiner"),
-             "consistency_distill": ("operator", "refiner", "distilled_1step", "distilled_2step")}
+EVALUATES = {
+    "operator": ("operator",),
+    "diffusion_residual": ("operator", "refiner"),
+    "consistency_distill": ("operator", "refiner", "distilled_1step", "distilled_2step"),
+}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="ups-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="example: ups-train --config configs/burgers.yaml --profile smoke --stage all --out runs/dev")
+    p = argparse.ArgumentParser(
+        prog="ups-train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: ups-train --config configs/burgers.yaml --profile smoke --stage all --out runs/dev",
+    )
     p.add_argument("--config", required=True, help="the launch YAML (uses name, wandb, train.profiles)")
     p.add_argument("--profile", default=None, help="train.profiles entry (default: train.profile)")
     p.add_argument("--stage", default="all", help=f"one of {', '.join(STAGES)} or 'all'")
     p.add_argument("--out", default="runs/train", help="run directory shared by the stages")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a profile value, e.g. --set operator.iters=50")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a profile value, e.g. --set operator.iters=50"
+    )
     p.add_argument("--force", action="store_true", help="rerun stages that are already done")
     p.add_argument("--nproc", type=int, default=None, help="processes for DDP (default: visible GPUs)")
     return p.parse_args(argv)
@@ -120,14 +128,16 @@ def main(argv=None) -> int:
     from .stages.evaluate import evaluate
     from .utils.wandb_context import WandbContext
 
-    runners = {"operator": operator.run, "diffusion_residual": diffusion_residual.run,
-               "consistency_distill": consistency_distill.run}
+    runners = {"operator": operator.run, "diffusion_residual": diffusion_residual.run, "consistency_distill": consistency_distill.run}
     t_start = time.time()
     spec = DataSpec(**prof["data"])
     data, cached = load_or_generate(spec, device=device if want_cuda else None)
     if rank == 0:
-        print(f"[ups] data {spec.key()} ({'cache' if cached else 'generated'}): train {tuple(data['train'].shape)}, "
-              f"test {tuple(data['test'].shape)}", flush=True)
+        print(
+            f"[ups] data {spec.key()} ({'cache' if cached else 'generated'}): train {tuple(data['train'].shape)}, "
+            f"test {tuple(data['test'].shape)}",
+            flush=True,
+        )
     run_cfg = {**cfg, "profile": profile_name, "train_profile": prof}
     for stage in stages:
         marker = out / stage / "done"
@@ -148,8 +158,10 @@ def main(argv=None) -> int:
                 ctx.log_artifact(out / stage / "checkpoint.pt", name=f"{stage}-checkpoint")
                 (out / stage / "result.json").write_text(json.dumps(result, indent=2))
                 marker.write_text(f"{time.time()}\n")
-                print(f"[ups] {stage}: done in {result['seconds']:.1f} s (loss {result['loss_first']:.4g} -> "
-                      f"{result['loss_last']:.4g})", flush=True)
+                print(
+                    f"[ups] {stage}: done in {result['seconds']:.1f} s (loss {result['loss_first']:.4g} -> {result['loss_last']:.4g})",
+                    flush=True,
+                )
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

@@ -12,196 +12,29 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from .containers import kill_container
 from .faults import Faults
-
-HOURS_PER_MONTH = 30 * 24
-# States in which the GPU is billed; storage is billed in every state until destroyed.
-GPU_BILLED = {"running"}
-
-
-def default_offers(price_dph: float = 0.0, count: int = 2) -> list[dict]:
-    """Offers describing this host. CPU-only is fine: the trainer falls back to CPU."""
-    cpus = os.cpu_count() or 1
-    try:
-        mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1_000_000
-    except (ValueError, OSError):
-        mem_mb = 0
-    disk_gb = shutil.disk_usage("/").free / 1e9
-    offers = []
-    for i in range(count):
-        offers.append({
-            "id": 1001 + i, "ask_contract_id": 1001 + i, "machine_id": 501 + i, "host_id": 77,
-            "gpu_name": "Local CPU", "num_gpus": 1, "gpu_ram": 0, "gpu_total_ram": 0,
-            "cpu_cores_effective": float(cpus), "cpu_ram": mem_mb, "disk_space": round(disk_gb, 1),
-            "dph_base": float(price_dph), "storage_cost": 0.0, "inet_up_cost": 0.0, "inet_down_cost": 0.0,
-            "min_bid": float(price_dph) / 2, "reliability": 0.999 - 0.001 * i, "reliability2": 0.999 - 0.001 * i,
-            "dlperf": 1.0, "cuda_max_good": 12.4, "compute_cap": 0, "driver_version": "local",
-            "verified": True, "rentable": True, "rented": False, "external": False,
-            "geolocation": "Local, LO", "duration": 30 * 86400.0, "direct_port_count": 0,
-            "inet_up": 1000.0, "inet_down": 1000.0, "score": 1.0,
-        })
-    return offers
-
-
-def priced_offer(offer: dict, storage_gb: float) -> dict:
-    """An offer as search shows it: dph_total is for the requested storage."""
-    out = dict(offer)
-    storage_dph = offer.get("storage_cost", 0.0) * storage_gb / HOURS_PER_MONTH
-    out["end_date"] = time.time() + offer.get("duration", 0)
-    out["dph_total"] = round(offer["dph_base"] + storage_dph, 6)
-    out["dlperf_per_dphtotal"] = out["dlperf"] / out["dph_total"] if out["dph_total"] > 0 else out["dlperf"] * 1e6
-    return out
-
-
-@dataclass
-class Instance:
-    id: int
-    offer: dict
-    label: str
-    image: str
-    env: dict
-    onstart: str
-    disk: float
-    api_key: str
-    workdir: Path
-    created_at: float = field(default_factory=time.time)
-    status: str = "loading"
-    # billing segments: [state, start, end or None]
-    segments: list = field(default_factory=list)
-    proc: Optional[subprocess.Popen] = None
-    destroyed_by: Optional[str] = None
-    ended_at: Optional[float] = None
-    starts: int = 0
-    has_vastai_cli: bool = True
-    has_git: bool = True
-    loading_timer: Optional[threading.Timer] = None
-    ssh_port: Optional[int] = None
-    # Every process of this container carries it in its environment: a process that made its own
-    # session or process group is still inside the container, as on Vast.
-    marker: str = field(default_factory=lambda: secrets.token_hex(8))
-    runtype: str = "ssh"
-
-    @property
-    def gpu_dph(self) -> float:
-        return float(self.offer["dph_base"])
-
-    @property
-    def storage_dph(self) -> float:
-        return float(self.offer.get("storage_cost", 0.0)) * self.disk / HOURS_PER_MONTH
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "onstart.log"
-
-    def set_state(self, state: str, now: Optional[float] = None) -> None:
-        now = time.time() if now is None else now
-        if self.segments and self.segments[-1][2] is None:
-            self.segments[-1][2] = now
-        if state != "destroyed":
-            self.segments.append([state, now, None])
-        self.status = state
-
-    def charges(self, now: Optional[float] = None) -> dict:
-        now = time.time() if now is None else now
-        gpu_s = storage_s = 0.0
-        for state, start, end in self.segments:
-            seconds = (end if end is not None else now) - start
-            storage_s += seconds
-            if state in GPU_BILLED:
-                gpu_s += seconds
-        gpu = self.gpu_dph * gpu_s / 3600
-        storage = self.storage_dph * storage_s / 3600
-        return {"gpu_seconds": gpu_s, "storage_seconds": storage_s, "gpu_usd": gpu,
-                "storage_usd": storage, "total_usd": gpu + storage}
-
-    def row(self) -> dict:
-        """The instance as the Vast API shows it."""
-        return {
-            "id": self.id, "actual_status": self.status, "intended_status": "running",
-            "cur_state": "running" if self.status in ("running", "loading") else "stopped",
-            "status_msg": f"local instance is {self.status}", "label": self.label,
-            "gpu_name": self.offer["gpu_name"], "num_gpus": self.offer["num_gpus"],
-            "dph_base": self.gpu_dph, "dph_total": round(self.gpu_dph + self.storage_dph, 6),
-            "storage_cost": self.offer.get("storage_cost", 0.0), "storage_total_cost": self.storage_dph,
-            "inet_up_cost": 0.0, "inet_down_cost": 0.0, "disk_space": self.disk,
-            "start_date": self.created_at, "end_date": self.created_at + self.offer.get("duration", 0),
-            "machine_id": self.offer["machine_id"], "host_id": self.offer["host_id"],
-            "ssh_host": "127.0.0.1" if self.ssh_port else None, "ssh_port": self.ssh_port,
-            "public_ipaddr": "127.0.0.1",
-            "image_uuid": self.image, "gpu_util": 0.0,
-            "extra_env": [[k, v] for k, v in self.env.items()],
-        }
-
-
-MARKER_ENV = "LOCALCLOUD_CONTAINER"
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for a parent that may never reap it."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return False
-
-
-def container_pids(marker: str, pgid: Optional[int] = None) -> list[int]:
-    """Live processes of one container: its process group, and every process carrying its marker."""
-    needle = f"{MARKER_ENV}={marker}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        try:
-            if pgid is not None and os.getpgid(pid) == pgid:
-                found.append(pid)
-                continue
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    found.append(pid)
-        except OSError:
-            continue
-    return [p for p in found if _alive(p)]
-
-
-def kill_container(marker: str, proc: Optional[subprocess.Popen], grace: float) -> None:
-    """TERM (when there is a grace period), then KILL, every process of a container; reaped before returning."""
-    pgid = proc.pid if proc is not None else None
-    signals = ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)) if grace > 0 else ((signal.SIGKILL, 10.0),)
-    for sig, wait in signals:
-        pids = container_pids(marker, pgid)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.time() + wait
-        while time.time() < deadline:
-            if proc is not None:
-                proc.poll()  # our own child: reap it, or it stays a zombie
-            if not container_pids(marker, pgid):
-                break
-            time.sleep(0.02)
-    if proc is not None:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+from .image import container_env
+from .instance import Instance
+from .offers import default_offers
 
 
 class Cloud:
     """Offers and instances of this machine. Thread-safe; owned by the HTTP server."""
 
-    def __init__(self, root: Path, account_key: str, offers: Optional[list[dict]] = None,
-                 loading_seconds: float = 0.3, public_url: str = "", bin_dir: Optional[str] = None,
-                 ssh_port: Optional[int] = None):
+    def __init__(
+        self,
+        root: Path,
+        account_key: str,
+        offers: Optional[list[dict]] = None,
+        loading_seconds: float = 0.3,
+        public_url: str = "",
+        bin_dir: Optional[str] = None,
+        ssh_port: Optional[int] = None,
+    ):
         self.root = Path(root)
         # An sshd on this machine that reaches the instances' files (tests start one on loopback).
         self.ssh_port = ssh_port
@@ -263,12 +96,22 @@ class Cloud:
             iid = self._take_id()
             env = {k: str(v) for k, v in (body.get("env") or {}).items() if not k.startswith("-")}
             inst = Instance(
-                id=iid, offer=dict(offer), label=body.get("label") or "", image=body.get("image") or "",
-                env=env, onstart=body.get("onstart") or "", disk=float(body.get("disk") or 10),
-                api_key=secrets.token_hex(24), workdir=self.root / f"instance-{iid}", ssh_port=self.ssh_port,
+                id=iid,
+                offer=dict(offer),
+                label=body.get("label") or "",
+                image=body.get("image") or "",
+                env=env,
+                onstart=body.get("onstart") or "",
+                disk=float(body.get("disk") or 10),
+                api_key=secrets.token_hex(24),
+                workdir=self.root / f"instance-{iid}",
+                ssh_port=self.ssh_port,
             )
+            if body.get("price") is not None:  # a bid: an interruptible instance
+                inst.bid = float(body["price"])
             if body.get("runtype") == "args" or body.get("args"):
                 inst.runtype = "args"
+                inst.args = body.get("args")
             inst.workdir.mkdir(parents=True, exist_ok=True)
             inst.has_vastai_cli = not self.faults.no_vastai_cli
             inst.has_git = not self.faults.no_git
@@ -279,44 +122,6 @@ class Cloud:
             inst.loading_timer = threading.Timer(self.loading_seconds, self._loaded, args=(iid,))
             inst.loading_timer.start()
         return inst
-
-    def _instance_env(self, inst: Instance) -> dict:
-        bin_dir = self.bin_dir if inst.has_vastai_cli else str(self._bin_without_vastai(inst))
-        system = ["/usr/local/bin", "/usr/bin", "/bin"] if inst.has_git else [str(self._system_without_git(inst))]
-        path = os.pathsep.join([bin_dir, *system])
-        env = {
-            "PATH": path, "HOME": str(inst.workdir), "LANG": "C.UTF-8", "TERM": "dumb",
-            "CONTAINER_ID": str(inst.id), "CONTAINER_API_KEY": inst.api_key,
-            "VAST_CONTAINERLABEL": f"C.{inst.id}", "PUBLIC_IPADDR": "127.0.0.1",
-            "GPU_COUNT": str(inst.offer["num_gpus"]), "DATA_DIRECTORY": str(inst.workdir),
-            "VAST_URL": self.public_url, "VASTAI_NO_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1",
-        }
-        env.update(inst.env)
-        env[MARKER_ENV] = inst.marker
-        return env
-
-    def _bin_without_vastai(self, inst: Instance) -> Path:
-        """An image whose PATH has this interpreter but no `vastai` command."""
-        d = inst.workdir / ".bin"
-        d.mkdir(exist_ok=True)
-        for name in ("python", "python3"):
-            (d / name).write_text(f'#!/bin/sh\nexec "{self.bin_dir}/python" "$@"\n')
-            os.chmod(d / name, 0o755)
-        return d
-
-    def _system_without_git(self, inst: Instance) -> Path:
-        """A slim image's system commands: this host's, less git and apt (so nothing can install git)."""
-        d = inst.workdir / ".sysbin"
-        if d.is_dir():
-            return d
-        d.mkdir()
-        left_out = ("git", "apt", "dpkg", "dnf", "yum", "apk")
-        for src in ("/usr/local/bin", "/usr/bin", "/bin"):
-            for entry in os.scandir(src) if os.path.isdir(src) else ():
-                if entry.name.startswith(left_out) or os.path.lexists(d / entry.name):
-                    continue
-                os.symlink(entry.path, d / entry.name)
-        return d
 
     def _loaded(self, iid: int) -> None:
         """The image is pulled: the container starts, unless it was stopped or destroyed meanwhile."""
@@ -333,13 +138,18 @@ class Cloud:
             if self.closed or inst is None or inst.status not in ("loading", "stopped", "exited"):
                 return
             script = inst.workdir / "onstart.sh"
-            script.write_text(inst.onstart)
+            script.write_text(inst.main_command())
             (inst.workdir / ".vast_api_key").write_text(inst.api_key)
             os.chmod(inst.workdir / ".vast_api_key", 0o600)
             log = open(inst.log_path, "ab")
             inst.proc = subprocess.Popen(
-                ["bash", str(script)], cwd=inst.workdir, env=self._instance_env(inst),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                ["bash", str(script)],
+                cwd=inst.workdir,
+                env=container_env(inst, self.public_url, self.bin_dir),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             log.close()
             inst.starts += 1
@@ -388,7 +198,7 @@ class Cloud:
         """As Vast: a stopped or exited container starts again (its onstart runs again)."""
         with self.lock:
             inst = self.instances[iid]
-            if inst.status not in ("stopped", "exited"):
+            if inst.status not in ("stopped", "exited") or inst.outbid:  # outbid: it waits for its bid to win
                 return
         self._start(iid)
 
@@ -404,6 +214,42 @@ class Cloud:
         for entry in inst.workdir.iterdir():
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         self.start(iid)
+
+    def outbid(self, iid: int, winning_bid: float) -> None:
+        """Someone bids `winning_bid` on this machine: an interruptible instance bidding less is stopped
+        (its programs killed, its storage still billed) until its bid is the highest again."""
+        with self.lock:
+            inst = self.instances[iid]
+            if inst.bid is None:
+                raise ValueError(f"instance {iid} is on demand: only interruptible instances are outbid")
+            inst.offer["min_bid"] = winning_bid
+            if inst.bid >= winning_bid or inst.status not in ("running", "loading"):
+                return
+            inst.outbid = True
+        self.stop(iid)
+
+    def change_bid(self, iid: int, price: Optional[float]) -> None:
+        """`vastai change bid`: no price means a winning one; an outbid instance that now wins starts again."""
+        with self.lock:
+            inst = self.instances[iid]
+            if inst.bid is None:
+                raise ValueError(f"instance {iid} is on demand: it has no bid")
+            winning = float(inst.offer.get("min_bid") or 0.0)
+            inst.bid = float(price) if price is not None else winning
+            regains = inst.outbid and inst.bid >= winning
+            if regains:
+                inst.outbid = False
+        if regains:
+            self.start(iid)
+
+    def bid_lost_its_rival(self, iid: int) -> None:
+        """The higher bid's job finished: the outbid instance is the highest bidder again and starts."""
+        with self.lock:
+            inst = self.instances[iid]
+            inst.offer["min_bid"] = inst.bid
+            regains, inst.outbid = inst.outbid, False
+        if regains:
+            self.start(iid)
 
     def mark_exited(self, iid: int) -> None:
         with self.lock:
@@ -449,13 +295,54 @@ class Cloud:
                     ("gpu", c["gpu_seconds"], inst.gpu_dph, c["gpu_usd"]),
                     ("storage", c["storage_seconds"], inst.storage_dph, c["storage_usd"]),
                 ):
-                    rows.append({
-                        "description": f"Instance {inst.id} {kind} ({inst.offer['gpu_name']})",
-                        "quantity": round(seconds / 3600, 8), "rate": rate, "amount": round(amount, 8),
-                        "timestamp": inst.ended_at or time.time(), "type": "charge",
-                        "instance_id": inst.id, "charge_kind": kind, "seconds": seconds,
-                    })
+                    rows.append(
+                        {
+                            "description": f"Instance {inst.id} {kind} ({inst.offer['gpu_name']})",
+                            "quantity": round(seconds / 3600, 8),
+                            "rate": rate,
+                            "amount": round(amount, 8),
+                            "timestamp": inst.ended_at or time.time(),
+                            "type": "charge",
+                            "instance_id": inst.id,
+                            "charge_kind": kind,
+                            "seconds": seconds,
+                        }
+                    )
         return rows
+
+    def charge_rows(self, since: float = 0.0, until: Optional[float] = None) -> list[dict]:
+        """Charges as the v1 API shows them: a row per instance with its GPU and storage lines as items."""
+        rows: dict[int, dict] = {}
+        for line in self.invoice_rows(since, until):
+            inst = self.instances[line["instance_id"]]
+            end = inst.ended_at or time.time()
+            row = rows.setdefault(
+                inst.id,
+                {
+                    "type": "instance",
+                    "source": f"instance-{inst.id}",
+                    "start": inst.created_at,
+                    "end": end,
+                    "amount": 0.0,
+                    "description": f"Instance {inst.id} ({inst.offer['gpu_name']})",
+                    "metadata": {"instance_id": inst.id},
+                    "items": [],
+                },
+            )
+            row["amount"] = round(row["amount"] + line["amount"], 8)
+            row["items"].append(
+                {
+                    "type": line["charge_kind"],
+                    "source": None,
+                    "start": inst.created_at,
+                    "end": end,
+                    "amount": line["amount"],
+                    "description": line["description"],
+                    "metadata": {"quantity_hours": line["quantity"], "rate": line["rate"]},
+                    "items": [],
+                }
+            )
+        return list(rows.values())
 
     def describe(self) -> list[dict]:
         """Everything about every instance, destroyed ones included (for tests and debugging)."""
@@ -464,9 +351,14 @@ class Cloud:
             for inst in self.instances.values():
                 row = inst.row()
                 row.pop("extra_env")
-                row.update(destroyed_by=inst.destroyed_by, ended_at=inst.ended_at, starts=inst.starts,
-                           workdir=str(inst.workdir), charges=inst.charges(),
-                           segments=json.loads(json.dumps(inst.segments)),
-                           pid=inst.proc.pid if inst.proc else None)
+                row.update(
+                    destroyed_by=inst.destroyed_by,
+                    ended_at=inst.ended_at,
+                    starts=inst.starts,
+                    workdir=str(inst.workdir),
+                    charges=inst.charges(),
+                    segments=json.loads(json.dumps(inst.segments)),
+                    pid=inst.proc.pid if inst.proc else None,
+                )
                 out.append(row)
             return out

@@ -32,13 +32,12 @@ class ETDRK4Burgers:
         self.ik = 1j * 2 * math.pi * k
         L = -nu * (2 * math.pi * k) ** 2
         self.E, self.E2 = torch.exp(dt * L), torch.exp(dt * L / 2)
-        r = torch.exp(1j * math.pi * (torch.arange(1, contour_points + 1, dtype=dtype, device=device) - 0.5)
-                      / contour_points)
+        r = torch.exp(1j * math.pi * (torch.arange(1, contour_points + 1, dtype=dtype, device=device) - 0.5) / contour_points)
         LR = dt * L[:, None] + r[None, :]
         self.Q = dt * torch.real(torch.mean((torch.exp(LR / 2) - 1) / LR, dim=1))
-        self.f1 = dt * torch.real(torch.mean((-4 - LR + torch.exp(LR) * (4 - 3 * LR + LR ** 2)) / LR ** 3, dim=1))
-        self.f2 = dt * torch.real(torch.mean((2 + LR + torch.exp(LR) * (-2 + LR)) / LR ** 3, dim=1))
-        self.f3 = dt * torch.real(torch.mean((-4 - 3 * LR - LR ** 2 + torch.exp(LR) * (4 - LR)) / LR ** 3, dim=1))
+        self.f1 = dt * torch.real(torch.mean((-4 - LR + torch.exp(LR) * (4 - 3 * LR + LR**2)) / LR**3, dim=1))
+        self.f2 = dt * torch.real(torch.mean((2 + LR + torch.exp(LR) * (-2 + LR)) / LR**3, dim=1))
+        self.f3 = dt * torch.real(torch.mean((-4 - 3 * LR - LR**2 + torch.exp(LR) * (4 - LR)) / LR**3, dim=1))
         self.dealias = (k < (2.0 / 3.0) * (nx // 2)).to(dtype)
 
     def nonlinear(self, v: torch.Tensor) -> torch.Tensor:
@@ -85,8 +84,9 @@ def cole_hopf(x: torch.Tensor, t: float, nu: float, a: list[float], phases: list
     return -2 * nu * phi_x / phi
 
 
-def random_initial_conditions(n: int, nx: int, seed: int, max_wavenumber: int = 4, n_modes: int = 2,
-                              amplitude: tuple[float, float] = (0.2, 1.0), device=None) -> torch.Tensor:
+def random_initial_conditions(
+    n: int, nx: int, seed: int, max_wavenumber: int = 4, n_modes: int = 2, amplitude: tuple[float, float] = (0.2, 1.0), device=None
+) -> torch.Tensor:
     """PDEBench-like: sums of sines with random wavenumbers, amplitudes and phases."""
     g = torch.Generator().manual_seed(seed)
     x = grid(nx)
@@ -105,15 +105,17 @@ def cell_average(u: torch.Tensor, factor: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DataSpec:
-    nx: int = 64
-    solver_nx: int = 128
-    n_train: int = 128
-    n_test: int = 16
-    n_steps: int = 20
-    dt: float = 0.05
-    nu: float = 0.01
-    seed: int = 0
-    solver_dt: float = 0.0025
+    """Which dataset: every field is given (the defaults and their meaning are `ups.profile.Data`'s)."""
+
+    nx: int
+    solver_nx: int
+    n_train: int
+    n_test: int
+    n_steps: int
+    dt: float
+    nu: float
+    seed: int
+    solver_dt: float
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -133,7 +135,7 @@ def generate(spec: DataSpec, device=None) -> dict:
     traj = cell_average(traj, spec.solver_nx // spec.nx).float().cpu()
     if not torch.isfinite(traj).all():
         raise FloatingPointError("solver diverged: lower data.solver_dt or raise data.solver_nx")
-    return {"train": traj[: spec.n_train], "test": traj[spec.n_train:], "spec": asdict(spec)}
+    return {"train": traj[: spec.n_train], "test": traj[spec.n_train :], "spec": asdict(spec)}
 
 
 def load_or_generate(spec: DataSpec, device=None, cache: Optional[Path] = None) -> tuple[dict, bool]:

@@ -37,9 +37,9 @@ class EDMDenoiser(nn.Module):
     def forward(self, x, sigma, u, op_u):
         sd = self.sigma_data
         s = sigma.view(-1, 1)
-        c_skip = sd ** 2 / (s ** 2 + sd ** 2)
-        c_out = s * sd / (s ** 2 + sd ** 2).sqrt()
-        c_in = 1 / (s ** 2 + sd ** 2).sqrt()
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / (s**2 + sd**2).sqrt()
+        c_in = 1 / (s**2 + sd**2).sqrt()
         return c_skip * x + c_out * self.net(c_in * x, sigma.log() / 4, u, op_u)
 
 
@@ -53,9 +53,9 @@ class ConsistencyModel(nn.Module):
     def forward(self, x, sigma, u, op_u):
         sd, smin = self.sigma_data, self.sigma_min
         s = sigma.view(-1, 1)
-        c_skip = sd ** 2 / ((s - smin) ** 2 + sd ** 2)
-        c_out = sd * (s - smin) / (s ** 2 + sd ** 2).sqrt()
-        c_in = 1 / (s ** 2 + sd ** 2).sqrt()
+        c_skip = sd**2 / ((s - smin) ** 2 + sd**2)
+        c_out = sd * (s - smin) / (s**2 + sd**2).sqrt()
+        c_in = 1 / (s**2 + sd**2).sqrt()
         return c_skip * x + c_out * self.net(c_in * x, sigma.log() / 4, u, op_u)
 
 
@@ -63,16 +63,26 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, 
     """n noise levels from sigma_max down to sigma_min."""
     i = torch.arange(n, device=device, dtype=torch.float32)
     inv = 1 / rho
-    return (sigma_max ** inv + i / max(n - 1, 1) * (sigma_min ** inv - sigma_max ** inv)) ** rho
+    return (sigma_max**inv + i / max(n - 1, 1) * (sigma_min**inv - sigma_max**inv)) ** rho
 
 
 @torch.no_grad()
-def heun_sample(denoiser: nn.Module, u: torch.Tensor, op_u: torch.Tensor, steps: int, sigma_min: float,
-                sigma_max: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def heun_sample(
+    denoiser: nn.Module,
+    u: torch.Tensor,
+    op_u: torch.Tensor,
+    steps: int,
+    sigma_min: float,
+    sigma_max: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """EDM's deterministic Heun sampler (2nd order) from sigma_max to 0."""
     sigmas = torch.cat([karras_sigmas(steps, sigma_min, sigma_max, device=u.device), torch.zeros(1, device=u.device)])
-    x = torch.randn(u.shape, generator=generator, device=u.device) * sigmas[0] if generator is not None \
+    x = (
+        torch.randn(u.shape, generator=generator, device=u.device) * sigmas[0]
+        if generator is not None
         else torch.randn_like(u) * sigmas[0]
+    )
     b = u.shape[0]
     for i in range(steps):
         s, s_next = sigmas[i], sigmas[i + 1]
@@ -86,13 +96,12 @@ def heun_sample(denoiser: nn.Module, u: torch.Tensor, op_u: torch.Tensor, steps:
 
 
 @torch.no_grad()
-def consistency_sample(model: nn.Module, u: torch.Tensor, op_u: torch.Tensor, sigmas: list[float],
-                       sigma_min: float) -> torch.Tensor:
+def consistency_sample(model: nn.Module, u: torch.Tensor, op_u: torch.Tensor, sigmas: list[float], sigma_min: float) -> torch.Tensor:
     """One step per entry of `sigmas` (descending): 1-step uses [sigma_max], 2-step adds a midpoint."""
     b = u.shape[0]
     x = torch.randn_like(u) * sigmas[0]
     y = model(x, torch.full((b,), sigmas[0], device=u.device), u, op_u)
     for s in sigmas[1:]:
-        x = y + (s ** 2 - sigma_min ** 2) ** 0.5 * torch.randn_like(u)
+        x = y + (s**2 - sigma_min**2) ** 0.5 * torch.randn_like(u)
         y = model(x, torch.full((b,), s, device=u.device), u, op_u)
     return y

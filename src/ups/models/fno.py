@@ -44,8 +44,9 @@ class FNOBlock(nn.Module):
 class FNO1d(nn.Module):
     """Input [batch, in_channels, nx] -> output [batch, out_channels, nx]; the grid is appended."""
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 32, modes: int = 16,
-                 layers: int = 4, cond_dim: int = 0):
+    def __init__(
+        self, in_channels: int = 1, out_channels: int = 1, width: int = 32, modes: int = 16, layers: int = 4, cond_dim: int = 0
+    ):
         super().__init__()
         self.lift = nn.Conv1d(in_channels + 1, width, 1)
         self.blocks = nn.ModuleList(FNOBlock(width, modes, cond_dim) for _ in range(layers))

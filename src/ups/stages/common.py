@@ -17,9 +17,9 @@ from ..utils.wandb_context import WandbContext
 
 @dataclass
 class StageEnv:
-    cfg: dict               # the whole config
-    profile: dict           # train.profiles[<profile>]
-    out: Path               # run directory shared by the stages
+    cfg: dict  # the whole config
+    profile: dict  # train.profiles[<profile>]
+    out: Path  # run directory shared by the stages
     device: torch.device
     data: dict
     ctx: WandbContext
@@ -63,9 +63,18 @@ def maybe_compile(model: nn.Module, env: StageEnv) -> nn.Module:
     return model
 
 
-def train_loop(stage: str, params, n_items: int, loss_fn: Callable[[torch.Tensor], torch.Tensor], env: StageEnv,
-               iters: int, batch: int, lr: float, after_step: Callable[[], None] | None = None,
-               log_every: int = 10) -> list[float]:
+def train_loop(
+    stage: str,
+    params,
+    n_items: int,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    env: StageEnv,
+    iters: int,
+    batch: int,
+    lr: float,
+    after_step: Callable[[], None] | None = None,
+    log_every: int = 10,
+) -> list[float]:
     """Adam with cosine decay; each rank draws its own shard of every batch. Returns logged losses."""
     params = list(params)
     opt = torch.optim.Adam(params, lr=lr)
@@ -90,8 +99,9 @@ def train_loop(stage: str, params, n_items: int, loss_fn: Callable[[torch.Tensor
             mean = sum(window) / len(window)
             losses.append(mean)
             window = []
-            env.ctx.log_training_metrics(stage, {"loss": mean, "lr": sched.get_last_lr()[0],
-                                                 "samples_per_s": it * batch / (time.time() - t0)}, it)
+            env.ctx.log_training_metrics(
+                stage, {"loss": mean, "lr": sched.get_last_lr()[0], "samples_per_s": it * batch / (time.time() - t0)}, it
+            )
             if env.rank == 0 and (it % (log_every * 10) == 0 or it == iters):
                 print(f"[ups] {stage} step {it}/{iters} loss {mean:.4g}", flush=True)
     return losses

@@ -58,9 +58,14 @@ def run(env: StageEnv) -> dict:
         for pt, ps in zip(target.parameters(), unwrap(model).parameters()):
             pt.mul_(mu).add_(ps.detach(), alpha=1 - mu)
 
-    losses = train_loop(STAGE, model.parameters(), len(x), loss_fn, env, hp["iters"],
-                        hp["batch"], hp["lr"], after_step=ema_update)
+    losses = train_loop(STAGE, model.parameters(), len(x), loss_fn, env, hp["iters"], hp["batch"], hp["lr"], after_step=ema_update)
     if env.rank == 0:
-        save_checkpoint(env.stage_dir(STAGE) / "checkpoint.pt", model=target.net.state_dict(), hparams=hp,
-                        sigma_min=smin, sigma_max=smax, sigma_mid=hp["sigma_mid"])
+        save_checkpoint(
+            env.stage_dir(STAGE) / "checkpoint.pt",
+            model=target.net.state_dict(),
+            hparams=hp,
+            sigma_min=smin,
+            sigma_max=smax,
+            sigma_mid=hp["sigma_mid"],
+        )
     return {"loss_first": losses[0], "loss_last": losses[-1]}

@@ -45,14 +45,19 @@ def run(env: StageEnv) -> dict:
         b = len(idx)
         sigma = torch.exp(P_MEAN + P_STD * torch.randn(b, device=env.device, generator=gen))
         noisy = r[idx] + sigma[:, None] * torch.randn(r[idx].shape, device=env.device, generator=gen)
-        weight = (sigma ** 2 + 1) / sigma ** 2
+        weight = (sigma**2 + 1) / sigma**2
         pred = den(noisy, sigma, x[idx], op_x[idx]).float()
         return torch.mean(weight[:, None] * (pred - r[idx]) ** 2)
 
-    losses = train_loop(STAGE, den.parameters(), len(x), loss_fn, env, hp["iters"],
-                        hp["batch"], hp["lr"])
+    losses = train_loop(STAGE, den.parameters(), len(x), loss_fn, env, hp["iters"], hp["batch"], hp["lr"])
     if env.rank == 0:
-        save_checkpoint(env.stage_dir(STAGE) / "checkpoint.pt", model=unwrap(den).net.state_dict(), hparams=hp,
-                        modes=modes, scale=scale, sigma_min=hp["sigma_min"],
-                        sigma_max=hp["sigma_max"])
+        save_checkpoint(
+            env.stage_dir(STAGE) / "checkpoint.pt",
+            model=unwrap(den).net.state_dict(),
+            hparams=hp,
+            modes=modes,
+            scale=scale,
+            sigma_min=hp["sigma_min"],
+            sigma_max=hp["sigma_max"],
+        )
     return {"loss_first": losses[0], "loss_last": losses[-1], "residual_scale": scale}

@@ -15,13 +15,25 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.I)
-SLURM_VARS = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_PARTITION", "SLURM_JOB_NODELIST", "SLURM_NNODES",
-              "SLURM_NTASKS", "SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE", "SLURM_MEM_PER_NODE",
-              "SLURM_MEM_PER_CPU", "SLURM_GPUS", "SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_ARRAY_JOB_ID",
-              "SLURM_ARRAY_TASK_ID")
+SLURM_VARS = (
+    "SLURM_JOB_ID",
+    "SLURM_JOB_NAME",
+    "SLURM_JOB_PARTITION",
+    "SLURM_JOB_NODELIST",
+    "SLURM_NNODES",
+    "SLURM_NTASKS",
+    "SLURM_CPUS_PER_TASK",
+    "SLURM_CPUS_ON_NODE",
+    "SLURM_MEM_PER_NODE",
+    "SLURM_MEM_PER_CPU",
+    "SLURM_GPUS",
+    "SLURM_GPUS_ON_NODE",
+    "SLURM_JOB_GPUS",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+)
 VAST_VARS = ("CONTAINER_ID", "VAST_CONTAINERLABEL", "GPU_COUNT", "PUBLIC_IPADDR")
-LAUNCH_VARS = ("VL_LAUNCH_ID", "VL_COMMIT", "VL_OFFER_ID", "VL_MACHINE_ID", "VL_GPU_NAME", "VL_NUM_GPUS",
-               "VL_DPH_TOTAL", "VL_NAME")
+LAUNCH_VARS = ("VL_LAUNCH_ID", "VL_COMMIT", "VL_OFFER_ID", "VL_MACHINE_ID", "VL_GPU_NAME", "VL_NUM_GPUS", "VL_DPH_TOTAL", "VL_NAME")
 
 
 def _safe(fn: Callable[[], Any], default: Any = None) -> Any:
@@ -83,9 +95,8 @@ def _cpu(env: dict, cgroup: Path) -> dict:
     out["cpu.slurm"] = slurm
     candidates = [c for c in (slurm, quota, affinity, os.cpu_count()) if c]
     out["cpu.count"] = int(candidates[0]) if candidates else None
-    out["cpu.source"] = ("slurm" if slurm else "cgroup" if quota else "affinity" if affinity else "os")
-    model = _safe(lambda: next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                if line.startswith("model name")))
+    out["cpu.source"] = "slurm" if slurm else "cgroup" if quota else "affinity" if affinity else "os"
+    model = _safe(lambda: next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")))
     out["cpu.model"] = model or platform.processor() or None
     return out
 
@@ -106,8 +117,14 @@ def _gpus(env: dict, torch_module: Any) -> dict:
         n = torch_module.cuda.device_count()
         for i in range(n):
             p = torch_module.cuda.get_device_properties(i)
-            devices.append({"name": p.name, "memory_gb": round(p.total_memory / 1e9, 1),
-                            "compute_capability": f"{p.major}.{p.minor}", "sm_count": p.multi_processor_count})
+            devices.append(
+                {
+                    "name": p.name,
+                    "memory_gb": round(p.total_memory / 1e9, 1),
+                    "compute_capability": f"{p.major}.{p.minor}",
+                    "sm_count": p.multi_processor_count,
+                }
+            )
         if count is None:
             count, source = n, "torch"
     if not devices:
@@ -133,9 +150,14 @@ def _nvml_devices() -> list[dict]:
         h = pynvml.nvmlDeviceGetHandleByIndex(i)
         name = pynvml.nvmlDeviceGetName(h)
         major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(h)
-        out.append({"name": name.decode() if isinstance(name, bytes) else name,
-                    "memory_gb": round(pynvml.nvmlDeviceGetMemoryInfo(h).total / 1e9, 1),
-                    "compute_capability": f"{major}.{minor}", "sm_count": None})
+        out.append(
+            {
+                "name": name.decode() if isinstance(name, bytes) else name,
+                "memory_gb": round(pynvml.nvmlDeviceGetMemoryInfo(h).total / 1e9, 1),
+                "compute_capability": f"{major}.{minor}",
+                "sm_count": None,
+            }
+        )
     return out
 
 
@@ -153,16 +175,23 @@ def _memory(env: dict, cgroup: Path, cpus: Optional[int]) -> dict:
     return {"memory.gb": round(total / 1e9, 2) if total else None, "memory.source": "system"}
 
 
-def collect_compute_metadata(cfg: Optional[dict] = None, env: Optional[dict] = None,
-                             cgroup_root: str | Path = "/sys/fs/cgroup", torch_module: Any = "auto") -> dict:
+def collect_compute_metadata(
+    cfg: Optional[dict] = None, env: Optional[dict] = None, cgroup_root: str | Path = "/sys/fs/cgroup", torch_module: Any = "auto"
+) -> dict:
     """A flat dict for wandb.config. Never raises; never includes a secret value."""
     env = dict(os.environ if env is None else env)
     cgroup = Path(cgroup_root)
     if torch_module == "auto":
         torch_module = _safe(lambda: __import__("torch"))
     out: dict = {}
-    out.update({"system.platform": _safe(platform.platform), "system.python": platform.python_version(),
-                "system.hostname": _safe(socket.gethostname), "system.user": _safe(getpass.getuser)})
+    out.update(
+        {
+            "system.platform": _safe(platform.platform),
+            "system.python": platform.python_version(),
+            "system.hostname": _safe(socket.gethostname),
+            "system.user": _safe(getpass.getuser),
+        }
+    )
     out["runtime.torch"] = getattr(torch_module, "__version__", None)
     out.update(_safe(lambda: _cpu(env, cgroup), {}))
     out.update(_safe(lambda: _gpus(env, torch_module), {"gpu.count": 0}))

@@ -86,14 +86,25 @@ class WandbContext:
             import wandb
 
             wb = self.cfg.get("wandb") or {}
-            config = {"stage": self.stage, "profile": self.cfg.get("profile"),
-                      "train": self.cfg.get("train_profile") or {}, **self.metadata}
+            config = {
+                "stage": self.stage,
+                "profile": self.cfg.get("profile"),
+                "train": self.cfg.get("train_profile") or {},
+                **self.metadata,
+            }
             return wandb.init(
-                project=wb.get("project") or "ups", entity=wb.get("entity"), group=self.group,
-                job_type=self.stage, name=self.name, dir=str(self.run_dir), mode=mode, config=config,
+                project=wb.get("project") or "ups",
+                entity=wb.get("entity"),
+                group=self.group,
+                job_type=self.stage,
+                name=self.name,
+                dir=str(self.run_dir),
+                mode=mode,
+                config=config,
                 reinit="create_new",
-                settings=wandb.Settings(init_timeout=float(os.environ.get("UPS_WANDB_INIT_TIMEOUT", "60")),
-                                        silent=True, console="off"),
+                settings=wandb.Settings(
+                    init_timeout=float(os.environ.get("UPS_WANDB_INIT_TIMEOUT", "60")), silent=True, console="off"
+                ),
             )
         except Exception as exc:  # W&B must never stop training
             self._warn(f"W&B {mode} init failed ({type(exc).__name__}: {str(exc)[:200]})")
@@ -110,8 +121,9 @@ class WandbContext:
 
     def _warn(self, msg: str) -> None:
         if not self._warned:
-            print(f"[ups] WARNING: {msg}; training continues, metrics kept in {self.run_dir}/metrics.jsonl",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[ups] WARNING: {msg}; training continues, metrics kept in {self.run_dir}/metrics.jsonl", file=sys.stderr, flush=True
+            )
             self._warned = True
 
     def _safe(self, fn) -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Resources
+from ..config import Resources
 
 # Filters that describe a GPU; the local cloud rents out this machine, so they do not apply there.
 GPU_FILTERS = ("gpu_name", "num_gpus", "gpu_ram", "cuda_max_good", "disk_space")
 
 
 def build_query(res: Resources, local: bool = False) -> tuple[dict, list, str]:
-    q: dict = {"verified": {"eq": res.verified}, "rentable": {"eq": True}, "external": {"eq": False},
-               "rented": {"eq": False}}
+    q: dict = {"verified": {"eq": res.verified}, "rentable": {"eq": True}, "external": {"eq": False}, "rented": {"eq": False}}
     names = [n.replace("_", " ") for n in res.gpu_names]
     if len(names) == 1:
         q["gpu_name"] = {"eq": names[0]}
@@ -30,6 +29,8 @@ def build_query(res: Resources, local: bool = False) -> tuple[dict, list, str]:
         q["cuda_max_good"] = {"gte": res.min_cuda}
     if res.min_duration_hours:
         q["duration"] = {"gte": res.min_duration_hours * 3600}
+    if res.interruptible and res.bid_price is not None:
+        q["min_bid"] = {"lte": res.bid_price}  # a bid under the machine's floor never runs
     if res.regions:
         q["geolocation"] = {"in": list(res.regions)}
     if local:  # this machine: whatever GPUs it has (or none), wherever it is

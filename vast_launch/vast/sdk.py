@@ -16,7 +16,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_afte
 from vastai.api import instances, offers
 from vastai.api.client import VastClient
 
-from .errors import UserError
+from ..errors import UserError, network_cause
 from .provider import AuthRejected, Created, CreateFailed, OfferGone, ProviderError
 
 T = TypeVar("T")
@@ -41,24 +41,6 @@ def _safe_to_resend_create(exc: BaseException) -> bool:
     return isinstance(exc, requests.HTTPError) and _status(exc) == 429
 
 
-def network_cause(exc: BaseException) -> str:
-    """What went wrong on the wire, in words a user can act on (the exception chain, innermost first)."""
-    seen, chain = set(), []
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__ or next((a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)), None)
-    text = " ".join(f"{type(e).__name__} {e}" for e in chain)
-    for needle, words in (("NameResolution", "DNS lookup failed"), ("Name or service not known", "DNS lookup failed"),
-                          ("Temporary failure in name resolution", "DNS lookup failed"),
-                          ("ConnectionRefused", "connection refused"), ("Connection refused", "connection refused"),
-                          ("SSLError", "TLS handshake failed"), ("Timeout", "timed out"), ("timed out", "timed out"),
-                          ("Network is unreachable", "network unreachable"), ("ProxyError", "proxy refused")):
-        if needle in text:
-            return words
-    return type(chain[-1]).__name__ if chain else "network error"
-
-
 def _body(exc: requests.HTTPError) -> dict:
     try:
         data = exc.response.json()
@@ -68,8 +50,15 @@ def _body(exc: requests.HTTPError) -> dict:
 
 
 class VastProvider:
-    def __init__(self, api_key: str, url: Optional[str] = None, attempts: int = 6, max_seconds: float = 90,
-                 initial_wait: float = 0.2, on_retry: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        api_key: str,
+        url: Optional[str] = None,
+        attempts: int = 6,
+        max_seconds: float = 90,
+        initial_wait: float = 0.2,
+        on_retry: Optional[Callable[[str], None]] = None,
+    ):
         if not api_key:
             raise UserError("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
         self.url = (url or os.environ.get("VAST_URL") or DEFAULT_URL).rstrip("/")
@@ -91,29 +80,41 @@ class VastProvider:
             retry=retry_if_exception(retry_on),
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_seconds),
             wait=wait_exponential(multiplier=self.initial_wait, max=10) + wait_random(0, self.initial_wait),
-            before_sleep=before_sleep, reraise=True,
+            before_sleep=before_sleep,
+            reraise=True,
         )
         try:
             return retrying(fn)
         except requests.HTTPError as exc:
             body = _body(exc)
             if body.get("error") == "auth_error":  # before any 404 handling: it means the key, not the thing
-                raise AuthRejected(f"Vast rejected the API key (HTTP {_status(exc)} auth_error, {what}): check "
-                                   "VAST_API_KEY or run `vastai set api-key KEY`", _status(exc), "auth_error", body)
+                raise AuthRejected(
+                    f"Vast rejected the API key (HTTP {_status(exc)} auth_error, {what}): check "
+                    "VAST_API_KEY or run `vastai set api-key KEY`",
+                    _status(exc),
+                    "auth_error",
+                    body,
+                )
             msg = body.get("msg") or body.get("error") or exc.response.text[:200]
             raise ProviderError(f"{what} failed: HTTP {_status(exc)}: {msg}", _status(exc), body.get("error"), body)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ProviderError(f"cannot reach {self.url}: {network_cause(exc)} ({what})")
 
     def search(self, query: dict, order: list, offer_type: str, storage_gb: float, limit: int = 64) -> list[dict]:
-        return self._call("search offers", lambda: offers.search_offers(
-            self.client, query=dict(query), offer_type=offer_type, order=order, limit=limit, storage=storage_gb))
+        return self._call(
+            "search offers",
+            lambda: offers.search_offers(
+                self.client, query=dict(query), offer_type=offer_type, order=order, limit=limit, storage=storage_gb
+            ),
+        )
 
     def create(self, offer_id: int, payload: dict) -> Created:
         try:
-            answer = self._call(f"create on offer {offer_id}",
-                                lambda: instances.create_instance_from_payload(self.client, offer_id, dict(payload)),
-                                retry_on=_safe_to_resend_create)
+            answer = self._call(
+                f"create on offer {offer_id}",
+                lambda: instances.create_instance_from_payload(self.client, offer_id, dict(payload)),
+                retry_on=_safe_to_resend_create,
+            )
         except AuthRejected:
             raise
         except ProviderError as exc:
@@ -121,8 +122,7 @@ class VastProvider:
                 raise OfferGone(str(exc), exc.status, exc.error, exc.body)
             raise CreateFailed(str(exc), exc.status, exc.error, exc.body)
         if not answer.get("success") or not answer.get("new_contract"):
-            raise CreateFailed(f"create on offer {offer_id} answered {answer.get('msg') or 'no contract'}",
-                               body=answer)
+            raise CreateFailed(f"create on offer {offer_id} answered {answer.get('msg') or 'no contract'}", body=answer)
         return Created(instance_id=int(answer["new_contract"]))
 
     def show(self, instance_id: int) -> Optional[dict]:
@@ -178,8 +178,7 @@ class VastProvider:
 
     def invoices(self, since: float, until: float) -> list[dict]:
         def fetch():
-            r = self.client.get("/users/me/invoices", query_args={
-                "owner": "me", "sdate": since, "edate": until, "inc_charges": True})
+            r = self.client.get("/users/me/invoices", query_args={"owner": "me", "sdate": since, "edate": until, "inc_charges": True})
             r.raise_for_status()
             return r.json().get("invoices") or []
 

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from ..errors import UserError
 from .cost import estimate
 from .curves import collect as collect_curves
-from .errors import UserError
 
 EVAL_ORDER = ("operator", "refiner", "distilled_1step", "distilled_2step")
 
@@ -28,8 +28,12 @@ def timeline(row: dict, events: list[dict], stages: list[dict]) -> list[dict]:
     marks: list[tuple[float, str]] = [(row["created_at"], "queued (search, create)")]
     for ev in events:
         if ev["state"] in ("loading", "running", "stopped", "exited", "destroying", "teardown"):
-            label = {"loading": "loading (image, onstart)", "running": "running (clone, setup)",
-                     "destroying": "teardown", "teardown": "teardown"}.get(ev["state"], ev["state"])
+            label = {
+                "loading": "loading (image, onstart)",
+                "running": "running (clone, setup)",
+                "destroying": "teardown",
+                "teardown": "teardown",
+            }.get(ev["state"], ev["state"])
             marks.append((ev["t"], label))
     for st in stages:
         marks.append((st["start"], f"stage {st['name']}" + ("" if st["rc"] in (0, None) else f" (exit {st['rc']})")))
@@ -59,18 +63,35 @@ def build(ledger, row: dict, out_dir: Optional[Path]) -> dict:
     project = row.get("wandb_project") or ""
     group = row.get("wandb_group") or ""
     return {
-        "launch_id": row["id"], "state": row["state"], "end_reason": row.get("end_reason"),
-        "commit": row.get("commit_sha"), "target": row.get("target"), "profile": row.get("profile"),
-        "hardware": {"gpu_name": row.get("gpu_name"), "num_gpus": row.get("num_gpus"),
-                     "instance_id": row.get("instance_id"), "machine_id": row.get("machine_id"),
-                     "dph_total": row.get("dph_total")},
-        "cost": {"estimate_usd": cost, "billed_usd": row.get("billed_usd"), "gpu_hours": est["gpu_hours"],
-                 "gpu_seconds": est["gpu_seconds"], "storage_seconds": est["storage_seconds"]},
+        "launch_id": row["id"],
+        "state": row["state"],
+        "end_reason": row.get("end_reason"),
+        "commit": row.get("commit_sha"),
+        "target": row.get("target"),
+        "profile": row.get("profile"),
+        "hardware": {
+            "gpu_name": row.get("gpu_name"),
+            "num_gpus": row.get("num_gpus"),
+            "instance_id": row.get("instance_id"),
+            "machine_id": row.get("machine_id"),
+            "dph_total": row.get("dph_total"),
+        },
+        "cost": {
+            "estimate_usd": cost,
+            "billed_usd": row.get("billed_usd"),
+            "gpu_hours": est["gpu_hours"],
+            "gpu_seconds": est["gpu_seconds"],
+            "storage_seconds": est["storage_seconds"],
+        },
         "timeline": timeline(row, events, stages),
         "evaluation": evaluation,
-        "wandb": {"project": project, "group": group,
-                  "url": f"https://wandb.ai/{project}/groups/{group}" if "/" in project and group else
-                  (f"https://wandb.ai/<entity>/{project}/groups/{group}" if project and group else None)},
+        "wandb": {
+            "project": project,
+            "group": group,
+            "url": f"https://wandb.ai/{project}/groups/{group}"
+            if "/" in project and group
+            else (f"https://wandb.ai/<entity>/{project}/groups/{group}" if project and group else None),
+        },
         "curves": [c.as_dict() for c in curves],
         "curves_from": curves_from,
         "out_dir": str(out_dir) if out_dir else None,
@@ -79,28 +100,39 @@ def build(ledger, row: dict, out_dir: Optional[Path]) -> dict:
 
 def to_markdown(data: dict, plot_path: Optional[Path] = None) -> str:
     hw, cost = data["hardware"], data["cost"]
-    lines = [f"# Launch {data['launch_id']}", "",
-             f"- state: **{data['state']}**, {data['end_reason'] or ''}",
-             f"- commit `{(data['commit'] or '')[:12]}`, target {data['target']}, profile {data['profile']}",
-             f"- hardware: {hw['gpu_name'] or '-'} x{hw['num_gpus'] or '-'} (instance {hw['instance_id']}, "
-             f"machine {hw['machine_id']}), ${hw['dph_total'] or 0:.3f}/h",
-             f"- cost: estimate ${cost['estimate_usd']:.4f}"
-             + (f", billed ${cost['billed_usd']:.4f}" if cost["billed_usd"] is not None else ", billed: not known")
-             + f", {cost['gpu_hours']:.4f} GPU h",
-             f"- W&B: project {data['wandb']['project'] or '-'}, group {data['wandb']['group'] or '-'}"
-             + (f" ({data['wandb']['url']})" if data["wandb"]["url"] else ""),
-             "", "## Timeline", "", "| phase | start (UTC) | duration |", "| --- | --- | ---: |"]
+    lines = [
+        f"# Launch {data['launch_id']}",
+        "",
+        f"- state: **{data['state']}**, {data['end_reason'] or ''}",
+        f"- commit `{(data['commit'] or '')[:12]}`, target {data['target']}, profile {data['profile']}",
+        f"- hardware: {hw['gpu_name'] or '-'} x{hw['num_gpus'] or '-'} (instance {hw['instance_id']}, "
+        f"machine {hw['machine_id']}), ${hw['dph_total'] or 0:.3f}/h",
+        f"- cost: estimate ${cost['estimate_usd']:.4f}"
+        + (f", billed ${cost['billed_usd']:.4f}" if cost["billed_usd"] is not None else ", billed: not known")
+        + f", {cost['gpu_hours']:.4f} GPU h",
+        f"- W&B: project {data['wandb']['project'] or '-'}, group {data['wandb']['group'] or '-'}"
+        + (f" ({data['wandb']['url']})" if data["wandb"]["url"] else ""),
+        "",
+        "## Timeline",
+        "",
+        "| phase | start (UTC) | duration |",
+        "| --- | --- | ---: |",
+    ]
     for ph in data["timeline"]:
         lines.append(f"| {ph['phase']} | {_utc(ph['start'])} | {ph['seconds']:.1f} s |")
     if data["evaluation"]:
         lines += ["", "## Evaluation (rollout nRMSE)", ""]
         lines += ["| method | nRMSE | ms per rollout |", "| --- | ---: | ---: |"]
-        for name in [m for m in EVAL_ORDER if m in data["evaluation"]] + \
-                [m for m in data["evaluation"] if m not in EVAL_ORDER]:
+        for name in [m for m in EVAL_ORDER if m in data["evaluation"]] + [m for m in data["evaluation"] if m not in EVAL_ORDER]:
             v = data["evaluation"][name]
             lines.append(f"| {name} | {v['nrmse']:.4f} | {v['wall_s_per_rollout'] * 1e3:.2f} |")
-    lines += ["", "## Curves", "", f"{len(data['curves'])} logged metric(s), from {data['curves_from']}"
-              + (": " + ", ".join(f"`{c['key']}`" for c in data["curves"]) if data["curves"] else "")]
+    lines += [
+        "",
+        "## Curves",
+        "",
+        f"{len(data['curves'])} logged metric(s), from {data['curves_from']}"
+        + (": " + ", ".join(f"`{c['key']}`" for c in data["curves"]) if data["curves"] else ""),
+    ]
     if plot_path is not None:
         lines += ["", f"![what the stages logged]({plot_path.name})"]
     return "\n".join(lines) + "\n"
@@ -152,8 +184,7 @@ def plot(data: dict, path: Path) -> Path:
         ax.legend(fontsize=8)
         used += 1
     if used == 0:
-        flat[0].text(0.5, 0.5, f"nothing logged ({data['curves_from']})", ha="center", va="center",
-                     transform=flat[0].transAxes)
+        flat[0].text(0.5, 0.5, f"nothing logged ({data['curves_from']})", ha="center", va="center", transform=flat[0].transAxes)
         used = 1
     for ax in flat[used:]:
         ax.axis("off")

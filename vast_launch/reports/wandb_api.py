@@ -76,11 +76,17 @@ def record_from_api_run(run: Any) -> RunRecord:
         heartbeat = parse_time(attrs.get("heartbeatAt"))
         duration = max(heartbeat - created, 0.0) if heartbeat else 0.0
     return RunRecord(
-        id=str(getattr(run, "id", "")), name=str(getattr(run, "name", "") or ""),
-        state=str(getattr(run, "state", "") or "").lower(), created_at=created, duration_s=float(duration),
-        config=config_of(run), summary=summary, group=str(getattr(run, "group", "") or ""),
+        id=str(getattr(run, "id", "")),
+        name=str(getattr(run, "name", "") or ""),
+        state=str(getattr(run, "state", "") or "").lower(),
+        created_at=created,
+        duration_s=float(duration),
+        config=config_of(run),
+        summary=summary,
+        group=str(getattr(run, "group", "") or ""),
         job_type=str(getattr(run, "job_type", "") or ""),
-        sweep=str(getattr(run, "sweep_name", None) or ""), tags=list(getattr(run, "tags", None) or []),
+        sweep=str(getattr(run, "sweep_name", None) or ""),
+        tags=list(getattr(run, "tags", None) or []),
     )
 
 
@@ -103,8 +109,7 @@ class ApiRunSource:
         self.api = api
 
     def runs(self, created_after: float) -> Iterator[RunRecord]:
-        pages = self.api.runs(self.path, filters=window_filters(created_after), order="-created_at",
-                              per_page=self.per_page)
+        pages = self.api.runs(self.path, filters=window_filters(created_after), order="-created_at", per_page=self.per_page)
         for run in pages:  # the SDK fetches the next page only when this loop reaches it
             yield record_from_api_run(run)
 
@@ -127,9 +132,19 @@ class OfflineRunSource:
             else:
                 state = "finished" if run.exit_code == 0 else "failed"
             runtime = run.runtime or run.summary.get("_runtime") or 0.0
-            yield RunRecord(id=run.run_id, name=run.name, state=state, created_at=run.start_time,
-                            duration_s=float(runtime), config=run.config, summary=run.summary, group=run.group,
-                            job_type=run.job_type, sweep=run.sweep_id, tags=run.tags)
+            yield RunRecord(
+                id=run.run_id,
+                name=run.name,
+                state=state,
+                created_at=run.start_time,
+                duration_s=float(runtime),
+                config=run.config,
+                summary=run.summary,
+                group=run.group,
+                job_type=run.job_type,
+                sweep=run.sweep_id,
+                tags=run.tags,
+            )
 
 
 # --- cost into W&B summaries ---------------------------------------------------------------------
@@ -155,8 +170,13 @@ def sync_cost_to_wandb(ledger, launch_rows: list[dict], api: Any = None) -> str:
         path = full["wandb_project"] if "/" in full["wandb_project"] else f"{api.default_entity}/{full['wandb_project']}"
         for run in api.runs(path, filters={"group": full["wandb_group"]}):
             stage_usd, share = parts.get(run.job_type, (0.0, 0.0))
-            run.summary.update({"cost_usd": round(stage_usd, 6), "gpu_hours": round(row["gpu_hours"] * share, 6),
-                                "dph_total": float(row["dph_total"] or 0.0),
-                                "launch_cost_usd": round(row["cost_usd"], 6)})
+            run.summary.update(
+                {
+                    "cost_usd": round(stage_usd, 6),
+                    "gpu_hours": round(row["gpu_hours"] * share, 6),
+                    "dph_total": float(row["dph_total"] or 0.0),
+                    "launch_cost_usd": round(row["cost_usd"], 6),
+                }
+            )
             written += 1
     return f"W&B: cost written into {written} run summaries"

@@ -8,25 +8,30 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .ledger import Ledger
-from .protocol import LABEL_PREFIX, launch_id_of
+from ..ledger import Ledger
+from ..protocol import LABEL_PREFIX, launch_id_of
 from .provider import Provider, ProviderError
 
 
-def destroy_and_record(provider: Provider, ledger: Optional[Ledger], launch_id: Optional[str], iid: int,
-                       reason: str, final: bool = True, state: str = "destroyed") -> bool:
+def destroy_and_record(
+    provider: Provider,
+    ledger: Optional[Ledger],
+    launch_id: Optional[str],
+    iid: int,
+    reason: str,
+    final: bool = True,
+    state: str = "destroyed",
+) -> bool:
     """Destroy `iid` and confirm it is gone. True if it existed. Raises ProviderError on failure."""
     row = ledger.get(launch_id) if ledger is not None and launch_id else None
     try:
         existed = provider.destroy(iid)
     except ProviderError as exc:
         if row is not None:
-            ledger.event(launch_id, "destroy_failed", {"instance_id": iid, "reason": reason, "error": str(exc)},
-                         set_state=False)
+            ledger.event(launch_id, "destroy_failed", {"instance_id": iid, "reason": reason, "error": str(exc)}, set_state=False)
         raise
     if row is not None:
-        ledger.event(launch_id, "destroying", {"instance_id": iid, "reason": reason, "existed": existed},
-                     set_state=False)
+        ledger.event(launch_id, "destroying", {"instance_id": iid, "reason": reason, "existed": existed}, set_state=False)
         if final:
             ledger.finish(launch_id, state, reason)
         else:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
+from ..errors import LaunchError
 
-class ProviderError(Exception):
-    def __init__(self, message: str, status: Optional[int] = None, error: Optional[str] = None,
-                 body: Optional[dict] = None):
+
+class ProviderError(LaunchError):
+    """The cloud refused or could not be reached; `status`/`error` are what it answered."""
+
+    def __init__(self, message: str, status: Optional[int] = None, error: Optional[str] = None, body: Optional[dict] = None):
         super().__init__(message)
         self.status = status
         self.error = error

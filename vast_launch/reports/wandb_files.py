@@ -29,8 +29,8 @@ def iter_records(path: str | Path):
         if block_left < HEADER:  # trailer padding
             pos += block_left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
-        payload = data[pos + HEADER:pos + HEADER + length]
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
+        payload = data[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
         if kind == 0 and length == 0:
             pos += BLOCK - (pos % BLOCK) if pos % BLOCK else 0

@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from .launch import LOCAL_SETUP, Launcher
-from .ledger import default_home
+from ..protocol import BOOT_LOG, STAGE_TIMES_FILE, Outcome, workdir_name
+from ..state_dir import default_home
+from .launcher import Launcher
 from .progress import LogTail
-from .protocol import BOOT_LOG, STAGE_TIMES_FILE, Outcome, workdir_name
 from .provider import ProviderError
 
 
@@ -33,9 +33,6 @@ class LocalLauncher(Launcher):
 
     def repo_url(self, report) -> str:
         return str(report.git.root)
-
-    def setup_command(self) -> str:
-        return LOCAL_SETUP
 
     def _vl_dir(self, launch_id: str, iid: int) -> Optional[Path]:
         try:
@@ -76,7 +73,7 @@ class LocalLauncher(Launcher):
 
     def _reconcile_bill(self, launch_id: str) -> None:
         """The local cloud bills at once and disappears with this process: freeze its bill now."""
-        from .cost import reconcile
+        from ..reports.cost import reconcile
 
         try:
             billed = reconcile(self.ledger, [launch_id], self.provider.invoices, settled=lambda r: True)
@@ -99,5 +96,4 @@ class LocalLauncher(Launcher):
 
 def _checkout_and_special_files(folder: str, names: list[str]) -> list[str]:
     """Not kept: the commit's checkout (it is in git) and fifos or sockets (the teardown's fifo)."""
-    return [n for n in names if n == "repo" or not (os.path.isfile(os.path.join(folder, n))
-                                                    or os.path.isdir(os.path.join(folder, n)))]
+    return [n for n in names if n == "repo" or not (os.path.isfile(os.path.join(folder, n)) or os.path.isdir(os.path.join(folder, n)))]

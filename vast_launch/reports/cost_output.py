@@ -10,8 +10,20 @@ from typing import Callable
 
 from .cost import Report
 
-LAUNCH_FIELDS = ["launch_id", "created_at", "state", "wandb_group", "gpu_name", "num_gpus", "instance_id",
-                 "dph_total", "gpu_hours", "cost_usd", "billed_usd", "difference_usd"]
+LAUNCH_FIELDS = [
+    "launch_id",
+    "created_at",
+    "state",
+    "wandb_group",
+    "gpu_name",
+    "num_gpus",
+    "instance_id",
+    "dph_total",
+    "gpu_hours",
+    "cost_usd",
+    "billed_usd",
+    "difference_usd",
+]
 GROUP_FIELDS = ["key", "launches", "gpu_hours", "cost_usd", "billed_usd", "usd_per_gpu_hour"]
 
 
@@ -55,20 +67,38 @@ def to_table(report: Report) -> str:
     t = Table(title=f"cost by {report.by}", show_footer=True, footer_style="bold")
     tot = report.totals
     if report.by == "launch":
-        cols = [("launch", "launch_id", str), ("started (UTC)", "created_at",
-                                               lambda v: datetime.fromtimestamp(v, timezone.utc).strftime("%m-%d %H:%M")),
-                ("state", "state", str), ("GPU", "gpu_name", lambda v: v or "-"),
-                ("GPU h", "gpu_hours", lambda v: f"{v:.3f}"), ("estimate", "cost_usd", _money),
-                ("billed", "billed_usd", _money), ("difference", "difference_usd", _money)]
-        footers = {"launch_id": f"{tot['launches']} launches", "gpu_hours": f"{tot['gpu_hours']:.3f}",
-                   "cost_usd": _money(tot["cost_usd"]),
-                   "billed_usd": _money(tot["billed_usd"]) if tot["billed_launches"] else "-"}
+        cols = [
+            ("launch", "launch_id", str),
+            ("started (UTC)", "created_at", lambda v: datetime.fromtimestamp(v, timezone.utc).strftime("%m-%d %H:%M")),
+            ("state", "state", str),
+            ("GPU", "gpu_name", lambda v: v or "-"),
+            ("GPU h", "gpu_hours", lambda v: f"{v:.3f}"),
+            ("estimate", "cost_usd", _money),
+            ("billed", "billed_usd", _money),
+            ("difference", "difference_usd", _money),
+        ]
+        footers = {
+            "launch_id": f"{tot['launches']} launches",
+            "gpu_hours": f"{tot['gpu_hours']:.3f}",
+            "cost_usd": _money(tot["cost_usd"]),
+            "billed_usd": _money(tot["billed_usd"]) if tot["billed_launches"] else "-",
+        }
     else:
-        cols = [(key_title[report.by], "key", str), ("launches", "launches", str),
-                ("GPU h", "gpu_hours", lambda v: f"{v:.3f}"), ("estimate", "cost_usd", _money),
-                ("billed", "billed_usd", _money), ("$/GPU h", "usd_per_gpu_hour", _money)]
-        footers = {"key": "total", "launches": str(tot["launches"]), "gpu_hours": f"{tot['gpu_hours']:.3f}",
-                   "cost_usd": _money(tot["cost_usd"]), "usd_per_gpu_hour": _money(tot["usd_per_gpu_hour"])}
+        cols = [
+            (key_title[report.by], "key", str),
+            ("launches", "launches", str),
+            ("GPU h", "gpu_hours", lambda v: f"{v:.3f}"),
+            ("estimate", "cost_usd", _money),
+            ("billed", "billed_usd", _money),
+            ("$/GPU h", "usd_per_gpu_hour", _money),
+        ]
+        footers = {
+            "key": "total",
+            "launches": str(tot["launches"]),
+            "gpu_hours": f"{tot['gpu_hours']:.3f}",
+            "cost_usd": _money(tot["cost_usd"]),
+            "usd_per_gpu_hour": _money(tot["usd_per_gpu_hour"]),
+        }
     for title, key, _ in cols:
         numeric = key not in ("launch_id", "key", "state", "gpu_name", "created_at")
         t.add_column(title, footer=footers.get(key, ""), justify="right" if numeric else "left")

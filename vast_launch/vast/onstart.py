@@ -1,6 +1,6 @@
 """Render the instance's bootstrap for one launch, and the short onstart that unpacks it.
 
-Vast caps args+onstart at 4,096 characters, so the bootstrap (vast_launch/shell/bootstrap.sh with the stage
+Vast caps args+onstart at 4,096 characters, so the bootstrap (vast_launch/vast/shell/bootstrap.sh with the stage
 runner inside) travels zlib+base64'd in the create call's env, in `VL_BOOT_nn` entries of at most 256
 characters (Vast's limit per entry; 32,768 for all). Nothing rendered holds a secret.
 """
@@ -14,8 +14,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .protocol import LAUNCH_ID
+from ..errors import UserError
+from ..protocol import LAUNCH_ID
 
 SCRIPTS = Path(__file__).resolve().parent / "shell"  # package data: the launcher works installed from a wheel
 TEMPLATE = SCRIPTS / "bootstrap.sh"
@@ -78,7 +78,7 @@ def pack_bootstrap(bootstrap: str) -> dict[str, str]:
     """The bootstrap as env entries VL_BOOT_00, VL_BOOT_01, ... (zlib, base64, in order)."""
     packed = base64.b64encode(zlib.compress(bootstrap.encode(), 9)).decode()
     width = ENV_ENTRY_CHARS - len(BOOT_ENV_PREFIX) - 2
-    chunks = [packed[i:i + width] for i in range(0, len(packed), width)]
+    chunks = [packed[i : i + width] for i in range(0, len(packed), width)]
     return {f"{BOOT_ENV_PREFIX}{i:02d}": chunk for i, chunk in enumerate(chunks)}
 
 
@@ -89,17 +89,19 @@ def unpack_bootstrap(env: dict[str, str]) -> str:
 
 def wrap_onstart(launch_id: str) -> str:
     """The onstart: unpack the bootstrap from the env into the launch's work dir and run it."""
-    return "\n".join([
-        "#!/bin/bash",
-        f"# vast-launch onstart for launch {launch_id}: the bootstrap travels zlib+base64 in the env",
-        "# (VL_BOOT_nn), as Vast caps the onstart at 4 KB. Vast runs this on every container start.",
-        f"W=${{DATA_DIRECTORY:-$HOME}}/vl-{shlex.quote(launch_id)}; mkdir -p \"$W\" || exit 1",
-        "python3 -S -c 'import base64,os,sys,zlib;k=sorted(x for x in os.environ if x.startswith(\"VL_BOOT_\"));"
-        "sys.stdout.buffer.write(zlib.decompress(base64.b64decode(\"\".join(os.environ[x] for x in k))))' "
-        "> \"$W/bootstrap.sh\" || exit 1",
-        'exec bash "$W/bootstrap.sh"',
-        "",
-    ])
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            f"# vast-launch onstart for launch {launch_id}: the bootstrap travels zlib+base64 in the env",
+            "# (VL_BOOT_nn), as Vast caps the onstart at 4 KB. Vast runs this on every container start.",
+            f'W=${{DATA_DIRECTORY:-$HOME}}/vl-{shlex.quote(launch_id)}; mkdir -p "$W" || exit 1',
+            'python3 -S -c \'import base64,os,sys,zlib;k=sorted(x for x in os.environ if x.startswith("VL_BOOT_"));'
+            'sys.stdout.buffer.write(zlib.decompress(base64.b64decode("".join(os.environ[x] for x in k))))\' '
+            '> "$W/bootstrap.sh" || exit 1',
+            'exec bash "$W/bootstrap.sh"',
+            "",
+        ]
+    )
 
 
 def render_onstart(spec: OnstartSpec) -> tuple[str, str, dict[str, str]]:

@@ -4,18 +4,10 @@ onstart), and its hard deadline on a given offer."""
 from __future__ import annotations
 
 import os
-import re
-import secrets
-from datetime import datetime, timezone
 
-from .config import LaunchConfig
+from ..config import LaunchConfig
 
 SECRET_ENV = ("WANDB_API_KEY", "VL_GIT_TOKEN")
-
-
-def new_launch_id(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:24] or "launch"
-    return f"{slug}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def redact(env: dict) -> dict:
@@ -33,17 +25,32 @@ def offer_deadline(cfg: LaunchConfig, start: float, offer: dict) -> tuple[int, s
     return int(deadline), why
 
 
-def instance_env(cfg: LaunchConfig, launch_id: str, commit: str, offer: dict, wandb_mode: str,
-                 extra: dict, deadline: tuple[int, str], send_git_token: bool = True) -> tuple[dict, dict]:
+def instance_env(
+    cfg: LaunchConfig,
+    launch_id: str,
+    commit: str,
+    offer: dict,
+    wandb_mode: str,
+    extra: dict,
+    deadline: tuple[int, str],
+    send_git_token: bool = True,
+) -> tuple[dict, dict]:
     """(env for the create call, the secrets in it). Secrets go in env, never in the onstart; the git
     token only where the instance fetches over the network (not from the local cloud's file remote)."""
     env = {
-        "VL_DEADLINE": str(deadline[0]), "VL_DEADLINE_WHY": deadline[1],
-        "VL_LAUNCH_ID": launch_id, "VL_NAME": cfg.name, "VL_COMMIT": commit,
-        "VL_OFFER_ID": str(offer.get("id")), "VL_MACHINE_ID": str(offer.get("machine_id")),
-        "VL_GPU_NAME": str(offer.get("gpu_name")), "VL_NUM_GPUS": str(offer.get("num_gpus")),
+        "VL_DEADLINE": str(deadline[0]),
+        "VL_DEADLINE_WHY": deadline[1],
+        "VL_LAUNCH_ID": launch_id,
+        "VL_NAME": cfg.name,
+        "VL_COMMIT": commit,
+        "VL_OFFER_ID": str(offer.get("id")),
+        "VL_MACHINE_ID": str(offer.get("machine_id")),
+        "VL_GPU_NAME": str(offer.get("gpu_name")),
+        "VL_NUM_GPUS": str(offer.get("num_gpus")),
         "VL_DPH_TOTAL": f"{float(offer.get('dph_total') or 0):.4f}",
-        "WANDB_PROJECT": cfg.wandb.project, "WANDB_MODE": wandb_mode, "VASTAI_NO_UPDATE_CHECK": "1",
+        "WANDB_PROJECT": cfg.wandb.project,
+        "WANDB_MODE": wandb_mode,
+        "VASTAI_NO_UPDATE_CHECK": "1",
     }
     if cfg.wandb.entity:
         env["WANDB_ENTITY"] = cfg.wandb.entity

@@ -1,81 +1,22 @@
 """What launches cost: estimates from the ledger, the provider's bill, and attribution.
 
-The estimate is Σ over state intervals of the rate that applies, with the rates stored when the
-instance was rented (never today's catalog price). A finished launch's estimate is frozen in the
-ledger by `Ledger.finish`, so reports over many launches read one table.
+One launch's estimate is `billing.estimate`; a finished launch's is frozen in the ledger by
+`Ledger.finish`, so reports over many launches read one table.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Optional
 
-from .ledger import window_clause
+from ..billing import estimate
+from ..ledger import window_clause
 
-# While running the GPU and storage are billed; while the instance exists in any other state,
-# storage only; offline instances are not billed.
-GPU_STATES = {"running"}
-STORAGE_ONLY_STATES = {"loading", "created", "stopped", "exited", "frozen", "rebooting", "unknown"}
-UNBILLED_STATES = {"offline"}
-END_STATES = {"destroyed", "failed", "aborted", "cancelled", "completed", "gone"}
-BILLING_STATES = GPU_STATES | STORAGE_ONLY_STATES | UNBILLED_STATES | END_STATES
 OUTSIDE_STAGES = "(outside stages)"
 BY_CHOICES = ("launch", "group", "stage", "gpu", "day")
-
-
-def _rates_from(detail: Optional[str]) -> Optional[tuple[float, float]]:
-    """The (GPU, storage) $/h a `creating` event recorded for the offer it rented."""
-    if not detail:
-        return None
-    try:
-        d = json.loads(detail)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(d, dict) or d.get("dph_base") is None:
-        return None
-    return float(d["dph_base"] or 0.0), float(d.get("storage_dph") or 0.0)
-
-
-def estimate(launch: dict, events: list[dict], now: Optional[float] = None) -> dict:
-    """GPU and storage seconds and dollars of one launch, from its event timeline."""
-    now = time.time() if now is None else now
-    gpu_rate = float(launch.get("dph_base") or 0.0)
-    storage_rate = float(launch.get("storage_dph") or 0.0)
-    gpu_s = storage_s = gpu_usd = storage_usd = 0.0
-    current, since = None, None
-
-    def close(until: float) -> None:
-        nonlocal gpu_s, storage_s, gpu_usd, storage_usd
-        seconds = max(until - since, 0.0)
-        if current in GPU_STATES:
-            gpu_s += seconds
-            gpu_usd += gpu_rate * seconds / 3600
-        if current not in UNBILLED_STATES:
-            storage_s += seconds
-            storage_usd += storage_rate * seconds / 3600
-
-    for ev in events:
-        state = ev["state"]
-        if state == "creating":
-            rates = _rates_from(ev.get("detail"))
-            if rates is not None:
-                gpu_rate, storage_rate = rates
-            continue
-        if state not in BILLING_STATES:
-            continue
-        if current is not None:
-            close(ev["t"])
-        current, since = (None, None) if state in END_STATES else (state, ev["t"])
-    if current is not None:
-        close(launch.get("ended_at") or now)
-    num_gpus = int(launch.get("num_gpus") or 1)
-    return {"gpu_seconds": gpu_s, "storage_seconds": storage_s, "gpu_usd": gpu_usd,
-            "storage_usd": storage_usd, "cost_usd": gpu_usd + storage_usd,
-            "gpu_hours": gpu_s / 3600 * num_gpus}
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -87,9 +28,24 @@ SELECT id AS launch_id, created_at, ended_at, state, target, wandb_group, gpu_na
        cost_usd, billed_usd, cost_usd - billed_usd AS difference_usd
 FROM launches WHERE (target IS NULL OR target != 'slurm')
 """
-LAUNCH_ROW_NAMES = ["launch_id", "created_at", "ended_at", "state", "target", "wandb_group", "gpu_name", "num_gpus",
-                    "instance_id", "dph_total", "gpu_seconds", "storage_seconds", "gpu_hours", "cost_usd",
-                    "billed_usd", "difference_usd"]
+LAUNCH_ROW_NAMES = [
+    "launch_id",
+    "created_at",
+    "ended_at",
+    "state",
+    "target",
+    "wandb_group",
+    "gpu_name",
+    "num_gpus",
+    "instance_id",
+    "dph_total",
+    "gpu_seconds",
+    "storage_seconds",
+    "gpu_hours",
+    "cost_usd",
+    "billed_usd",
+    "difference_usd",
+]
 
 
 @dataclass
@@ -102,12 +58,12 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
-        return {"by": self.by, "since": self.since, "until": self.until, "rows": self.rows,
-                "totals": self.totals, "notes": self.notes}
+        return {"by": self.by, "since": self.since, "until": self.until, "rows": self.rows, "totals": self.totals, "notes": self.notes}
 
 
-def launch_rows(ledger, since: Optional[float], until: Optional[float], now: Optional[float] = None,
-                billed: Optional[dict] = None) -> list[dict]:
+def launch_rows(
+    ledger, since: Optional[float], until: Optional[float], now: Optional[float] = None, billed: Optional[dict] = None
+) -> list[dict]:
     """One row per launch with its cost; finished launches come from the frozen columns.
 
     billed: launch id -> billed $ read just now but not yet settled (so not in the ledger).
@@ -121,8 +77,12 @@ def launch_rows(ledger, since: Optional[float], until: Optional[float], now: Opt
     for r in rows:
         if r["cost_usd"] is None:  # still active (or ended before costs were frozen): replay its timeline
             est = estimate(ledger.get(r["launch_id"]), ledger.events(r["launch_id"]), now)
-            r.update(gpu_seconds=est["gpu_seconds"], storage_seconds=est["storage_seconds"],
-                     cost_usd=est["cost_usd"], gpu_hours=est["gpu_hours"])
+            r.update(
+                gpu_seconds=est["gpu_seconds"],
+                storage_seconds=est["storage_seconds"],
+                cost_usd=est["cost_usd"],
+                gpu_hours=est["gpu_hours"],
+            )
         if r["billed_usd"] is None and billed and r["launch_id"] in billed:
             r["billed_usd"] = billed[r["launch_id"]]
         if r["billed_usd"] is not None:
@@ -154,8 +114,7 @@ def stage_split(launch: dict, stages: list[dict]) -> dict[str, float]:
 def stage_parts(launch: dict, stages: list[dict]) -> list[tuple[str, float, float]]:
     """(stage, dollars, share of the launch in 0..1); a launch that cost nothing is all outside stages."""
     total = launch["cost_usd"]
-    return [(name, usd, usd / total if total else float(name == OUTSIDE_STAGES))
-            for name, usd in stage_split(launch, stages).items()]
+    return [(name, usd, usd / total if total else float(name == OUTSIDE_STAGES)) for name, usd in stage_split(launch, stages).items()]
 
 
 def _group_key(row: dict, by: str) -> str:
@@ -172,8 +131,9 @@ def _aggregate(keyed: Iterable[tuple[str, dict, float, float]]) -> list[dict]:
     """keyed: (key, launch row, dollars of that launch under the key, its share of the launch in 0..1)."""
     out: dict[str, dict] = {}
     for key, row, cost, share in keyed:
-        agg = out.setdefault(key, {"key": key, "launches": set(), "cost_usd": 0.0, "billed_usd": 0.0,
-                                   "billed_known": True, "gpu_hours": 0.0})
+        agg = out.setdefault(
+            key, {"key": key, "launches": set(), "cost_usd": 0.0, "billed_usd": 0.0, "billed_known": True, "gpu_hours": 0.0}
+        )
         agg["launches"].add(row["launch_id"])
         agg["cost_usd"] += cost
         agg["gpu_hours"] += row["gpu_hours"] * share
@@ -184,9 +144,16 @@ def _aggregate(keyed: Iterable[tuple[str, dict, float, float]]) -> list[dict]:
     rows = []
     for agg in out.values():
         billed = agg["billed_usd"] if agg["billed_known"] else None
-        rows.append({"key": agg["key"], "launches": len(agg["launches"]), "cost_usd": agg["cost_usd"],
-                     "billed_usd": billed, "gpu_hours": agg["gpu_hours"],
-                     "usd_per_gpu_hour": agg["cost_usd"] / agg["gpu_hours"] if agg["gpu_hours"] else None})
+        rows.append(
+            {
+                "key": agg["key"],
+                "launches": len(agg["launches"]),
+                "cost_usd": agg["cost_usd"],
+                "billed_usd": billed,
+                "gpu_hours": agg["gpu_hours"],
+                "usd_per_gpu_hour": agg["cost_usd"] / agg["gpu_hours"] if agg["gpu_hours"] else None,
+            }
+        )
     return sorted(rows, key=lambda r: -r["cost_usd"])
 
 
@@ -194,14 +161,25 @@ def totals_of(rows: list[dict]) -> dict:
     cost = sum(r["cost_usd"] for r in rows)
     gpu_hours = sum(r["gpu_hours"] for r in rows)
     known = [r for r in rows if r["billed_usd"] is not None]
-    return {"launches": len(rows), "cost_usd": cost, "gpu_hours": gpu_hours,
-            "usd_per_gpu_hour": cost / gpu_hours if gpu_hours else None,
-            "billed_usd": sum(r["billed_usd"] for r in known), "billed_launches": len(known),
-            "estimate_of_billed_usd": sum(r["cost_usd"] for r in known)}
+    return {
+        "launches": len(rows),
+        "cost_usd": cost,
+        "gpu_hours": gpu_hours,
+        "usd_per_gpu_hour": cost / gpu_hours if gpu_hours else None,
+        "billed_usd": sum(r["billed_usd"] for r in known),
+        "billed_launches": len(known),
+        "estimate_of_billed_usd": sum(r["cost_usd"] for r in known),
+    }
 
 
-def build_report(ledger, by: str = "launch", since: Optional[float] = None, until: Optional[float] = None,
-                 now: Optional[float] = None, billed: Optional[dict] = None) -> Report:
+def build_report(
+    ledger,
+    by: str = "launch",
+    since: Optional[float] = None,
+    until: Optional[float] = None,
+    now: Optional[float] = None,
+    billed: Optional[dict] = None,
+) -> Report:
     if by not in BY_CHOICES:
         raise ValueError(f"--by must be one of {', '.join(BY_CHOICES)}")
     launches = launch_rows(ledger, since, until, now, billed)
@@ -214,8 +192,7 @@ def build_report(ledger, by: str = "launch", since: Optional[float] = None, unti
     by_launch: dict[str, list[dict]] = defaultdict(list)
     for st in ledger.stages(since=since, until=until):
         by_launch[st["launch_id"]].append(st)
-    keyed = ((name, r, usd, share) for r in launches
-             for name, usd, share in stage_parts(r, by_launch.get(r["launch_id"], [])))
+    keyed = ((name, r, usd, share) for r in launches for name, usd, share in stage_parts(r, by_launch.get(r["launch_id"], [])))
     return Report(by, since, until, _aggregate(keyed), totals)
 
 
@@ -233,8 +210,13 @@ def billed_by_instance(invoice_rows: Iterable[dict]) -> dict[int, float]:
     return out
 
 
-def reconcile(ledger, launch_ids: list[str], invoices: Callable[[float, float], list[dict]],
-              settled: Callable[[dict], bool], now: Optional[float] = None) -> dict[str, float]:
+def reconcile(
+    ledger,
+    launch_ids: list[str],
+    invoices: Callable[[float, float], list[dict]],
+    settled: Callable[[dict], bool],
+    now: Optional[float] = None,
+) -> dict[str, float]:
     """Billed $ per launch from the provider's invoice lines; settled bills are frozen in the ledger."""
     now = time.time() if now is None else now
     rows = [ledger.get(lid) for lid in launch_ids]
@@ -258,8 +240,7 @@ def unbilled_launches(ledger, since: Optional[float], until: Optional[float], co
     """Vast launches in the window whose bill is not frozen yet (or just their number)."""
     what = "count(*)" if count_only else "id, provider_url, ended_at"
     window, args = window_clause(since, until)
-    sql = (f"SELECT {what} FROM launches WHERE billed_usd IS NULL AND target = 'vast' "
-           "AND instance_id IS NOT NULL" + window)
+    sql = f"SELECT {what} FROM launches WHERE billed_usd IS NULL AND target = 'vast' AND instance_id IS NOT NULL" + window
     if count_only:
         return ledger.db.execute(sql, args).fetchone()[0]
     return [dict(r) for r in ledger.db.execute(sql, args)]

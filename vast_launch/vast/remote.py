@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import UserError
+from ..errors import UserError
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 
@@ -31,13 +31,19 @@ def endpoint(row: Optional[dict]) -> Optional[tuple[str, int]]:
 def log_path_command(launch_id: str) -> str:
     """Shell that prints the path of the launch's log on the instance (the bootstrap records its workdir)."""
     lid = shlex.quote(launch_id)
-    return (f'W=$(cat /tmp/vl-{lid}.dir 2>/dev/null || echo "${{DATA_DIRECTORY:-$HOME}}/vl-{lid}"); '
-            'echo "$W/boot.log"')
+    return f'W=$(cat /tmp/vl-{lid}.dir 2>/dev/null || echo "${{DATA_DIRECTORY:-$HOME}}/vl-{lid}"); echo "$W/boot.log"'
 
 
 class Session:
-    def __init__(self, host: str, port: int, user: str = "root", key_file: Optional[str] = None,
-                 known_hosts: Optional[Path] = None, timeout: float = 10.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str = "root",
+        key_file: Optional[str] = None,
+        known_hosts: Optional[Path] = None,
+        timeout: float = 10.0,
+    ):
         import paramiko
 
         self.client = paramiko.SSHClient()
@@ -45,12 +51,19 @@ class Session:
         if known_hosts is not None and known_hosts.exists():
             self.client.load_host_keys(str(known_hosts))
         self.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        keys = [key_file] if key_file else [str(Path.home() / ".ssh" / k) for k in DEFAULT_KEYS
-                                            if (Path.home() / ".ssh" / k).exists()]
+        keys = [key_file] if key_file else [str(Path.home() / ".ssh" / k) for k in DEFAULT_KEYS if (Path.home() / ".ssh" / k).exists()]
         try:
-            self.client.connect(host, port=port, username=user, key_filename=keys or None, timeout=timeout,
-                                banner_timeout=timeout, auth_timeout=timeout, allow_agent=True,
-                                look_for_keys=key_file is None)
+            self.client.connect(
+                host,
+                port=port,
+                username=user,
+                key_filename=keys or None,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                allow_agent=True,
+                look_for_keys=key_file is None,
+            )
         except (paramiko.SSHException, socket.error, EOFError) as exc:
             raise UserError(f"ssh {user}@{host}:{port}: {exc or type(exc).__name__}") from None
         if known_hosts is not None:
@@ -66,8 +79,14 @@ class Session:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def run(self, command: str, out: Callable[[bytes], None], err: Callable[[bytes], None],
-            stop: Optional[Callable[[], bool]] = None, poll: float = 0.2) -> int:
+    def run(
+        self,
+        command: str,
+        out: Callable[[bytes], None],
+        err: Callable[[bytes], None],
+        stop: Optional[Callable[[], bool]] = None,
+        poll: float = 0.2,
+    ) -> int:
         """Stream a command's output; returns its exit status (or -1 when stop() ended it)."""
         chan = self.client.get_transport().open_session()
         chan.exec_command(command)
@@ -93,8 +112,9 @@ class Session:
         import termios
         import tty
 
-        chan = self.client.invoke_shell(term=os.environ.get("TERM", "xterm"),
-                                        width=os.get_terminal_size().columns, height=os.get_terminal_size().lines)
+        chan = self.client.invoke_shell(
+            term=os.environ.get("TERM", "xterm"), width=os.get_terminal_size().columns, height=os.get_terminal_size().lines
+        )
         old = termios.tcgetattr(sys.stdin)
         try:
             tty.setraw(sys.stdin.fileno())
@@ -117,6 +137,6 @@ class Session:
 
 
 def known_hosts_file() -> Path:
-    from .ledger import default_home
+    from ..state_dir import default_home
 
     return default_home() / "known_hosts"

@@ -11,13 +11,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from .ledger import TERMINAL_STATES, Ledger
-from .protocol import LABEL_PREFIX, launch_id_of
+from ..ledger import Ledger
+from ..protocol import LABEL_PREFIX, launch_id_of
+from ..states import LOADING, STOPPED_WITHOUT_TEARDOWN, TERMINAL
 from .provider import Provider, ProviderError
 from .teardown import destroy_and_record
 
-STUCK_STATES = {"exited", "unknown", "offline"}
-LOADING_STATES = {None, "created", "loading"}
 DEFAULT_GRACE_MINUTES = 10.0
 DEFAULT_LOADING_MINUTES = 30.0
 
@@ -52,9 +51,14 @@ def _launch_setting(launch: dict, key: str, given: Optional[float], default: flo
     return float(value) if value is not None else default
 
 
-def plan(provider: Provider, ledger: Ledger, grace_minutes: Optional[float] = None,
-         loading_minutes: Optional[float] = None, stuck_minutes: float = 10,
-         now: Optional[float] = None) -> list[Verdict]:
+def plan(
+    provider: Provider,
+    ledger: Ledger,
+    grace_minutes: Optional[float] = None,
+    loading_minutes: Optional[float] = None,
+    stuck_minutes: float = 10,
+    now: Optional[float] = None,
+) -> list[Verdict]:
     now = time.time() if now is None else now
     verdicts = []
     for row in provider.list(label_prefix=LABEL_PREFIX):
@@ -68,13 +72,13 @@ def plan(provider: Provider, ledger: Ledger, grace_minutes: Optional[float] = No
         else:
             grace = _launch_setting(launch, "reap_grace_minutes", grace_minutes, DEFAULT_GRACE_MINUTES)
             loading = _launch_setting(launch, "loading_timeout_minutes", loading_minutes, DEFAULT_LOADING_MINUTES)
-            if launch["state"] in TERMINAL_STATES:
+            if launch["state"] in TERMINAL:
                 reason = f"its launch ended ({launch['state']}) but the instance still exists"
             elif launch.get("deadline") and now > launch["deadline"] + grace * 60:
                 reason = f"past its deadline by {(now - launch['deadline']) / 60:.1f} min"
-            elif status in LOADING_STATES and now - _first_seen(ledger, launch_id, "loading", started) > loading * 60:
+            elif status in LOADING and now - _first_seen(ledger, launch_id, "loading", started) > loading * 60:
                 reason = f"stuck in {status or 'provisioning'} for more than {loading:g} min"
-            elif status in STUCK_STATES and now - _first_seen(ledger, launch_id, status, started) > stuck_minutes * 60:
+            elif status in STOPPED_WITHOUT_TEARDOWN and now - _first_seen(ledger, launch_id, status, started) > stuck_minutes * 60:
                 reason = f"{status} for more than {stuck_minutes:g} min (it never runs again)"
         if reason:
             verdicts.append(Verdict(int(row["id"]), launch_id, status, float(row.get("dph_total") or 0), reason))
@@ -85,10 +89,9 @@ def reap(provider: Provider, ledger: Ledger, verdicts: list[Verdict]) -> list[Ve
     """Destroy each; a failure is recorded on its verdict and the others still go ahead."""
     for v in verdicts:
         launch = ledger.get(v.launch_id) if v.launch_id else None
-        final = launch is not None and launch["state"] not in TERMINAL_STATES
+        final = launch is not None and launch["state"] not in TERMINAL
         try:
-            destroy_and_record(provider, ledger if launch else None, v.launch_id, v.instance_id,
-                               f"reaped: {v.reason}", final=final)
+            destroy_and_record(provider, ledger if launch else None, v.launch_id, v.instance_id, f"reaped: {v.reason}", final=final)
             v.destroyed = True
         except ProviderError as exc:
             v.error = str(exc)

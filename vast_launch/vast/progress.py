@@ -46,8 +46,8 @@ def new_lines(before: list[str], now: list[str]) -> tuple[list[str], bool]:
         return now, False
     last = before[-1]
     for j in range(min(len(now), len(before)) - 1, -1, -1):
-        if now[j] == last and now[:j + 1] == before[len(before) - j - 1:]:
-            return now[j + 1:], False
+        if now[j] == last and now[: j + 1] == before[len(before) - j - 1 :]:
+            return now[j + 1 :], False
     return now, True
 
 
@@ -57,8 +57,7 @@ class LogTail:
     overlap the previous one, the bootstrap's own lines that scrolled out are fetched with the API's
     filter, so no stage or result line is lost however much a stage prints."""
 
-    def __init__(self, provider: Provider, iid: int, pause: float,
-                 on_text: Optional[Callable[[str], None]] = None):
+    def __init__(self, provider: Provider, iid: int, pause: float, on_text: Optional[Callable[[str], None]] = None):
         self.provider, self.iid, self.pause = provider, iid, min(pause, 0.25)
         self.on_text = on_text  # called from this thread with each fetched text (the result acknowledgement)
         self.gaps = 0

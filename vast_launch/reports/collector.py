@@ -130,10 +130,8 @@ def compute(runs: list[RunRecord], window_start: float, now: float, sps_key: Opt
     m.update(_success_metrics("wandb.push_to_main", [r for r in in_scope if is_push_to_main(r)]))
     ptm_done = sorted((r for r in ended_recent if is_push_to_main(r)), key=lambda r: r.created_at)
     sps = [v for v in (sps_of(r, sps_key) for r in ptm_done) if v is not None]
-    m["wandb.push_to_main.avg_duration_hours"] = (
-        statistics.fmean(r.duration_s / 3600 for r in ptm_done) if ptm_done else 0.0)
-    sps_stats = {"latest": lambda v: v[-1], "mean": statistics.fmean, "median": statistics.median,
-                 "min": min, "max": max}
+    m["wandb.push_to_main.avg_duration_hours"] = statistics.fmean(r.duration_s / 3600 for r in ptm_done) if ptm_done else 0.0
+    sps_stats = {"latest": lambda v: v[-1], "mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
     m.update({f"wandb.push_to_main.sps.{k}": stat(sps) if sps else 0.0 for k, stat in sps_stats.items()})
     m.update(_success_metrics("wandb.sweep", [r for r in in_scope if is_sweep(r)]))
     return m
@@ -142,13 +140,18 @@ def compute(runs: list[RunRecord], window_start: float, now: float, sps_key: Opt
 def _success_metrics(prefix: str, runs: list[RunRecord]) -> dict:
     ok = sum(r.state == "finished" for r in runs)
     failed = sum(r.state in FAILED_STATES for r in runs)
-    return {f"{prefix}.runs": len(runs), f"{prefix}.active": sum(r.state == "running" for r in runs),
-            f"{prefix}.completed": ok, f"{prefix}.failed": failed,
-            f"{prefix}.success_rate": ok / (ok + failed) if ok + failed else 0.0}
+    return {
+        f"{prefix}.runs": len(runs),
+        f"{prefix}.active": sum(r.state == "running" for r in runs),
+        f"{prefix}.completed": ok,
+        f"{prefix}.failed": failed,
+        f"{prefix}.success_rate": ok / (ok + failed) if ok + failed else 0.0,
+    }
 
 
-def collect(source, window_s: float = 86400, time_limit: float = 120.0, sps_key: Optional[str] = None,
-            clock: Callable[[], float] = time.time) -> Collected:
+def collect(
+    source, window_s: float = 86400, time_limit: float = 120.0, sps_key: Optional[str] = None, clock: Callable[[], float] = time.time
+) -> Collected:
     t0 = time.monotonic()
     now = clock()
     runs, partial = read_bounded(source.runs(now - window_s), time_limit)
@@ -178,7 +181,7 @@ def push_datadog(metrics: dict[str, float], tags: list[str], env: Optional[dict]
     """Send gauges through the `datadog` package (extra: vast-launch[datadog]); only with DD_API_KEY."""
     import os
 
-    from .errors import UserError
+    from ..errors import UserError
 
     env = os.environ if env is None else env
     if not env.get("DD_API_KEY"):
@@ -187,10 +190,8 @@ def push_datadog(metrics: dict[str, float], tags: list[str], env: Optional[dict]
         from datadog import api, initialize
     except ImportError:
         raise UserError("--push datadog needs the datadog package: pip install 'vast-launch[datadog]'")
-    initialize(api_key=env["DD_API_KEY"], app_key=env.get("DD_APP_KEY"),
-               api_host=f"https://api.{env.get('DD_SITE', 'datadoghq.com')}")
+    initialize(api_key=env["DD_API_KEY"], app_key=env.get("DD_APP_KEY"), api_host=f"https://api.{env.get('DD_SITE', 'datadoghq.com')}")
     now = int(time.time())
-    series = [{"metric": name, "points": [(now, float(v))], "type": "gauge", "tags": tags}
-              for name, v in metrics.items()]
+    series = [{"metric": name, "points": [(now, float(v))], "type": "gauge", "tags": tags} for name, v in metrics.items()]
     api.Metric.send(metrics=series)
     return len(series)

@@ -12,42 +12,17 @@ A launcher killed by SIGKILL, a closed laptop or a cancelled CI job leaves its r
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import UserError
-from .ledger import TERMINAL_STATES, Ledger
-from .protocol import Outcome, workdir_name
+from ..errors import LaunchError, UserError
+from ..launcher_process import launcher_alive
+from ..ledger import Ledger
+from ..protocol import Outcome, workdir_name
+from ..states import TERMINAL
 from .provider import Provider, ProviderError
 from .teardown import instances_by_label
-
-
-def process_start_time(pid: int) -> Optional[float]:
-    """The process's start in clock ticks since boot (tells a live launcher from a reused pid)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return float(f.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def launcher_alive(row: dict) -> Optional[bool]:
-    """True/False for a launcher on this machine; None when the row cannot tell (another host)."""
-    extra = row.get("extra") if isinstance(row.get("extra"), dict) else {}
-    pid = extra.get("launcher_pid")
-    if not pid or extra.get("launcher_host") != socket.gethostname():
-        return None
-    started = extra.get("launcher_started")
-    if started is None:
-        try:
-            os.kill(int(pid), 0)
-            return True
-        except OSError:
-            return False
-    return process_start_time(int(pid)) == started
 
 
 def known_outcome(ledger: Ledger, launch_id: str) -> Outcome:
@@ -70,8 +45,9 @@ def _gone_at(provider: Provider, row: dict, iid: int) -> float:
     now = time.time()
     last_seen = float(row.get("updated_at") or row["created_at"])
     try:
-        lines = [r for r in provider.invoices(float(row["created_at"]), now)
-                 if str(r.get("instance_id")) == str(iid) and r.get("timestamp")]
+        lines = [
+            r for r in provider.invoices(float(row["created_at"]), now) if str(r.get("instance_id")) == str(iid) and r.get("timestamp")
+        ]
     except (ProviderError, TimeoutError):
         lines = []
     if lines:
@@ -81,7 +57,7 @@ def _gone_at(provider: Provider, row: dict, iid: int) -> float:
 
 def _local_end(row: dict) -> float:
     """A local launch ended with its launcher: the instance's log was last written about then."""
-    from .local_launch import local_home
+    from .local import local_home
 
     t = float(row.get("updated_at") or row["created_at"])
     if row.get("instance_id"):
@@ -99,15 +75,19 @@ def settle(ledger: Ledger, rows: list[dict], provider_for: Callable[[dict], Prov
     providers: dict[str, Provider] = {}
     unreachable: dict[str, Exception] = {}
     for row in rows:
-        if row["state"] in TERMINAL_STATES or row.get("target") not in ("vast", "local"):
+        if row["state"] in TERMINAL or row.get("target") not in ("vast", "local"):
             continue
         alive = launcher_alive(row)
         if alive:
             continue
         if row["target"] == "local":
             if alive is False:
-                ledger.finish(row["id"], "destroyed", "the launcher ended before the launch did; the embedded "
-                                                      "local cloud and its instance ended with it", t=_local_end(row))
+                ledger.finish(
+                    row["id"],
+                    "destroyed",
+                    "the launcher ended before the launch did; the embedded local cloud and its instance ended with it",
+                    t=_local_end(row),
+                )
             continue
         url = row.get("provider_url") or ""
         if url in unreachable:
@@ -117,7 +97,7 @@ def settle(ledger: Ledger, rows: list[dict], provider_for: Callable[[dict], Prov
             if url not in providers:
                 providers[url] = provider_for(row)
             _settle_vast(ledger, row, providers[url])
-        except (UserError, ProviderError) as exc:
+        except LaunchError as exc:
             notes.append(f"{row['id']}: not settled ({exc})")
             if isinstance(exc, UserError) or getattr(exc, "status", None) is None:
                 unreachable[url] = exc  # one wait on a dead or keyless provider, not one per row
@@ -129,8 +109,7 @@ def _settle_vast(ledger: Ledger, row: dict, provider: Provider) -> None:
     if not iid:
         found = instances_by_label(provider, launch_id)
         if not found:
-            ledger.finish(launch_id, "aborted", "no instance exists for this launch: its launcher ended "
-                                                "before one was created")
+            ledger.finish(launch_id, "aborted", "no instance exists for this launch: its launcher ended before one was created")
             return
         iid = int(found[0]["id"])
         ledger.event(launch_id, "created", {"instance_id": iid, "adopted": "found by its label"}, instance_id=iid)
@@ -146,7 +125,7 @@ def _settle_vast(ledger: Ledger, row: dict, provider: Provider) -> None:
 
 
 def local_workdir(row: dict) -> Optional[Path]:
-    from .local_launch import local_home
+    from .local import local_home
 
     if not row.get("instance_id"):
         return None

@@ -1,0 +1,245 @@
+"""`report`, `cost` and `metrics`: what a launch cost and how its runs went."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from ..errors import UserError
+from .common import _ledger, _load, _provider_for, _run, _settle
+
+
+# --- report ---------------------------------------------------------------------------------
+@click.command()
+@click.argument("launch_id")
+@click.option(
+    "--plot",
+    "with_plot",
+    is_flag=True,
+    help="also a PNG: a panel per metric the stages logged, and rollout nRMSE when evaluated (needs matplotlib)",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="the launch's outputs (default: runs/local/<id>/out for local launches)",
+)
+@click.option(
+    "--dest", default=None, help="where the Markdown (and PNG) go (default: reports/ under the state dir, never the repository)"
+)
+@click.option("--json", "as_json", is_flag=True)
+def report(launch_id, with_plot, out_dir, dest, as_json):
+    """After a launch: timeline, cost, hardware, evaluation table and W&B group, as Markdown.
+
+    \b
+    Examples:
+      vast-launch report burgers-20261122-120000-ab12 --plot
+      vast-launch report 30001 --out path/to/out --json
+    """
+
+    def go():
+        from ..reports import report as rep
+
+        with _ledger() as ledger:
+            row = ledger.find(launch_id)
+            if row is None:
+                raise UserError(f"no launch matches {launch_id!r} (see `vast-launch status`)")
+            extra = row["extra"] if isinstance(row.get("extra"), dict) else {}
+            from ..vast.local import local_runs_dir
+
+            candidates = (
+                [Path(out_dir)]
+                if out_dir
+                else [local_runs_dir() / row["id"] / "out"] + ([Path(extra["out_dir"])] if extra.get("out_dir") else [])
+            )  # local launch; SLURM submission
+            data = rep.build(ledger, row, next((c for c in candidates if c.is_dir()), None))
+        from ..state_dir import default_home
+
+        dest_dir = Path(dest) if dest else default_home() / "reports"
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        png = rep.plot(data, dest_dir / f"{row['id']}.png") if with_plot else None
+        md = dest_dir / f"{row['id']}.md"
+        text = rep.to_markdown(data, png)
+        md.write_text(text)
+        if as_json:
+            data["curves"] = [{"key": c["key"], "x": c["x"], "points": len(c["points"])} for c in data["curves"]]
+            click.echo(
+                json.dumps(
+                    {**data, "markdown": str(md), "png": str(png) if png else None, "panels": rep.panel_count(data) if png else 0},
+                    indent=2,
+                )
+            )
+        else:
+            click.echo(text)
+            click.echo(f"written: {md}" + (f" and {png}" if png else ""))
+
+    _run(go)
+
+
+# --- cost -----------------------------------------------------------------------------------
+@click.command()
+@click.option("--since", default="30d", show_default=True, help="launches created after: 24h, 7d, 2w or a date")
+@click.option("--until", default=None, help="launches created before: a duration ago or a date")
+@click.option(
+    "--by",
+    "by",
+    type=click.Choice(["launch", "group", "stage", "gpu", "day"]),
+    default="launch",
+    show_default=True,
+    help="one row per launch, W&B group, stage, GPU model or UTC day",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option(
+    "--reconcile/--no-reconcile",
+    default=True,
+    show_default=True,
+    help="read Vast's invoices for launches whose bill is not settled yet (needs the API key)",
+)
+@click.option("--sync-wandb", is_flag=True, help="write cost_usd, gpu_hours and dph_total into each W&B run's summary")
+def cost(since, until, by, fmt, reconcile, sync_wandb):
+    """What launches cost: estimate, billed amount and the difference.
+
+    The estimate uses the rates stored at rental time (GPU + storage while running, storage
+    only while stopped/exited/loading, nothing while offline); it never looks up today's price.
+    Stage costs come from the stage times the instance reported; setup, loading and teardown
+    are shown as "(outside stages)", so every grouping adds up to the same total.
+
+    \b
+    Examples:
+      vast-launch cost --since 7d
+      vast-launch cost --by stage --format csv > stages.csv
+      vast-launch cost --by group --since 2026-11-01 --format json
+    """
+    from ..timespec import parse_when
+
+    def go():
+        from ..reports import cost as costmod
+
+        t_since, t_until = parse_when(since, "--since"), parse_when(until, "--until")
+        notes, billed = [], {}
+        with _ledger() as ledger:
+            _settle(ledger, ledger.launches(since=t_since, until=t_until, active_only=True))
+            if reconcile:
+                billed, notes = _reconcile_vast(ledger, t_since, t_until)
+            report = costmod.build_report(ledger, by, t_since, t_until, billed=billed)
+            report.notes.extend(notes)
+            if sync_wandb:
+                from ..reports.wandb_api import sync_cost_to_wandb
+
+                launches = report.rows if by == "launch" else costmod.launch_rows(ledger, t_since, t_until, billed=billed)
+                report.notes.append(sync_cost_to_wandb(ledger, launches))
+        return report
+
+    report = _run(go)
+    from ..reports.cost_output import render
+
+    render(report, fmt, click.echo)
+
+
+def _reconcile_vast(ledger, since, until):
+    """Billed amounts for Vast launches whose bill is not frozen; frozen once settled."""
+    import time
+
+    from ..credentials import find_api_key
+    from ..reports.cost import SETTLE_SECONDS, reconcile, unbilled_launches
+    from ..vast.provider import ProviderError
+
+    if not find_api_key():
+        n = unbilled_launches(ledger, since, until, count_only=True)
+        return {}, [f"{n} launch(es) not reconciled: no Vast API key (billed shown as unknown)"] if n else []
+    pending = unbilled_launches(ledger, since, until)
+    billed, notes = {}, []
+    now = time.time()
+    urls = {}
+    for row in pending:
+        urls.setdefault(row["provider_url"], []).append(row["id"])
+    for url, ids in urls.items():
+        provider = _provider_for(url=url)
+        try:
+            billed.update(
+                reconcile(
+                    ledger, ids, provider.invoices, settled=lambda r: bool(r["ended_at"]) and now - r["ended_at"] > SETTLE_SECONDS
+                )
+            )
+        except (ProviderError, OSError) as exc:
+            notes.append(f"{len(ids)} launch(es) on {url} not reconciled: {exc}")
+    return billed, notes
+
+
+# --- metrics --------------------------------------------------------------------------------
+@click.command()
+@click.option("--window", default="24h", show_default=True, help="runs created within: 30m, 24h, 7d")
+@click.option(
+    "--project",
+    default=None,
+    metavar="ENTITY/PROJECT",
+    help="W&B project (default: $WANDB_ENTITY/$WANDB_PROJECT, else wandb.project of --config)",
+)
+@click.option("--config", "config", default=None, type=click.Path(dir_okay=False), help="take the W&B project from this launch config")
+@click.option(
+    "--offline-dir",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="read offline runs under this directory instead of the W&B API (e.g. runs/local)",
+)
+@click.option("--format", "fmt", type=click.Choice(["json", "prometheus"]), default="json", show_default=True)
+@click.option("--push", type=click.Choice(["datadog"]), default=None, help="also send the gauges (needs DD_API_KEY)")
+@click.option("--time-limit", default=120.0, show_default=True, help="seconds; what was read by then is reported")
+@click.option("--sps-key", default=None, help="summary key with steps/s of push-to-main runs (default: overview/sps)")
+def metrics(window, project, config, offline_dir, fmt, push, time_limit, sps_key):
+    """Run-health metrics from W&B: active, completed/failed, durations, GPU hours, CI and sweeps.
+
+    Only runs created inside the window (or still running) are fetched, with server-side
+    filters and lazy pages. GPU hours use each run's logged GPU count (gpu.count in its config).
+    Push-to-main CI runs are named github.sky.*; sweep runs belong to a sweep or have .sweep
+    in their name.
+
+    \b
+    Examples:
+      vast-launch metrics --project my-team/burgers --format prometheus > /var/lib/node_exporter/wandb.prom
+      vast-launch metrics --offline-dir runs/local --window 7d
+      DD_API_KEY=... vast-launch metrics --project my-team/burgers --push datadog
+    """
+    from ..timespec import parse_duration
+
+    def go():
+        from ..reports import collector
+        from ..reports.wandb_api import ApiRunSource, OfflineRunSource
+
+        window_s = parse_duration(window, "--window")
+        if time_limit <= 0:
+            raise UserError(f"--time-limit: must be > 0 (got {time_limit})")
+        if push == "datadog" and not os.environ.get("DD_API_KEY"):
+            raise UserError("--push datadog needs DD_API_KEY in the environment")
+        if offline_dir:
+            source = OfflineRunSource(offline_dir)
+        else:
+            path = project or _wandb_project(config)
+            source = ApiRunSource(path)
+        got = collector.collect(source, window_s, time_limit, sps_key)
+        for note in got.notes:
+            click.echo(f"warning: {note}", err=True)
+        if push == "datadog":
+            sent = collector.push_datadog(got.metrics, tags=[f"window:{window}"])
+            click.echo(f"sent {sent} gauges to Datadog", err=True)
+        return got
+
+    got = _run(go)
+    from ..reports import collector
+
+    click.echo(collector.to_prometheus(got.metrics) if fmt == "prometheus" else json.dumps(got.metrics, indent=2))
+
+
+def _wandb_project(config) -> str:
+    entity, project = os.environ.get("WANDB_ENTITY"), os.environ.get("WANDB_PROJECT")
+    if not project and config:
+        project = _load(config).wandb.project
+    if not project:
+        raise UserError("no W&B project: pass --project ENTITY/PROJECT, --config, or set WANDB_PROJECT")
+    if "/" in project or not entity:
+        return project
+    return f"{entity}/{project}"

@@ -1,0 +1,68 @@
+"""An instance's container on this machine: a process group, plus every process carrying its marker
+(a daemon that left the group still belongs to it), found in /proc and killed TERM then KILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from typing import Optional
+
+MARKER_ENV = "LOCALCLOUD_CONTAINER"
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent that may never reap it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def container_pids(marker: str, pgid: Optional[int] = None) -> list[int]:
+    """Live processes of one container: its process group, and every process carrying its marker."""
+    needle = f"{MARKER_ENV}={marker}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            if pgid is not None and os.getpgid(pid) == pgid:
+                found.append(pid)
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(pid)
+        except OSError:
+            continue
+    return [p for p in found if _alive(p)]
+
+
+def kill_container(marker: str, proc: Optional[subprocess.Popen], grace: float) -> None:
+    """TERM (when there is a grace period), then KILL, every process of a container; reaped before returning."""
+    pgid = proc.pid if proc is not None else None
+    signals = ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)) if grace > 0 else ((signal.SIGKILL, 10.0),)
+    for sig, wait in signals:
+        pids = container_pids(marker, pgid)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            if proc is not None:
+                proc.poll()  # our own child: reap it, or it stays a zombie
+            if not container_pids(marker, pgid):
+                break
+            time.sleep(0.02)
+    if proc is not None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass

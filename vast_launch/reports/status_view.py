@@ -1,0 +1,104 @@
+"""What `vast-launch status` shows: one row per launch (state, current stage, runtime, rate, cost so far,
+deadline, end reason), as JSON or as a table with headers."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+from ..ledger import Ledger
+from ..states import TERMINAL
+from .cost import estimate
+
+COLUMNS = ("launch", "state", "stage", "runtime", "$/h", "cost", "deadline", "end reason")
+
+
+def collect(ledger: Ledger, rows: list[dict], scheduler_stages: Optional[Callable[[dict], Optional[list]]] = None) -> list[dict]:
+    """Each row as status shows it (the JSON form; the table is drawn from it).
+
+    scheduler_stages: for a launch a scheduler runs (SLURM), its stages as the scheduler sees them now,
+    after bringing the row up to date; None for other launches.
+    """
+    out = []
+    for r in rows:
+        slurm_stages = scheduler_stages(r) if scheduler_stages else None
+        if slurm_stages is not None:
+            r = ledger.get(r["id"])
+        est = estimate(r, ledger.events(r["id"]))
+        out.append(
+            {
+                "launch_id": r["id"],
+                "instance_id": r["instance_id"],
+                "target": r["target"],
+                "state": r["state"],
+                "stage": current_stage(ledger.stages(r["id"])),
+                "commit": r["commit_sha"],
+                "created_at": r["created_at"],
+                "ended_at": r["ended_at"],
+                "end_reason": r["end_reason"],
+                "dph_total": r["dph_total"],
+                "cost_usd": round(est["cost_usd"], 6),
+                "wandb_group": r["wandb_group"],
+                "deadline": r["deadline"],
+                "gpu_name": r["gpu_name"],
+                **({"stages": slurm_stages} if slurm_stages is not None else {}),
+            }
+        )
+    return out
+
+
+def current_stage(stages: list[dict]) -> Optional[str]:
+    """The stage running now, or how the last one ended; None before the first."""
+    if not stages:
+        return None
+    last = stages[-1]
+    if last["end"] is None:
+        return last["name"]
+    return f"{last['name']} " + ("done" if last["rc"] == 0 else f"failed (exit {last['rc']})")
+
+
+def is_active(shown: dict) -> bool:
+    return shown["ended_at"] is None and shown["state"] not in TERMINAL
+
+
+def table(shown: list[dict], now: Optional[float] = None):
+    from rich.table import Table  # only when a table is drawn: `status --json` and hooks start fast
+
+    now = now or time.time()
+    t = Table(box=None, pad_edge=False, header_style="bold")
+    for name in COLUMNS:  # ids are copied from here: never cut them
+        t.add_column(
+            name,
+            no_wrap=name in ("launch", "state"),
+            min_width=max((len(o["launch_id"]) for o in shown), default=6) if name == "launch" else None,
+        )
+    for o in shown:
+        runtime = (o["ended_at"] or now) - o["created_at"]
+        stage = o["stage"] or "-"
+        if "stages" in o:
+            stage = ", ".join(f"{s['stage']}: {s['state']}" for s in o["stages"]) or "-"
+        t.add_row(
+            o["launch_id"],
+            o["state"] + ("" if o["target"] == "vast" else f" ({o['target']})"),
+            stage,
+            _span(runtime),
+            f"{o['dph_total']:.3f}" if o["dph_total"] else "-",
+            f"${o['cost_usd']:.4f}",
+            _deadline(o["deadline"], now) if is_active(o) else "-",
+            o["end_reason"] or "",
+        )
+    return t
+
+
+def _span(seconds: float) -> str:
+    m, s = divmod(int(max(seconds, 0)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def _deadline(deadline: Optional[float], now: float) -> str:
+    if not deadline:
+        return "-"
+    when = datetime.fromtimestamp(deadline, timezone.utc)
+    return f"{when:%m-%d %H:%M} UTC (in {_span(deadline - now)})"

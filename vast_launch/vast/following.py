@@ -1,0 +1,247 @@
+"""Following a running instance: its status, its log lines (stage times, result, watchdog), and the
+launcher's share of teardown when the instance does not destroy itself.
+
+`Launcher` is a `Following`: the methods here use its provider, ledger, printer and options.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
+
+from ..interrupts import Interrupted
+from ..protocol import (
+    EXIT_INTERRUPTED,
+    EXIT_WATCHDOG,
+    LABEL_PREFIX,
+    RESULT_LINE,
+    RESULT_SEEN,
+    WATCHDOG_LINE,
+    Outcome,
+    parse_stage_line,
+)
+from ..states import ENDED_BY_DESTROY, STOPPED_WITHOUT_TEARDOWN
+from .progress import LogTail
+from .provider import ProviderError
+from .teardown import destroy_and_record
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger
+    from .options import LaunchOptions, LaunchResult
+    from .progress import Heartbeat, Printer
+    from .provider import Provider
+
+
+PAUSED = (
+    " (outbid, or stopped outside the launcher): its programs and watchdog are stopped, its storage still"
+    " bills; waiting for it to run again, and destroying it at the hard deadline"
+)
+
+
+class Following:
+    provider: Provider
+    ledger: Ledger
+    opts: LaunchOptions
+    say: Printer
+    heartbeat: Heartbeat
+    echo: Callable[[str], None]
+    auto_shutdown: bool
+
+    # --- following ----------------------------------------------------------------------------
+    def follow(self, launch_id: str, iid: int, result: LaunchResult) -> LaunchResult:
+        last_status = "running"
+        outcome = Outcome()
+        # A change happened somewhere between two polls: its midpoint halves the timeline's error.
+        last_asked = time.time()
+        gone_at = None
+        reported_at = None
+        deadline = float(self.ledger.get(launch_id).get("deadline") or "inf")
+        deadline_hit = False
+        # Vast's logs API takes >= 0.3 s a call: read it beside the status polls, not between them.
+        tail = LogTail(self.provider, iid, self.opts.poll_seconds, on_text=self._acknowledger(launch_id, iid))
+        self.heartbeat.heard()
+        try:
+            while True:
+                asked = time.time()
+                row = self.provider.show(iid)
+                if row is None:
+                    gone_at, within = bracketed(last_asked, time.time())
+                    self.ledger.event(launch_id, "gone", {"within_s": within}, set_state=False, t=gone_at)
+                    break
+                status = row.get("actual_status")
+                if status != last_status:
+                    t, within = bracketed(last_asked, time.time())
+                    self.ledger.event(launch_id, status, {"within_s": within}, t=t)
+                    self.say("instance", f"{iid} is {status}" + (PAUSED if status == "stopped" else ""))
+                    self.heartbeat.heard()
+                    last_status = status
+                last_asked = asked
+                self._print_new_log(launch_id, outcome, tail)
+                beat = self.heartbeat.due(status)
+                if beat is not None:
+                    self.say(*beat)
+                if outcome.rc is None:
+                    reported_at = None
+                elif reported_at is None:
+                    reported_at = time.time()
+                    if not self.auto_shutdown:
+                        return self._leave_running(launch_id, iid, outcome, result)
+                if status in STOPPED_WITHOUT_TEARDOWN:
+                    self.say("teardown", f"instance {iid} is {status} without tearing down: destroying it")
+                    destroy_and_record(self.provider, self.ledger, launch_id, iid, f"instance {status}; destroyed by the launcher")
+                    break
+                past = time.time() - deadline
+                if past > 0 and (status != "running" or past > self.opts.teardown_grace):
+                    # Stopped (outbid), the in-instance watchdog is stopped too; running, it had its grace.
+                    why = f"hard deadline passed while the instance was {status}" + (
+                        f" and its watchdog had not destroyed it {past:.0f} s later" if status == "running" else ""
+                    )
+                    self.say("teardown", f"{why}: destroying instance {iid}")
+                    destroy_and_record(self.provider, self.ledger, launch_id, iid, f"{why}; destroyed by the launcher")
+                    deadline_hit = True
+                    break
+                if reported_at is not None and time.time() - reported_at > self.opts.teardown_grace:
+                    self.say(
+                        "teardown",
+                        f"instance {iid} did not destroy itself within {self.opts.teardown_grace:.0f} s of its result: destroying it",
+                    )
+                    destroy_and_record(
+                        self.provider,
+                        self.ledger,
+                        launch_id,
+                        iid,
+                        outcome.end_reason(destroyed_by_self=False)
+                        + f"; it did not destroy itself within {self.opts.teardown_grace:.0f} s, "
+                        "so the launcher did",
+                    )
+                    break
+                time.sleep(self.opts.poll_seconds)
+        except KeyboardInterrupt as exc:
+            tail.stop(wait=0)
+            return self._interrupted_while_following(launch_id, iid, result, exc)
+        finally:
+            tail.stop()
+        self._print_new_log(launch_id, outcome, tail)
+        outcome.merge(self.final_outcome(launch_id, iid, tail))
+        self._keep_recent_log(launch_id, tail)
+        row = self.ledger.get(launch_id)
+        if row["state"] not in ENDED_BY_DESTROY:
+            self.ledger.finish(launch_id, "destroyed", outcome.end_reason(), t=gone_at)
+        self.after_follow(launch_id, iid)
+        row = self.ledger.get(launch_id)
+        result.state, result.end_reason = row["state"], row["end_reason"]
+        result.exit_code = EXIT_WATCHDOG if deadline_hit else outcome.exit_code()
+        result.run_dir = self.keep_outputs(launch_id, iid)
+        self.say("done", f"{result.end_reason}" + (f"; outputs in {result.run_dir}" if result.run_dir else ""))
+        return result
+
+    def _leave_running(self, launch_id: str, iid: int, outcome: Outcome, result: LaunchResult) -> LaunchResult:
+        """auto-shutdown is off: the stages ended, the instance stays; say so and return."""
+        row = self.ledger.get(launch_id)
+        self.echo(
+            f"WARNING: stages ended ({outcome.end_reason(destroyed_by_self=False).split(';')[0]}), and "
+            f"auto-shutdown is off: instance {iid} keeps running and billing until "
+            f"{datetime.fromtimestamp(row['deadline'], timezone.utc):%Y-%m-%d %H:%M UTC}. "
+            f"Destroy it with `vast-launch down {launch_id}`."
+        )
+        self.ledger.event(launch_id, "stages_ended", {"rc": outcome.rc, "failed_stage": outcome.failed_stage}, set_state=False)
+        result.state, result.exit_code = "running", outcome.exit_code()
+        return result
+
+    def _interrupted_while_following(self, launch_id: str, iid: int, result: LaunchResult, exc: KeyboardInterrupt) -> LaunchResult:
+        """Ctrl-C on a terminal asks; otherwise (no terminal, SIGTERM, SIGHUP) the instance is destroyed."""
+        keyboard = not isinstance(exc, Interrupted) or exc.from_keyboard
+        if keyboard and self.opts.ask_destroy is not None and not self.opts.ask_destroy():
+            self.ledger.event(launch_id, "detached", "interrupted; the user chose to detach", set_state=False)
+            self.echo(
+                f"detached: instance {iid} keeps running with its teardown armed (trap, deadline watchdog). "
+                f"Reattach with `vast-launch logs {launch_id} --follow`; destroy with "
+                f"`vast-launch down {launch_id}`."
+            )
+            result.state, result.exit_code = "running", EXIT_INTERRUPTED
+            return result
+        what = "interrupted" if keyboard else f"{exc} received"
+        self.say("abort", f"{what}: destroying instance {iid}")
+        destroy_and_record(
+            self.provider,
+            self.ledger,
+            launch_id,
+            iid,
+            f"interrupted ({exc or 'SIGINT'}) while following; destroyed by the launcher",
+            state="aborted",
+        )
+        row = self.ledger.get(launch_id)
+        result.state, result.end_reason, result.exit_code = row["state"], row["end_reason"], EXIT_INTERRUPTED
+        return result
+
+    def _print_new_log(self, launch_id: str, outcome: Outcome, tail: LogTail) -> None:
+        for line in tail.take():
+            self._handle_line(launch_id, line, outcome)
+
+    def _keep_recent_log(self, launch_id: str, tail: LogTail) -> None:
+        """The instance's logs go with it: keep the last lines, for `vast-launch logs` afterwards."""
+        if tail.recent:
+            self.ledger.event(launch_id, "log_tail", {"lines": list(tail.recent), "gaps": tail.gaps}, set_state=False)
+
+    def _handle_line(self, launch_id: str, line: str, outcome: Outcome) -> None:
+        """Echo one instance log line and record what it tells (stage times, result, watchdog)."""
+        self.echo(f"  | {line}")
+        self.heartbeat.heard()
+        watchdog = outcome.watchdog
+        if outcome.read_line(line):
+            self.say(
+                "teardown",
+                f"stages ended (exit {outcome.rc}); "
+                + ("the instance is destroying itself" if self.auto_shutdown else "auto-shutdown is off"),
+            )
+            self.ledger.event(
+                launch_id, "teardown", {"rc": outcome.rc, "failed_stage": outcome.failed_stage}, set_state=False, t=outcome.result_at
+            )
+        if outcome.watchdog != watchdog:
+            self.ledger.event(launch_id, "watchdog", {"why": outcome.watchdog}, set_state=False)
+        ev = parse_stage_line(line)
+        if ev is None:
+            return
+        if ev.phase == "start":
+            # A stage starting after a result: the container restarted and the run goes on.
+            outcome.rc, outcome.signal, outcome.result_at = None, "", None
+            self.ledger.record_stage(launch_id, ev.name, ev.at)
+            self.say(f"stage {ev.index}/{ev.total}", ev.name)
+            self.heartbeat.stage_started(f"stage {ev.index}/{ev.total}", ev.name)
+        else:
+            self.heartbeat.stage_ended()
+            self.ledger.record_stage(launch_id, ev.name, ev.start or ev.at, ev.at, ev.rc)
+
+    def _acknowledger(self, launch_id: str, iid: int) -> Callable[[str], None]:
+        """For the log thread: acknowledge as soon as a result or watchdog line arrives, so the instance
+        waits no longer than it takes to fetch its log once (the main loop records it moments later)."""
+        sent: set = set()
+
+        def on_text(text: str) -> None:
+            for pattern, needed in ((RESULT_LINE, self.auto_shutdown), (WATCHDOG_LINE, True)):
+                if needed and pattern.pattern not in sent and pattern.search(text):
+                    sent.add(pattern.pattern)
+                    try:
+                        self.provider.label(iid, LABEL_PREFIX + launch_id + RESULT_SEEN)
+                    except ProviderError:
+                        pass
+
+        return on_text
+
+    # --- hooks for clouds whose instances' files this machine can read -------------------------
+    def final_outcome(self, launch_id: str, iid: int, tail: LogTail) -> Outcome:
+        return Outcome()
+
+    def after_follow(self, launch_id: str, iid: int) -> None:
+        pass
+
+    def keep_outputs(self, launch_id: str, iid: int) -> Optional[Path]:
+        return None
+
+
+def bracketed(last_sent: float, answered: float) -> tuple[float, float]:
+    """A change seen by a poll happened after the previous poll was sent and before this one was
+    answered: its midpoint, and how far from the true moment that can be (`within_s` in the ledger)."""
+    return (last_sent + answered) / 2, round((answered - last_sent) / 2, 3)

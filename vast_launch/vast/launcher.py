@@ -1,0 +1,341 @@
+"""One launch: check, search, create, wait for `running`, then follow or return.
+
+Every provider call is written to the ledger before and after it happens; every code path
+that may have created an instance either records it or destroys it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..billing import estimate
+from ..checks import run_checks
+from ..config import LaunchConfig
+from ..errors import CheckFailed, UserError
+from ..gitcheck import archive_url
+from ..launcher_process import process_start_time
+from ..ledger import Ledger
+from ..protocol import (
+    ACK_WAIT_SECONDS,
+    LABEL_PREFIX,
+    new_launch_id,
+)
+from ..states import STOPPED_WITHOUT_TEARDOWN, TERMINAL
+from .following import Following, bracketed
+from .instance_env import instance_env, offer_deadline, redact
+from .offers import RankedOffer, build_query, describe_query, rank_offers
+from .onstart import OnstartSpec, assert_no_secrets, render_onstart
+from .options import LaunchOptions, LaunchResult
+from .progress import Heartbeat, Printer
+from .provider import CreateFailed, OfferGone, Provider, ProviderError
+from .teardown import destroy_and_record, instances_by_label
+
+
+class Launcher(Following):
+    """The launch path for a cloud reached through `Provider` (Vast, or the local cloud over HTTP)."""
+
+    target = "vast"
+
+    def __init__(
+        self, cfg: LaunchConfig, provider: Optional[Provider], ledger: Ledger, opts: LaunchOptions, echo: Callable[[str], None] = print
+    ):
+        self.cfg, self.provider, self.ledger, self.opts = cfg, provider, ledger, opts
+        self.say = Printer(echo)
+        self.heartbeat = Heartbeat(opts.heartbeat_seconds)
+        self.echo = echo
+        self.profile = opts.profile or cfg.train.profile
+        if cfg.train.profiles and self.profile not in cfg.train.profiles:
+            raise UserError(f"--profile {self.profile}: not one of {sorted(cfg.train.profiles)} (train.profiles)")
+        self.wandb_mode = opts.wandb_mode or ("offline" if self.target == "local" else cfg.wandb.mode)
+        self.auto_shutdown = cfg.lifecycle.auto_shutdown if opts.auto_shutdown is None else opts.auto_shutdown
+        self.will_follow = opts.follow if opts.follow is not None else self.target == "local"
+
+    # --- phases -------------------------------------------------------------------------------
+    def check(self):
+        self.say("check", "config, git, credentials")
+        report = run_checks(
+            self.cfg,
+            self.target,
+            self.opts.allow_dirty,
+            self.wandb_mode,
+            cwd=Path(self.cfg.source or ".").parent,
+            dry_run=self.opts.dry_run,
+        )
+        for w in report.warnings:
+            self.echo(f"WARNING: {w}")
+        if not report.ok:
+            raise CheckFailed(report.failures)
+        return report
+
+    def repo_url(self, report) -> str:
+        return report.repo_url
+
+    def run(self) -> LaunchResult:
+        report = self.check()
+        git = report.git
+        repo = self.repo_url(report)
+        launch_id = new_launch_id(self.cfg.name)
+        group = self.cfg.wandb.group or launch_id
+        life = self.cfg.lifecycle
+        deadline = int(time.time() + life.max_hours * 3600)
+        res = self.cfg.resources
+        query, order, offer_type = build_query(res, local=self.target == "local")
+        self.say("search", describe_query(query))
+        if self.provider is None:  # a dry run without a Vast key: everything but the offer
+            ranked = [RankedOffer({"id": None, "dph_total": 0, "note": "no Vast API key: no offer searched"}, 0, "not searched")]
+        else:
+            ranked = rank_offers(self.provider.search(query, order, offer_type, res.disk_gb), res)
+        if not ranked:
+            raise UserError(
+                "no offer fits resources: relax gpu_names, max_dph, min_reliability or min_duration_hours (see `vast-launch offers`)"
+            )
+        config_rel = Path(self.cfg.source).resolve().relative_to(git.root.resolve()).as_posix()
+        spec = OnstartSpec(
+            launch_id=launch_id,
+            commit=git.commit,
+            repo=repo,
+            group=group,
+            deadline=deadline,
+            profile=self.profile,
+            config_path=config_rel,
+            stages=[(s.name, s.render_command()) for s in self.cfg.stages],
+            setup=self.cfg.code.setup,
+            auto_shutdown=self.auto_shutdown,
+            idle_seconds=int(life.idle_minutes * 60) if life.idle_minutes else 0,
+            archive=archive_url(repo, git.commit, self.cfg.code.archive_url),
+        )
+        onstart, bootstrap, boot_env = render_onstart(spec)
+        if self.opts.dry_run:
+            return self._dry_run(launch_id, ranked[0], spec, onstart, bootstrap, boot_env, group)
+        if not self.auto_shutdown:
+            self.echo(
+                "WARNING: auto-shutdown is OFF: when training ends the instance keeps running and "
+                f"billing until its hard deadline ({life.max_hours:g} h)"
+                + (f" or {life.idle_minutes:g} idle minutes" if life.idle_minutes else "")
+                + ". Destroy it with `vast-launch down`."
+            )
+
+        self.ledger.create(
+            launch_id,
+            "searching",
+            name=self.cfg.name,
+            config_path=self.cfg.source,
+            config_hash=self.cfg.config_hash(),
+            profile=self.profile,
+            commit_sha=git.commit,
+            repo=repo,
+            target=self.target,
+            provider_url=self.provider.url,
+            wandb_project=self.cfg.wandb.project,
+            wandb_group=group,
+            deadline=deadline,
+            label=LABEL_PREFIX + launch_id,
+            num_gpus=res.num_gpus,
+            extra=self._launch_extra(),
+        )
+        result = LaunchResult(launch_id=launch_id)
+        self.say.cost_so_far = lambda: estimate(self.ledger.get(launch_id), self.ledger.events(launch_id))["cost_usd"]
+        try:
+            iid, offer = self._rent(launch_id, ranked, spec, onstart, bootstrap, boot_env)
+        except KeyboardInterrupt:
+            self._clean_up_after_interrupt(launch_id)
+            raise
+        except Exception as exc:
+            if self.ledger.get(launch_id)["state"] not in TERMINAL:
+                self.ledger.finish(launch_id, "failed", f"launch failed: {exc}")
+            raise
+        result.instance_id = iid
+        deadline = int(self.ledger.get(launch_id)["deadline"])
+        hours_left = (deadline - time.time()) / 3600
+        self.echo(
+            f"instance {iid} running on offer {offer['id']} ({offer.get('gpu_name')}) at "
+            f"${float(offer.get('dph_total') or 0):.3f}/h; W&B group {group}; hard deadline "
+            f"{datetime.fromtimestamp(deadline, timezone.utc):%Y-%m-%d %H:%M UTC} ({hours_left:.1f} h)"
+        )
+        if not self.will_follow:
+            result.state = "running"
+            self.echo(f"detached: `vast-launch status {launch_id}` / `vast-launch logs {launch_id} --follow`")
+            return result
+        return self.follow(launch_id, iid, result)
+
+    def _launch_extra(self) -> dict:
+        import socket
+
+        life = self.cfg.lifecycle
+        return {
+            "launcher_pid": os.getpid(),
+            "launcher_host": socket.gethostname(),
+            "launcher_started": process_start_time(os.getpid()),
+            "auto_shutdown": self.auto_shutdown,
+            "reap_grace_minutes": life.reap_grace_minutes,
+            "loading_timeout_minutes": life.loading_timeout_minutes,
+        }
+
+    def _instance_env(self, launch_id: str, commit: str, offer: dict, deadline: tuple[int, str]) -> tuple[dict, dict]:
+        # --local fetches from a path: the git token stays on this machine
+        return instance_env(
+            self.cfg, launch_id, commit, offer, self.wandb_mode, self.opts.extra_env, deadline, send_git_token=self.target != "local"
+        )
+
+    def _dry_run(self, launch_id, best: RankedOffer, spec, onstart, bootstrap, boot_env, group) -> LaunchResult:
+        deadline = offer_deadline(self.cfg, time.time(), best.offer)
+        env, found = self._instance_env(launch_id, spec.commit, best.offer, deadline)
+        assert_no_secrets(onstart + bootstrap, found)
+        payload = self._payload(launch_id, {**env, **boot_env}, onstart)
+        payload["env"] = redact(payload["env"])
+        for key in boot_env:  # shown below, unpacked
+            payload["env"][key] = "(the bootstrap below, zlib+base64)"
+        shown = {
+            "launch_id": launch_id,
+            "offer": best.offer,
+            "why": best.reason,
+            "wandb_group": group,
+            "deadline": deadline[0],
+            "deadline_why": deadline[1],
+            "auto_shutdown": self.auto_shutdown,
+            "create_payload": payload,
+        }
+        self.echo("DRY RUN: nothing is rented.")
+        self.echo(json.dumps(shown, indent=2, default=str))
+        self.echo(f"--- onstart ({len(onstart)} of 4000 characters) ---")
+        self.echo(onstart)
+        self.echo(f"--- bootstrap it unpacks from VL_BOOT_* ({len(bootstrap)} characters) ---")
+        self.echo(bootstrap)
+        return LaunchResult(launch_id=launch_id, state="dry-run", dry_run=shown)
+
+    def _payload(self, launch_id: str, env: dict, onstart: str) -> dict:
+        res = self.cfg.resources
+        return {
+            "client_id": "me",
+            "image": res.image,
+            "env": env,
+            "disk": res.disk_gb,
+            "label": LABEL_PREFIX + launch_id,
+            "onstart": onstart,
+            "runtype": "ssh ssh_proxy",
+            "cancel_unavail": True,
+            "price": res.bid_price if res.interruptible else None,
+        }
+
+    def _rent(self, launch_id: str, ranked: list[RankedOffer], spec: OnstartSpec, onstart: str, bootstrap: str, boot_env: dict):
+        skip_machines: set = set()
+        tried = 0
+        for cand in ranked:
+            if tried >= self.opts.max_offers:
+                break
+            rates = billed_rates(cand.offer, self.cfg.resources)
+            offer = {**cand.offer, "dph_total": rates["dph_total"], "dph_base": rates["dph_base"]}  # as it will bill
+            if offer.get("machine_id") in skip_machines:
+                continue
+            tried += 1
+            deadline = offer_deadline(self.cfg, time.time(), offer)
+            env, found = self._instance_env(launch_id, spec.commit, offer, deadline)
+            assert_no_secrets(onstart + bootstrap, found)
+            if self.will_follow:
+                env.setdefault("VL_ACK_WAIT", str(ACK_WAIT_SECONDS))
+            self.ledger.event(
+                launch_id,
+                "creating",
+                {"offer_id": cand.id, "why": cand.reason, **rates},
+                offer_id=cand.id,
+                machine_id=offer.get("machine_id"),
+                gpu_name=offer.get("gpu_name"),
+                num_gpus=offer.get("num_gpus"),
+                deadline=deadline[0],
+                **rates,
+            )
+            self.say(
+                "create",
+                f"offer {cand.id} ({offer.get('gpu_name')} x{offer.get('num_gpus')}, ${rates['dph_total']:.3f}/h"
+                + (" bid" if self.cfg.resources.interruptible else "")
+                + f"): {cand.reason}",
+            )
+            try:
+                created = self.provider.create(cand.id, self._payload(launch_id, {**env, **boot_env}, onstart))
+            except OfferGone:
+                self.ledger.event(launch_id, "offer_gone", {"offer_id": cand.id})
+                self.say("create", f"offer {cand.id} is gone (rented by someone else); next offer")
+                continue
+            except CreateFailed as exc:
+                if exc.contract_id:
+                    self.ledger.event(
+                        launch_id, "created", {"error": str(exc), "instance_id": exc.contract_id}, instance_id=exc.contract_id
+                    )
+                    self.say("create", f"create errored but made instance {exc.contract_id}: destroying it")
+                    destroy_and_record(
+                        self.provider, self.ledger, launch_id, exc.contract_id, "create errored; destroyed", final=False
+                    )
+                else:
+                    self.ledger.event(launch_id, "create_failed", {"error": str(exc)})
+                    self.say("create", str(exc))
+                    # A create that timed out may still have made the instance: find it by its label.
+                    for row in instances_by_label(self.provider, launch_id):
+                        self.say("create", f"instance {row['id']} exists although create failed: destroying it")
+                        destroy_and_record(
+                            self.provider,
+                            self.ledger,
+                            launch_id,
+                            int(row["id"]),
+                            "create failed but made an instance; destroyed",
+                            final=False,
+                        )
+                continue
+            iid = created.instance_id
+            self.ledger.event(launch_id, "created", {"offer_id": cand.id, "instance_id": iid}, instance_id=iid)
+            if self._wait_running(launch_id, iid):
+                return iid, offer
+            skip_machines.add(offer.get("machine_id"))
+            destroy_and_record(self.provider, self.ledger, launch_id, iid, "did not reach running in time", final=False)
+        raise UserError(f"no instance could be started after trying {tried} offer(s): see `vast-launch status {launch_id}`")
+
+    def _clean_up_after_interrupt(self, launch_id: str) -> None:
+        """Interrupted before following: every instance this launch may have made is destroyed."""
+        row = self.ledger.get(launch_id)
+        ids = set(self.ledger.instance_ids(launch_id))
+        try:
+            ids |= {int(r["id"]) for r in instances_by_label(self.provider, launch_id)}
+            for iid in sorted(ids):
+                self.say("abort", f"interrupted: destroying instance {iid}")
+                destroy_and_record(self.provider, self.ledger, launch_id, iid, "interrupted during launch", final=False)
+        except ProviderError as exc:
+            self.echo(f"WARNING: could not destroy after the interrupt: {exc}; run `vast-launch reap`")
+            return
+        if row["state"] not in TERMINAL:
+            self.ledger.finish(launch_id, "aborted", "interrupted before an instance was running")
+
+    def _wait_running(self, launch_id: str, iid: int) -> bool:
+        limit = self.cfg.lifecycle.loading_timeout_minutes * 60
+        start = time.time()
+        seen, last_asked = None, start
+        while time.time() - start < limit:
+            asked = time.time()
+            row = self.provider.show(iid)
+            status = (row or {}).get("actual_status") or "provisioning"
+            if status != seen:
+                t, within = bracketed(last_asked, time.time())
+                self.ledger.event(
+                    launch_id, status if status != "provisioning" else "created", {"within_s": within}, set_state=True, t=t
+                )
+                self.say("instance", f"{iid} is {status}")
+                seen = status
+            last_asked = asked
+            if status == "running":
+                return True
+            if status in STOPPED_WITHOUT_TEARDOWN or row is None:
+                return False
+            time.sleep(min(self.opts.poll_seconds, 0.5))
+        self.say("instance", f"{iid} still {seen} after {limit:.0f} s")
+        return False
+
+
+def billed_rates(offer: dict, res) -> dict:
+    """What the instance will be billed per hour: the offer's on-demand GPU rate, or the bid for an
+    interruptible one; storage as the offer prices it for the requested disk."""
+    storage_dph = max(float(offer.get("dph_total") or 0) - float(offer.get("dph_base") or 0), 0.0)
+    gpu = float(res.bid_price) if res.interruptible and res.bid_price is not None else float(offer.get("dph_base") or 0)
+    return {"dph_total": round(gpu + storage_dph, 6), "dph_base": gpu, "storage_dph": storage_dph}
