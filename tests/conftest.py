@@ -95,6 +95,10 @@ def isolated_env(tmp_path, monkeypatch):
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    # One compute thread per training (the local cloud passes this on to its instances): with two test
+    # workers, torch's default of a thread per core spin-waits against the other worker. A tiny 3-stage
+    # training beside two busy loops took 61 s with the default, 12.8 s with one thread.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     # git identity for the tests' own commits, from a test-local global config: the user's is never
     # read (a commit.gpgsign there would break the suite) nor written
     gitconfig = tmp_path / "gitconfig"
@@ -228,6 +232,21 @@ def wait_for(pred, timeout=30.0, interval=0.1):
 
 def load_json(text: str):
     return json.loads(text)
+
+
+# The suite runs on every core (pytest-xdist, `-n auto` in pyproject): each test has its own temp dir,
+# ledger, local cloud and ports; the tests of one session-wide daemon (the SLURM cluster, the sshd) share
+# one worker, so each daemon is started once.
+SESSION_DAEMONS = {"slurm_cluster": "slurm", "sshd": "sshd"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, group in SESSION_DAEMONS.items():
+            if fixture in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(group))
+    # the longest tests first, so that no worker starts one when the others are done
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def require_system_part(what: str, missing: list[str]) -> None:

@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
+import pytest
 from conftest import PROJECT, run_cli
 
 from vast_launch.reports import collector
@@ -196,6 +197,7 @@ def test_the_time_bound_is_honoured_even_when_a_page_hangs():
     assert "partial" in got.notes[0]
 
 
+@pytest.mark.slow
 def test_offline_runs_written_by_ups_through_the_adapter(tmp_path):
     """Real wandb offline runs: a 2-GPU-visible operator stage and a stage that crashes."""
     config = str(PROJECT / "configs" / "burgers.yaml")

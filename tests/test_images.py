@@ -190,7 +190,7 @@ packages = ["vl_mini"]
 def test_local_runs_the_real_setup_into_the_instance_python_never_the_users(repo_factory):
     """--local runs `code.setup` as Vast would: into the image's Python (a virtualenv in the instance's own
     files that sees this host's packages, as a PyTorch image has torch), never into the launcher's env."""
-    use = "python3 -c 'import vl_mini, torch; print(\"vl_mini\", vl_mini.X, vl_mini.__file__)'"
+    use = 'python3 -c \'import os, vl_mini, torch; print("vl_mini", vl_mini.X, os.environ["OMP_NUM_THREADS"], vl_mini.__file__)\''
     setup = "pip install -q --no-build-isolation --no-deps ./mini"
     repo = repo_factory(stage_config([{"name": "use", "command": use}], code={"setup": setup}))
     (repo / "mini" / "vl_mini").mkdir(parents=True)
@@ -199,10 +199,11 @@ def test_local_runs_the_real_setup_into_the_instance_python_never_the_users(repo
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "a package the setup installs")
     git(repo, "push", "-q")
-    p = run_cli(["--local", "--auto-shutdown", "--config", "configs/test.yaml"], cwd=repo, timeout=1500)
+    # this machine's thread cap reaches the instances, which share its cores
+    p = run_cli(["--local", "--auto-shutdown", "--config", "configs/test.yaml"], cwd=repo, env={"OMP_NUM_THREADS": "3"}, timeout=1500)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     (line,) = [ln for ln in p.stdout.splitlines() if "vl_mini 42 " in ln]
-    assert "/.image-python/lib/" in line, line  # installed inside the instance
+    assert "vl_mini 42 3 " in line and "/.image-python/lib/" in line, line  # installed inside the instance
     mine = subprocess.run([sys.executable, "-c", "import vl_mini"], capture_output=True, text=True)
     assert mine.returncode != 0 and "No module named 'vl_mini'" in mine.stderr  # not into the launcher's env
     assert git(repo, "status", "--porcelain") == ""

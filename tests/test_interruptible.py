@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 
+import pytest
 from conftest import BIN, cloud_env, no_live_processes, stage_config
 from test_cost import invoice_total, stamped_within
 from test_lifecycle import read_until, start_cli, status_rows
@@ -68,6 +69,7 @@ def test_an_outbid_instance_pauses_resumes_where_it_was_and_costs_what_was_bille
     assert no_live_processes(cloud)
 
 
+@pytest.mark.slow
 def test_an_instance_outbid_until_its_deadline_is_destroyed_by_the_launcher(repo_factory, cloud, tmp_path):
     """Stopped, the in-instance watchdog cannot act: the following launcher keeps the hard deadline."""
     for oid in cloud.cloud.offers:

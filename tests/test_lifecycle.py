@@ -152,6 +152,7 @@ def test_group_sigterm_still_ends_in_a_destroyed_instance(repo_factory, cloud):
 
 
 # --- the ledger after the launcher died ----------------------------------------------------------
+@pytest.mark.slow
 def test_sigkilled_launcher_row_is_settled_by_status(repo_factory, tmp_path):
     from vast_launch.localcloud import LocalCloud
 
@@ -270,6 +271,7 @@ def test_ctrl_c_on_a_terminal_asks_and_detaching_leaves_the_teardown_armed(repo_
     assert inst.destroyed_by == "instance"
 
 
+@pytest.mark.slow
 def test_down_of_an_instance_already_gone_or_whose_destroy_is_lost(repo_factory, cloud):
     """`down` says what happened: an instance destroyed behind our back is 'already gone' (and the row
     follows); a destroy the cloud acknowledged but did not carry out is NOT destroyed, and the row stays open."""

@@ -11,6 +11,7 @@ from wandb_reader import find_runs, read_finished_run
 STAGES = ["operator", "diffusion_residual", "consistency_distill"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(4200)  # a safety limit: a loaded 2-core machine trains 10-25x slower
 def test_local_smoke_launch_end_to_end(repo_factory):
     repo = repo_factory()

@@ -6,6 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import git, run_cli, stage_config
 from wandb_reader import find_runs, read_finished_run
 
@@ -68,6 +69,7 @@ def stage_window(log: Path):
     return start, end
 
 
+@pytest.mark.slow
 def test_stages_chain_as_jobs_in_one_group_a_failure_cancels_the_rest_and_from_stage_resumes(repo_factory, slurm_env):
     """One pipeline, trained for real, walks every path: three jobs chained with afterok, stage 2 fails
     and cancels stage 3, `--from-stage` reruns 2 and 3 on stage 1's checkpoint in the same W&B group.
@@ -240,6 +242,7 @@ def forgotten_jobs(root: Path, lasts: list) -> list[dict]:
     return jobs
 
 
+@pytest.mark.slow
 def test_jobs_slurm_forgot_are_read_from_their_logs_and_a_dead_controller_ends_nothing(slurm_env, tmp_path):
     from slurm_cluster import free_port
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import PROJECT, wait_for
 
 CONFIG = str(PROJECT / "configs" / "burgers.yaml")
@@ -32,6 +33,7 @@ def ups_train(out, *args, env=None, timeout=1500):
     )
 
 
+@pytest.mark.slow
 def test_resume_after_kill_skips_finished_stage(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
@@ -79,6 +81,7 @@ def test_stage_without_predecessor_fails_clearly(tmp_path):
     assert "stage 'operator' has no checkpoint" in p.stderr
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_gloo_cpu(tmp_path):
     out = tmp_path / "run"
     p = ups_train(out, "--stage", "operator", "--nproc", "2", *TINY, timeout=1500)
@@ -89,6 +92,7 @@ def test_ddp_two_processes_gloo_cpu(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 30  # rank 0 logs alone: no duplicate steps
 
 
+@pytest.mark.slow
 def test_a_checkpoints_evaluation_does_not_depend_on_what_else_was_built_or_evaluated(tmp_path):
     """The refiner is evaluated after stage 2 and again after stage 3 (which also builds and evaluates the
     distilled model): the same checkpoint must report the same nRMSE."""

@@ -48,6 +48,7 @@ def ups_train(out, env, *args):
     )
 
 
+@pytest.mark.slow
 def test_three_stages_one_group_each_its_own_step_metric(tmp_path):
     p = ups_train(
         tmp_path,
@@ -137,6 +138,7 @@ def test_step_kwarg_drops_second_stage_but_context_keeps_it(tmp_path):
     assert ("training/b/*", "training/b/step") in fixed.metrics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "env",
     [

@@ -11,6 +11,8 @@ from pathlib import Path
 from .containers import MARKER_ENV
 from .instance import Instance
 
+THREAD_CAPS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
 
 def container_env(inst: Instance, public_url: str, bin_dir: str) -> dict:
     """The environment an instance's processes start with: as Vast sets it, with the image's commands on PATH."""
@@ -31,6 +33,9 @@ def container_env(inst: Instance, public_url: str, bin_dir: str) -> dict:
         "VASTAI_NO_UPDATE_CHECK": "1",
         "PYTHONUNBUFFERED": "1",
     }
+    # The instances share this machine's cores: a thread cap set for this machine applies to them too, as a
+    # CPU quota would (torch's OpenMP threads spin-wait, so 2-thread trainings on busy shared cores run 5x slower).
+    env.update({k: os.environ[k] for k in THREAD_CAPS if k in os.environ})
     env.update(inst.env)
     env[MARKER_ENV] = inst.marker
     return env
@@ -53,7 +58,15 @@ def image_python(inst: Instance, launcher_bin: str) -> Path:
     vastai = Path(launcher_bin) / "vastai"
     if inst.has_vastai_cli and vastai.exists():
         os.symlink(vastai, bin_dir / "vastai")
+    _owner_only(env_dir)
     return bin_dir
+
+
+def _owner_only(top: Path) -> None:
+    """venv writes its scripts 0644/0755 whatever the umask; the instance's files live in the owner-only state dir."""
+    for path in [top, *top.rglob("*")]:
+        if not path.is_symlink():
+            os.chmod(path, path.stat().st_mode & 0o700)
 
 
 def system_without_git(inst: Instance) -> Path:
