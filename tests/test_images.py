@@ -216,3 +216,27 @@ def test_local_runs_the_real_setup_into_the_instance_python_never_the_users(repo
     git(repo, "push", "-q")
     p = run_cli(["--local", "--auto-shutdown", "--config", "configs/test.yaml"], cwd=repo, timeout=1500)
     assert p.returncode != 0 and "failed in stage setup" in p.stdout + p.stderr, p.stdout[-3000:] + p.stderr[-2000:]
+
+
+def test_a_slim_python_image_has_only_what_the_setup_installs(repo_factory, cloud, tmp_path):
+    """An image whose Python lacks the project's dependencies (the `bare_python` fault: pip alone): the
+    stages see what `code.setup` installed into it, and nothing of this host's."""
+    check = "import importlib.util as u, vl_mini; print('vl_mini', vl_mini.X, [u.find_spec(m) is None for m in ('yaml', 'torch')])"
+    setup = "pip install -q --no-index wheels/*.whl"
+    repo = repo_factory(stage_config([{"name": "use", "command": f'python3 -c "{check}"'}], code={"setup": setup}))
+    (tmp_path / "mini" / "vl_mini").mkdir(parents=True)
+    (tmp_path / "mini" / "pyproject.toml").write_text(MINI_PYPROJECT)
+    (tmp_path / "mini" / "vl_mini" / "__init__.py").write_text("X = 42\n")
+    wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", repo / "wheels", tmp_path / "mini"]
+    subprocess.run(wheel, check=True, capture_output=True, timeout=600)  # a slim image has no setuptools to build with
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a wheel the setup installs")
+    git(repo, "push", "-q")
+    cloud.cloud.faults.update({"bare_python": True})
+
+    p = launch(repo, cloud)
+
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "vl_mini 42 [True, True]" in p.stdout, p.stdout[-3000:]  # installed; this host's yaml and torch unseen
+    assert only_instance(cloud).destroyed_by == "instance"
+    assert no_live_processes(cloud)

@@ -115,6 +115,7 @@ class Cloud:
             inst.workdir.mkdir(parents=True, exist_ok=True)
             inst.has_vastai_cli = not self.faults.no_vastai_cli
             inst.has_git = not self.faults.no_git
+            inst.has_host_packages = not self.faults.bare_python
             inst.set_state("loading")
             self.instances[iid] = inst
             loading_forever = self.faults.loading_forever

@@ -25,6 +25,8 @@ class Faults:
     no_vastai_cli: bool = False
     # instances created from now on get an image without git (and without a package manager to add it)
     no_git: bool = False
+    # instances created from now on get a slim Python image: pip, and none of this host's packages
+    bare_python: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take_rate_limit(self, path: str) -> bool:
@@ -52,7 +54,7 @@ class Faults:
                     self.vanish_on_create.update(int(v) for v in value)
                 elif key in ("create_error_but_creates", "destroy_failures", "destroy_failure_status", "destroy_ignored"):
                     setattr(self, key, int(value))
-                elif key in ("loading_forever", "no_vastai_cli", "no_git"):
+                elif key in ("loading_forever", "no_vastai_cli", "no_git", "bare_python"):
                     setattr(self, key, bool(value))
                 else:
                     raise KeyError(key)

@@ -3,6 +3,7 @@ without the `vastai` CLI), and a slim image's system commands (without git)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import venv
@@ -43,15 +44,19 @@ def container_env(inst: Instance, public_url: str, bin_dir: str) -> dict:
 
 def image_python(inst: Instance, launcher_bin: str) -> Path:
     """The image's Python, in the container's own files: `python`, `python3` and `pip` of a virtualenv
-    that sees this host's packages (as a PyTorch image has torch), so `code.setup` installs into the
-    container and never into the launcher's environment; `vastai` unless the image lacks it."""
+    that sees this host's packages (as a PyTorch image has torch), or only pip (a slim Python image), so
+    `code.setup` installs into the container and never into the launcher's environment; `vastai` unless
+    the image lacks it."""
     env_dir = inst.workdir / ".image-python"
     bin_dir = env_dir / "bin"
     if (bin_dir / "python3").exists():
         return bin_dir
     venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
-    host = [p for p in sys.path if os.path.isdir(p) and os.path.basename(p) in ("site-packages", "dist-packages")]
-    (next((env_dir / "lib").glob("python*")) / "site-packages" / "host-packages.pth").write_text("\n".join(host) + "\n")
+    if inst.has_host_packages:
+        seen = [p for p in sys.path if os.path.isdir(p) and os.path.basename(p) in ("site-packages", "dist-packages")]
+    else:
+        seen = [str(_pip_alone(env_dir))]
+    (next((env_dir / "lib").glob("python*")) / "site-packages" / "host-packages.pth").write_text("\n".join(seen) + "\n")
     for name in ("pip", "pip3"):
         (bin_dir / name).write_text('#!/bin/sh\nexec "$(dirname "$0")/python" -m pip "$@"\n')
         os.chmod(bin_dir / name, 0o755)
@@ -60,6 +65,16 @@ def image_python(inst: Instance, launcher_bin: str) -> Path:
         os.symlink(vastai, bin_dir / "vastai")
     _owner_only(env_dir)
     return bin_dir
+
+
+def _pip_alone(env_dir: Path) -> Path:
+    """A directory holding this host's pip and nothing else (pip vendors what it needs)."""
+    d = env_dir / "pip-alone"
+    d.mkdir()
+    spec = importlib.util.find_spec("pip")
+    if spec and spec.origin:
+        os.symlink(Path(spec.origin).parent, d / "pip")
+    return d
 
 
 def _owner_only(top: Path) -> None:

@@ -38,6 +38,7 @@ class Instance:
     starts: int = 0
     has_vastai_cli: bool = True
     has_git: bool = True
+    has_host_packages: bool = True
     loading_timer: Optional[threading.Timer] = None
     ssh_port: Optional[int] = None
     # Every process of this container carries it in its environment: a process that made its own
