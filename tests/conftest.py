@@ -75,6 +75,11 @@ def no_leaked_processes(tmp_path):
     if left:
         end_processes(left)
         pytest.fail("processes outlived the test (ended now):\n" + "\n".join(f"  {p} {c}" for p, c in left))
+    # nor a file in this machine's /tmp (on Vast, the container's /tmp goes with it)
+    files = [f for f in Path("/tmp").glob("vl-*.dir") if f.is_file() and f.read_text().startswith(f"{tmp_path}/")]
+    for f in files:
+        f.unlink()
+    assert not files, f"files in /tmp outlived the test (removed now): {files}"
 
 
 @pytest.fixture(autouse=True)

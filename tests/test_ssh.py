@@ -26,6 +26,11 @@ def test_ssh_runs_a_command_on_the_instance_and_returns_its_status(repo_factory,
     assert "via-ssh" in p.stdout and str(inst.workdir) in p.stdout
     p = run_cli(["ssh", "-i", str(sshd.key_file), str(inst.id), "exit", "3"], cwd=repo, env=env)
     assert p.returncode == 3
+    # all of a long output, to its last line: the exit status can arrive before the last data
+    for _ in range(3):
+        p = run_cli(["ssh", "-i", str(sshd.key_file), str(inst.id), "seq 1 200000; echo end >&2; echo done"], cwd=repo, env=env)
+        assert p.returncode == 0 and p.stderr == "end\n", p.stderr
+        assert p.stdout == "".join(f"{i}\n" for i in range(1, 200001)) + "done\n", p.stdout[-200:]
     next(inst.workdir.glob("vl-*")).joinpath("go").touch()
     assert wait_for(lambda: inst.status == "destroyed", 30)
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from .containers import kill_container
+from .containers import kill_container, remove_tmp_files
 from .faults import Faults
 from .image import container_env
 from .instance import Instance
@@ -184,6 +184,7 @@ class Cloud:
         if answer is not None:
             answer()
         kill_container(inst.marker, proc, grace=0)
+        remove_tmp_files(inst.workdir)
         return True
 
     def stop(self, iid: int, grace: float = 2.0) -> None:

@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Optional
 
 MARKER_ENV = "LOCALCLOUD_CONTAINER"
+HOST_TMP = Path("/tmp")
 
 
 def _alive(pid: int) -> bool:
@@ -66,3 +68,14 @@ def kill_container(marker: str, proc: Optional[subprocess.Popen], grace: float) 
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+
+
+def remove_tmp_files(workdir: Path) -> None:
+    """On Vast a container's /tmp goes with it. Here the instances share this machine's /tmp, so what the
+    bootstrap left there for this instance (`vl-<launch>.dir`, naming a dir in its files) goes at destroy."""
+    for f in HOST_TMP.glob("vl-*.dir"):
+        try:
+            if f.is_file() and not f.is_symlink() and f.read_text().strip().startswith(f"{workdir}/"):
+                f.unlink()
+        except OSError:
+            continue

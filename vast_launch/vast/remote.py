@@ -19,6 +19,7 @@ from typing import Callable, Optional
 from ..errors import UserError
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+EOF_GRACE_S = 5.0
 
 
 def endpoint(row: Optional[dict]) -> Optional[tuple[str, int]]:
@@ -91,6 +92,7 @@ class Session:
         chan = self.client.get_transport().open_session()
         chan.exec_command(command)
         last_check = time.time()
+        status_at = None
         while True:
             if chan.recv_ready():
                 out(chan.recv(65536))
@@ -98,8 +100,12 @@ class Session:
             if chan.recv_stderr_ready():
                 err(chan.recv_stderr(65536))
                 continue
-            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                return chan.recv_exit_status()
+            if chan.exit_status_ready():
+                # sshd may send the exit status before the last of the output: read on to the end of
+                # the output (EOF), unless something the command left running holds it open
+                status_at = status_at or time.time()
+                if chan.eof_received or chan.closed or time.time() - status_at > EOF_GRACE_S:
+                    return chan.recv_exit_status()
             if stop is not None and time.time() - last_check >= 2.0:
                 last_check = time.time()
                 if stop():
