@@ -97,20 +97,7 @@ def _modules():
 def test_no_import_cycles_at_module_level():
     modules = dict(_modules())
     graph = {m: {i for i in _package_imports(p, m, True) if i in modules and i != m} for m, p in modules.items()}
-    state = {}
-
-    def visit(m, stack):
-        state[m] = "open"
-        for n in sorted(graph[m]):
-            if state.get(n) == "open":
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n) :] + [n]))
-            if n not in state:
-                visit(n, stack + [n])
-        state[m] = "done"
-
-    for m in sorted(graph):
-        if m not in state:
-            visit(m, [m])
+    _assert_acyclic(graph)
 
 
 def test_the_local_cloud_imports_nothing_from_the_launcher():
@@ -136,20 +123,7 @@ def test_no_import_cycles_even_inside_functions():
         for m, p in modules.items()
         if not _under(m, "vast_launch.commands") and m != "vast_launch.cli"
     }
-    state = {}
-
-    def visit(m, stack):
-        state[m] = "open"
-        for n in sorted(graph.get(m, ())):
-            if state.get(n) == "open":
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n) :] + [n]))
-            if n not in state:
-                visit(n, stack + [n])
-        state[m] = "done"
-
-    for m in sorted(graph):
-        if m not in state:
-            visit(m, [m])
+    _assert_acyclic(graph)
 
 
 def test_backends_do_not_import_each_other_and_the_core_imports_none():
@@ -169,3 +143,21 @@ def test_no_module_over_400_lines():
         str(p.relative_to(PROJECT)): n for p in (PROJECT / "vast_launch").rglob("*.py") if (n := len(p.read_text().splitlines())) > 400
     }
     assert not long, f"split these: {long}"
+
+
+def _assert_acyclic(graph: dict) -> None:
+    """Depth-first search of an import graph; an edge back to a module still open is a cycle."""
+    state = {}
+
+    def visit(m, stack):
+        state[m] = "open"
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n) :] + [n]))
+            if n not in state:
+                visit(n, stack + [n])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])

@@ -22,10 +22,14 @@ TINY = [
 ]
 
 
+def train_argv(out, *args):
+    return [sys.executable, "-m", "ups.train", "--config", CONFIG, "--profile", "smoke", "--out", str(out), *args]
+
+
 def ups_train(out, *args, env=None, timeout=1500):
     e = {**os.environ, "WANDB_MODE": "disabled", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "ups.train", "--config", CONFIG, "--profile", "smoke", "--out", str(out), *args],
+        train_argv(out, *args),
         capture_output=True,
         text=True,
         env=e,
@@ -37,23 +41,7 @@ def ups_train(out, *args, env=None, timeout=1500):
 def test_resume_after_kill_skips_finished_stage(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ups.train",
-            "--config",
-            CONFIG,
-            "--profile",
-            "smoke",
-            "--out",
-            str(out),
-            "--stage",
-            "all",
-            "--set",
-            "operator.iters=30",
-            "--set",
-            "diffusion_residual.iters=100000",
-        ],
+        train_argv(out, "--stage", "all", "--set", "operator.iters=30", "--set", "diffusion_residual.iters=100000"),
         env=dict(os.environ, WANDB_MODE="disabled"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

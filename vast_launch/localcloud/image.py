@@ -59,7 +59,7 @@ def image_python(inst: Instance, launcher_bin: str) -> Path:
     (next((env_dir / "lib").glob("python*")) / "site-packages" / "host-packages.pth").write_text("\n".join(seen) + "\n")
     for name in ("pip", "pip3"):
         (bin_dir / name).write_text('#!/bin/sh\nexec "$(dirname "$0")/python" -m pip "$@"\n')
-        os.chmod(bin_dir / name, 0o755)
+        os.chmod(bin_dir / name, 0o700)
     vastai = Path(launcher_bin) / "vastai"
     if inst.has_vastai_cli and vastai.exists():
         os.symlink(vastai, bin_dir / "vastai")
