@@ -124,6 +124,7 @@ FLAGS = [
     (["down"], 1, "name launch ids, or pass --all --yes"),
     (["down", "--all"], 1, "--all destroys every active launch: add --yes"),
     (["init", "--out", "."], 2, "is a directory"),
+    (["local-cloud", "serve", "--rentals-per-offer", "0"], 1, "--rentals-per-offer: must be >= 1"),
     (["init", "--out", "configs/test.yaml"], 1, "exists: pass --force to overwrite it"),
 ]
 

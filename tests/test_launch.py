@@ -104,6 +104,29 @@ def test_vanished_offer_moves_to_next(repo_factory, cloud):
     assert inst.offer["id"] == 1002
 
 
+def test_an_offer_someone_rented_is_not_tried_and_comes_back_when_their_instance_ends(repo_factory, cloud):
+    import requests
+
+    repo = repo_factory(stage_config(ECHO_STAGES))
+    cloud.cloud.set_offer(1001, slots=1)
+    theirs = requests.put(
+        f"{cloud.url}/api/v0/asks/1001/",
+        json={"image": "someone-else", "disk": 10, "onstart": "sleep 600"},
+        headers={"Authorization": f"Bearer {cloud.api_key}"},
+        timeout=30,
+    ).json()["new_contract"]
+    p = launch(repo, cloud)
+    assert p.returncode == 0, p.stderr
+    assert [e["path"] for e in creates(cloud)] == ["/api/v0/asks/1001/", "/api/v0/asks/1002/"]  # no failed try
+    assert "is gone" not in p.stdout
+
+    cloud.cloud.destroy(theirs, by="account")
+    p = launch(repo, cloud)
+    assert p.returncode == 0, p.stderr
+    assert creates(cloud)[-1]["path"] == "/api/v0/asks/1001/"
+    assert all(i.status == "destroyed" for i in cloud.cloud.instances.values())
+
+
 def test_429_bursts_are_retried(repo_factory, cloud):
     repo = repo_factory(stage_config(ECHO_STAGES))
     cloud.cloud.faults.update({"rate_limit": {"/api/v0/bundles": 3, "/api/v0/asks/": 2}})

@@ -4,7 +4,10 @@ import json
 import os
 import subprocess
 
+import pytest
 from conftest import BIN, wait_for
+
+pytestmark = pytest.mark.conformance
 
 
 def vastai(lc, *args):
@@ -96,12 +99,11 @@ def test_v1_list_paginates_and_old_list_is_gone(cloud):
 
 
 def test_v1_pages_in_both_orders_and_survive_a_destroy_between_pages(cloud):
-    ids = [
-        json.loads(
-            vastai(cloud, "create", "instance", "1001", "--image", "i", "--disk", "10", "--onstart-cmd", "sleep 60", "--raw").stdout
-        )["new_contract"]
-        for _ in range(5)
-    ]
+    def create(offer):
+        args = ("create", "instance", str(offer), "--image", "i", "--disk", "10", "--onstart-cmd", "sleep 60", "--raw")
+        return json.loads(vastai(cloud, *args).stdout)["new_contract"]
+
+    ids = [create(1001 + i % 2) for i in range(5)]  # on both offers: each hosts 4 rentals at once
     for direction, expected in (("asc", ids), ("desc", ids[::-1])):
         # the CLI itself follows next_token page by page (25 a page at most; --limit 2 here)
         got = json.loads(vastai(cloud, "show", "instances", "--raw", "--order-by", f"id {direction}", "--limit", "2", "--all").stdout)
@@ -278,3 +280,35 @@ def test_the_args_run_type_runs_its_args_and_exits_with_them(cloud):
     assert wait_for(lambda: inst.status == "exited", 120), inst.status
     assert "hello-42" in inst.log_path.read_text() and inst.starts == 1
     vastai(cloud, "destroy", "instance", str(inst.id), "-y")
+
+
+def test_a_full_offer_leaves_search_until_an_instance_on_it_is_destroyed(cloud):
+    """On Vast a rented machine's offer is gone from search, and a create on it answers no_such_ask,
+    until the rental ends (here: each offer hosts `slots` rentals)."""
+    cloud.cloud.set_offer(1001, slots=2)
+
+    def listed():
+        return [o["id"] for o in json.loads(vastai(cloud, "search", "offers", "--raw").stdout)]
+
+    def create(offer):
+        return vastai(cloud, "create", "instance", str(offer), "--image", "i", "--disk", "10", "--onstart-cmd", "sleep 60", "--raw")
+
+    first, second = (json.loads(create(1001).stdout)["new_contract"] for _ in range(2))
+    assert listed() == [1002]
+    env = dict(os.environ, VAST_URL=cloud.url, VAST_API_KEY=cloud.api_key, VASTAI_NO_UPDATE_CHECK="1")
+    refused = subprocess.run(
+        [str(BIN / "vastai"), "create", "instance", "1001", "--image", "i", "--disk", "10", "--raw"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "no longer available" in refused.stdout + refused.stderr
+    assert len(cloud.cloud.instances) == 2
+
+    vastai(cloud, "destroy", "instance", str(first), "-y")
+    assert sorted(listed()) == [1001, 1002]
+    third = json.loads(create(1001).stdout)["new_contract"]
+    assert cloud.cloud.instances[third].offer["id"] == 1001 and listed() == [1002]
+    for iid in (second, third):
+        vastai(cloud, "destroy", "instance", str(iid), "-y")

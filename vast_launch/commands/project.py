@@ -78,7 +78,13 @@ def local_cloud():
 @click.option("--port", default=0, show_default=True, help="0 picks a free port")
 @click.option("--price", default=0.0, show_default=True, help="$/h of each offer")
 @click.option("--root", default=None, help="where instances run (default: a temp dir)")
-def serve(port, price, root):
+@click.option(
+    "--rentals-per-offer",
+    default=4,
+    show_default=True,
+    help="instances one offer hosts at once; a full offer leaves search until one is destroyed",
+)
+def serve(port, price, root, rentals_per_offer):
     """Run the local cloud in the foreground; point the vastai CLI at it with VAST_URL.
 
     The account key is written to a file (mode 0600), never printed.
@@ -93,8 +99,10 @@ def serve(port, price, root):
 
     if price < 0:
         _fail(f"--price: must be >= 0 (got {price})")
+    if rentals_per_offer < 1:
+        _fail(f"--rentals-per-offer: must be >= 1 (got {rentals_per_offer})")
     try:
-        lc = LocalCloud(root=root, port=port, price_dph=price)
+        lc = LocalCloud(root=root, port=port, price_dph=price, rentals_per_offer=rentals_per_offer)
     except OSError as exc:
         _fail(f"local cloud: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
     keyfile = private_dir(default_home()) / "localcloud_api_key"

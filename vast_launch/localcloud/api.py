@@ -41,7 +41,7 @@ class VastApi(Plumbing):
         cloud = self.server.cloud
         storage = float(q.get("allocated_storage") or 5.0)
         with cloud.lock:
-            rows = [priced_offer(o, storage) for o in cloud.offers.values()]
+            rows = [priced_offer(o, storage) for oid, o in cloud.offers.items() if cloud.rentable(oid)]
         rows = sort_rows([r for r in rows if matches(r, q)], q.get("order"))
         return rows[: int(q["limit"])] if q.get("limit") else rows
 
@@ -70,15 +70,18 @@ class VastApi(Plumbing):
                 # Rented by someone else between search and create: it leaves search, as on Vast.
                 cloud.faults.vanish_on_create.discard(oid)
                 cloud.offers[oid]["rented"] = True
-            exists = oid in cloud.offers and not cloud.offers[oid].get("rented")
-        if not exists:
-            self._send(404, {"success": False, "error": "no_such_ask", "msg": f"Instance type {oid} is no longer available."})
+        gone = {"success": False, "error": "no_such_ask", "msg": f"Instance type {oid} is no longer available."}
+        if not cloud.rentable(oid):
+            self._send(404, gone)
             return
         problem = _validate_create(body)
         if problem:
             self._send(400, {"success": False, "error": "invalid_args", "msg": problem})
             return
-        inst = cloud.create(oid, body)
+        inst = cloud.rent(oid, body)
+        if inst is None:  # the last place went to another create meanwhile
+            self._send(404, gone)
+            return
         if cloud.faults.take("create_error_but_creates"):
             self._send(500, {"success": False, "error": "internal_error", "msg": "create timed out", "new_contract": inst.id})
             return

@@ -34,6 +34,7 @@ class Cloud:
         public_url: str = "",
         bin_dir: Optional[str] = None,
         ssh_port: Optional[int] = None,
+        rentals_per_offer: int = 4,
     ):
         self.root = Path(root)
         # An sshd on this machine that reaches the instances' files (tests start one on loopback).
@@ -41,6 +42,9 @@ class Cloud:
         self.root.mkdir(parents=True, exist_ok=True)
         self.account_key = account_key
         self.offers = {o["id"]: dict(o) for o in (offers if offers is not None else default_offers())}
+        # Each offer stands for a machine that hosts this many rentals at once (as a 4-GPU machine hosts
+        # four 1-GPU rentals). A full machine's offer leaves search until one of them is destroyed.
+        self.slots = {oid: rentals_per_offer for oid in self.offers}
         self.loading_seconds = loading_seconds
         self.public_url = public_url
         self.bin_dir = bin_dir or os.path.dirname(sys.executable)
@@ -86,8 +90,26 @@ class Cloud:
     # --- offers -----------------------------------------------------------------------------
     def set_offer(self, offer_id: int, **fields) -> dict:
         with self.lock:
+            if "slots" in fields:
+                self.slots[offer_id] = int(fields.pop("slots"))
             self.offers[offer_id].update(fields)
             return dict(self.offers[offer_id])
+
+    def rentable(self, offer_id: int) -> bool:
+        """Still offered: not taken away, and its machine has room. Every instance not yet destroyed
+        holds its place, stopped ones included."""
+        with self.lock:
+            offer = self.offers.get(offer_id)
+            if offer is None or offer.get("rented"):
+                return False
+            held = sum(1 for i in self.instances.values() if i.offer["id"] == offer_id and i.status != "destroyed")
+            return held < self.slots.get(offer_id, 1)
+
+    def rent(self, offer_id: int, body: dict) -> Optional[Instance]:
+        """Create on an offer if it is still there, in one step, so two creates cannot both take the
+        last place."""
+        with self.lock:
+            return self.create(offer_id, body) if self.rentable(offer_id) else None
 
     # --- instances --------------------------------------------------------------------------
     def create(self, offer_id: int, body: dict) -> Instance:

@@ -67,7 +67,9 @@ class Plumbing(BaseHTTPRequestHandler):
         path, query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
         auth = self.headers.get("Authorization", "")
         # Bearer header (SDK and CLI 1.x); older clients send ?api_key= instead.
-        key = auth[7:] if auth.startswith("Bearer ") else query.pop("api_key", None)
+        query_key = query.pop("api_key", None)
+        key = auth[7:] if auth.startswith("Bearer ") else query_key
+        how = "bearer" if auth.startswith("Bearer ") else "api_key query" if query_key else "none"
         who = cloud.who(key)
         self._status = 0
         try:
@@ -99,7 +101,7 @@ class Plumbing(BaseHTTPRequestHandler):
                     return
             self._send(404, {"error": "not_found", "msg": f"no route {method} {path}"})
         finally:
-            cloud.record(method=method, path=path, status=self._status, who=who or "anonymous")
+            cloud.record(method=method, path=path, status=self._status, who=who or "anonymous", auth=how)
 
     def _call(self, fn, who, query, groups) -> None:
         """A bad parameter is the client's error: 400 with a JSON body, never a dropped connection."""

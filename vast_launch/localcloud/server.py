@@ -29,6 +29,7 @@ class LocalCloud:
         price_dph: float = 0.0,
         loading_seconds: float = 0.3,
         ssh_port: Optional[int] = None,
+        rentals_per_offer: int = 4,
     ):
         self._tmp = None
         if root is None:
@@ -44,6 +45,7 @@ class LocalCloud:
             loading_seconds=loading_seconds,
             public_url=self.url,
             ssh_port=ssh_port,
+            rentals_per_offer=rentals_per_offer,
         )
         self.httpd.cloud = self.cloud
         self.httpd.routes = [(v, re.compile(p), fn, needs) for v, p, fn, needs in ROUTES]
