@@ -77,7 +77,7 @@ def test_a_client_generation_walks_the_api(generation, request, tmp_path):
 
     invoices = seen["invoices"]["invoices"] if isinstance(seen["invoices"], dict) else seen["invoices"]
     billed = {(row["instance_id"], row["charge_kind"]) for row in invoices if row["amount"] > 0}
-    assert {(ssh.id, "gpu"), (args.id, "gpu")} <= billed
+    assert {(ssh.id, "gpu"), (ssh.id, "storage"), (args.id, "gpu"), (args.id, "storage")} <= billed
     assert all(row["rate"] == 3.6 for row in invoices if row["charge_kind"] == "gpu")
 
     expected = "bearer" if generation == "installed vastai" else "api_key query"

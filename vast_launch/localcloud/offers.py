@@ -8,6 +8,7 @@ import shutil
 import time
 
 HOURS_PER_MONTH = 30 * 24
+STORAGE_COST_WHEN_PRICED = 0.15
 
 
 def default_offers(price_dph: float = 0.0, count: int = 2) -> list[dict]:
@@ -34,7 +35,8 @@ def default_offers(price_dph: float = 0.0, count: int = 2) -> list[dict]:
                 "cpu_ram": mem_mb,
                 "disk_space": round(disk_gb, 1),
                 "dph_base": float(price_dph),
-                "storage_cost": 0.0,
+                # $/GB/month, a typical Vast host's; a free local cloud charges nothing
+                "storage_cost": STORAGE_COST_WHEN_PRICED if price_dph > 0 else 0.0,
                 "inet_up_cost": 0.0,
                 "inet_down_cost": 0.0,
                 "min_bid": float(price_dph) / 2,
