@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from ups.data.burgers import DataSpec, ETDRK4Burgers, cole_hopf, grid, load_or_generate
+from ups.data.burgers import DataSpec, ETDRK4Burgers, cole_hopf, grid, load_or_generate, pdebench_initial_conditions
+from ups.data.finite_volume import FiniteVolumeBurgers
 from ups.profile import Data
 
 
@@ -22,15 +23,101 @@ def test_etdrk4_matches_cole_hopf_exact_solution():
     assert traj[0].abs().max() > 0.2  # not a trivially small solution
 
 
-def sine_exact(x: torch.Tensor, t: float, nu: float, dy: float = 1e-3, half_width: float = 8.0) -> torch.Tensor:
-    """u0 = sin(2 pi x) at time t, exactly: the Cole-Hopf integral over the heat kernel on the real line,
-    u = int (x - y)/t K dy / int K dy, K = exp(-(x - y)^2 / (4 nu t) - (1 - cos 2 pi y) / (4 pi nu)),
+def sine_exact(
+    x: torch.Tensor, t: float, nu: float, dy: float = 1e-3, half_width: float = 8.0, amplitude: float = 1.0
+) -> torch.Tensor:
+    """u0 = A sin(2 pi x) at time t, exactly: the Cole-Hopf integral over the heat kernel on the real line,
+    u = int (x - y)/t K dy / int K dy, K = exp(-(x - y)^2 / (4 nu t) - A (1 - cos 2 pi y) / (4 pi nu)),
     summed in log space (K spans hundreds of orders of magnitude at small nu)."""
     s = math.sqrt(4 * nu * t)
     offs = torch.arange(-half_width * s, half_width * s, dy, dtype=torch.float64)
     y = x[:, None] + offs[None, :]
-    log_k = -(offs**2) / (4 * nu * t) - (1 - torch.cos(2 * math.pi * y)) / (4 * math.pi * nu)
+    log_k = -(offs**2) / (4 * nu * t) - amplitude * (1 - torch.cos(2 * math.pi * y)) / (4 * math.pi * nu)
     return (torch.softmax(log_k, dim=1) * (-offs / t)).sum(1)
+
+
+# The classic steep-front case: u0 = -sin(pi x) on [-1, 1], nu = 0.01/pi. On the unit interval (x = 2 xi - 1,
+# u = 2 w) it is w0 = sin(2 pi xi) / 2 with diffusion nu / 4, and slopes are the same in both variables.
+BASDEVANT_DIFFUSION = 0.01 / (4 * math.pi)
+BASDEVANT_MAX_SLOPE = 152.00516  # Basdevant et al. (1986): the largest |du/dx|, reached at t = 1.6037/pi
+BASDEVANT_PEAK_TIME = 1.6037 / math.pi
+
+
+def _sine_cell_averages(nx: int, amplitude: float) -> torch.Tensor:
+    edges = torch.arange(nx + 1, dtype=torch.float64) / nx
+    return -amplitude * (torch.cos(2 * math.pi * edges[1:]) - torch.cos(2 * math.pi * edges[:-1])) * nx / (2 * math.pi)
+
+
+def test_the_solvers_reach_basdevants_maximum_slope():
+    """Both solvers at the grids the profiles use for their references: the finite-volume one (pdebench
+    profiles, 1,024 cells) and the spectral one (full profile, 512 points; 1,024 shown as well). At 256
+    spectral points the front is under-resolved and the slope falls short (measured 127), as said."""
+    fv = FiniteVolumeBurgers(1024, BASDEVANT_DIFFUSION).advance(_sine_cell_averages(1024, 0.5)[None], BASDEVANT_PEAK_TIME)[0]
+    fv_slope = ((torch.roll(fv, -1) - fv) * 1024).abs().max().item()
+    slopes = {}
+    for nx in (256, 512, 1024):
+        x = grid(nx)
+        u = ETDRK4Burgers(nx, BASDEVANT_DIFFUSION, BASDEVANT_PEAK_TIME / 2000).solve(
+            (0.5 * torch.sin(2 * math.pi * x))[None], BASDEVANT_PEAK_TIME, 1
+        )[0, -1]
+        k = torch.fft.rfftfreq(nx, d=1.0 / nx)
+        slopes[nx] = torch.fft.irfft(2j * math.pi * k * torch.fft.rfft(u), n=nx).abs().max().item()
+    print(f"max slope: finite volume 1024 {fv_slope:.4f}, spectral {slopes}; published {BASDEVANT_MAX_SLOPE}")
+    assert abs(fv_slope / BASDEVANT_MAX_SLOPE - 1) < 1e-4  # measured 151.9963
+    assert abs(slopes[1024] / BASDEVANT_MAX_SLOPE - 1) < 3e-4  # measured 151.9809
+    assert abs(slopes[512] / BASDEVANT_MAX_SLOPE - 1) < 0.02  # measured 149.08
+    assert slopes[256] < 0.9 * BASDEVANT_MAX_SLOPE
+
+
+def test_finite_volume_follows_the_steep_front_exactly():
+    """The steep case against its exact solution, as cell averages (8 exact points per cell), on the
+    pdebench profiles' 1,024 cells, through the front's formation and its steepest point to t = 2/pi."""
+    nx = 1024
+    traj = FiniteVolumeBurgers(nx, BASDEVANT_DIFFUSION).solve(_sine_cell_averages(nx, 0.5)[None], 0.4 / math.pi, 5)[0]
+    sub = (torch.arange(nx * 8, dtype=torch.float64) + 0.5) / (nx * 8)
+    errors = []
+    for i in range(1, 6):
+        exact = sine_exact(sub, 0.4 * i / math.pi, BASDEVANT_DIFFUSION, dy=2.5e-4, amplitude=0.5).reshape(nx, 8).mean(-1)
+        errors.append(((traj[i] - exact).norm() / exact.norm()).item())
+    print("relative L2 error at t = 0.4/pi ... 2/pi:", [f"{e:.1e}" for e in errors])
+    assert max(errors) < 1e-3  # measured 4.2e-4 at t = 1.6/pi
+    assert errors[0] < 1e-5  # before the front forms: measured 1.6e-6
+
+
+def test_pdebench_initial_states_have_its_features():
+    u = pdebench_initial_conditions(4000, 128, seed=3)
+    assert torch.equal(u, pdebench_initial_conditions(4000, 128, seed=3))
+    assert not torch.equal(u, pdebench_initial_conditions(4000, 128, seed=4))
+    offsets = u.mean(-1).abs()
+    assert (offsets > 0.1).double().mean() > 0.5  # the undrawn wavenumbers' constant terms
+    assert u.abs().max() < 4.0 and u.abs().amax(-1).min() > 0
+    assert 0.4 < (u.mean(-1) > 0).double().mean() < 0.6  # the random sign flip
+
+    def one_signed(v):
+        return ((v >= -1e-12).all(-1) | (v <= 1e-12).all(-1)).double().mean().item()
+
+    always_abs = pdebench_initial_conditions(4000, 128, seed=3, p_abs=1.0)
+    assert one_signed(always_abs) == 1.0 and one_signed(u) < 0.5
+    windowed = pdebench_initial_conditions(4000, 128, seed=3, p_window=1.0)
+    edges = torch.cat([windowed[:, :5], windowed[:, -5:]], dim=1)  # 6 widths outside [0.1, 0.9]: the window is ~0
+    assert edges.abs().max() < 1e-3 < u[:, :5].abs().max()
+
+
+def test_a_pdebench_dataset_has_three_splits_from_its_solver():
+    spec = DataSpec(**{**Data().model_dump(), "convention": "pdebench", "nx": 32, "solver_nx": 128, "n_train": 3})
+    spec = DataSpec(**{**spec.__dict__, "n_val": 2, "n_test": 2, "n_steps": 4, "nu": 0.01})
+    data = generate_once(spec)
+    assert [tuple(data[k].shape) for k in ("train", "val", "test")] == [(3, 5, 32), (2, 5, 32), (2, 5, 32)]
+    u0 = pdebench_initial_conditions(7, 128, spec.seed)
+    direct = FiniteVolumeBurgers(128, 0.01 / math.pi).solve(u0, spec.dt, spec.n_steps)
+    cells = direct.reshape(7, 5, 32, 4).mean(-1).float()
+    assert torch.allclose(torch.cat([data["train"], data["val"], data["test"]]), cells, atol=1e-6)
+
+
+def generate_once(spec):
+    from ups.data.burgers import generate
+
+    return generate(spec)
 
 
 def test_etdrk4_converges_to_the_exact_solution_through_a_shock():
@@ -51,7 +138,7 @@ def test_etdrk4_converges_to_the_exact_solution_through_a_shock():
 
 
 def test_dataset_cached_by_parameter_hash(tmp_path):
-    spec = DataSpec(**{**Data().model_dump(), "nx": 32, "solver_nx": 64, "n_train": 4, "n_test": 2, "n_steps": 3})
+    spec = DataSpec(**{**Data().model_dump(), "nx": 32, "solver_nx": 64, "n_train": 4, "n_val": 1, "n_test": 2, "n_steps": 3})
     first, cached1 = load_or_generate(spec, cache=tmp_path)
     second, cached2 = load_or_generate(spec, cache=tmp_path)
     assert (cached1, cached2) == (False, True)

@@ -83,13 +83,38 @@ def test_ddp_two_processes_gloo_cpu(tmp_path):
 @pytest.mark.slow
 def test_a_checkpoints_evaluation_does_not_depend_on_what_else_was_built_or_evaluated(tmp_path):
     """The refiner is evaluated after stage 2 and again after stage 3 (which also builds and evaluates the
-    distilled model): the same checkpoint must report the same nRMSE."""
+    distilled model): the same checkpoint must report the same nRMSE. With the MSE ablation and two
+    sampling seeds, every baseline and method lands in both splits' files, with its statistics."""
     out = tmp_path / "run"
+    extra = ["--set", "diffusion_residual.mse_iters=20", "--set", "eval.seeds=2"]
     for stage in ("operator", "diffusion_residual"):
-        p = ups_train(out, "--stage", stage, *TINY)
+        p = ups_train(out, "--stage", stage, *TINY, *extra)
         assert p.returncode == 0, p.stderr[-3000:]
-    after_stage_2 = json.loads((out / "eval.json").read_text())["refiner"]["nrmse"]
-    p = ups_train(out, "--stage", "consistency_distill", *TINY)
+    after_stage_2 = json.loads((out / "eval_val.json").read_text())["refiner"]["nrmse"]
+    p = ups_train(out, "--stage", "consistency_distill", *TINY, *extra)
     assert p.returncode == 0, p.stderr[-3000:]
-    ev = json.loads((out / "eval.json").read_text())
+    ev = json.loads((out / "eval_val.json").read_text())
     assert "distilled_1step" in ev and ev["refiner"]["nrmse"] == after_stage_2, (after_stage_2, ev["refiner"])
+
+    methods = {"persistence", "solver_half", "solver_1x", "solver_2x", "solver_4x", "operator"}
+    methods |= {"corrector_mse", "refiner_1call", "refiner", "distilled_1step", "distilled_2step"}
+    test = json.loads((out / "eval.json").read_text())
+    assert set(ev) == set(test) == methods
+    assert ev["refiner"]["seeds"] == 2 and len(ev["refiner"]["seed_nrmse"]) == 2 and ev["operator"]["seeds"] == 1
+    assert ev["operator"]["n_trajectories"] == 16 and len(ev["operator"]["error_spectrum"]) == 64 // 2 + 1
+    for name, v in ev.items():
+        assert 0 < v["nrmse_ci95"] < v["nrmse"], name
+        assert 0 <= v["high_correlation_time"] <= 10 * 0.05, name  # within the rollout's horizon
+        if name != "operator":
+            assert "paired_vs_operator" in v, name
+        if name != "solver_1x":
+            assert "paired_vs_solver_1x" in v, name
+    logged = (out / "metrics.jsonl").read_text()
+    assert any("training/diffusion_residual_mse/loss" in json.loads(row) for row in logged.splitlines())  # its own curve
+
+    # evaluating the finished stages again, without training, gives the same numbers and logs nothing
+    p = ups_train(out, "--evaluate", *TINY, *extra)
+    assert p.returncode == 0, p.stderr[-3000:]
+    again = json.loads((out / "eval_val.json").read_text())
+    assert {k: v["nrmse"] for k, v in again.items()} == {k: v["nrmse"] for k, v in ev.items()}
+    assert (out / "metrics.jsonl").read_text() == logged and "[ups] operator step" not in p.stdout

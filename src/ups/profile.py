@@ -28,15 +28,21 @@ def _pos(default: float, description: str) -> float:
 
 
 class Data(_Section):
+    convention: Literal["unit", "pdebench"] = Field(
+        "unit",
+        description="unit: diffusion nu, sine initial states, a spectral reference solver; pdebench: PDEBench's "
+        "Burgers (diffusion nu/pi, its random initial states, a finite-volume reference solver); see docs/pdebench.md",
+    )
     nx: int = _int(64, "grid points the surrogate sees", ge=8)
     solver_nx: int = _int(128, "grid points of the reference solver (downsampled to nx)", ge=8)
     n_train: int = _int(128, "training trajectories")
-    n_test: int = _int(16, "held-out trajectories")
+    n_val: int = _int(16, "validation trajectories (tuning and tests)")
+    n_test: int = _int(16, "held-out test trajectories (the report)")
     n_steps: int = _int(20, "frames per trajectory after the initial state")
     dt: float = _pos(0.05, "time between frames")
     nu: float = _pos(0.01, "viscosity")
     seed: int = _int(0, "seed of the data and of training", ge=0)
-    solver_dt: float = _pos(0.0025, "the reference solver's time step")
+    solver_dt: float = _pos(0.0025, "the spectral reference solver's time step (the finite-volume one keeps a CFL limit)")
 
 
 class Operator(_Section):
@@ -57,6 +63,9 @@ class DiffusionResidual(_Section):
     sampler_steps: int = _int(8, "Heun steps of the refiner at evaluation")
     sigma_min: float = _pos(0.002, "smallest noise level")
     sigma_max: float = _pos(20.0, "largest noise level")
+    mse_iters: int = _int(
+        0, "optimizer steps of the ablation: the same network as a deterministic corrector trained by MSE (0: none)", ge=0
+    )
 
 
 class ConsistencyDistill(_Section):
@@ -70,7 +79,9 @@ class ConsistencyDistill(_Section):
 
 class Eval(_Section):
     rollout_steps: int = _int(10, "autoregressive steps of the rollout")
-    n_test: int = _int(16, "held-out trajectories evaluated")
+    n_test: int = _int(16, "test trajectories evaluated (the validation split is evaluated whole)")
+    seeds: int = _int(1, "sampling seeds of the stochastic methods (refiner, distilled); results average them")
+    baselines: bool = Field(True, description="also evaluate persistence and the classical solver at 0.5x, 1x, 2x, 4x the grid")
 
 
 class Profile(_Section):

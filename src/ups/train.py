@@ -18,10 +18,10 @@ from pathlib import Path
 import yaml
 
 STAGES = ("operator", "diffusion_residual", "consistency_distill")
-EVALUATES = {
-    "operator": ("operator",),
-    "diffusion_residual": ("operator", "refiner"),
-    "consistency_distill": ("operator", "refiner", "distilled_1step", "distilled_2step"),
+EVALUATES = {  # after each stage; the solver on the surrogate's grid each time, for paired comparisons
+    "operator": ("persistence", "solver_half", "solver_1x", "solver_2x", "solver_4x", "operator"),
+    "diffusion_residual": ("solver_1x", "operator", "corrector_mse", "refiner_1call", "refiner"),
+    "consistency_distill": ("solver_1x", "operator", "refiner", "distilled_1step", "distilled_2step"),
 }
 
 
@@ -40,6 +40,11 @@ def parse_args(argv=None):
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a profile value, e.g. --set operator.iters=50"
     )
     p.add_argument("--force", action="store_true", help="rerun stages that are already done")
+    p.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="only evaluate the finished stages again (no training, no W&B): rewrites eval.json and eval_val.json",
+    )
     p.add_argument("--nproc", type=int, default=None, help="processes for DDP (default: visible GPUs)")
     return p.parse_args(argv)
 
@@ -68,6 +73,16 @@ def load_profile(config: str, profile: str | None, overrides: list[str]) -> tupl
     except ProfileError as exc:
         raise SystemExit("\n".join(f"ups-train: profile {name}: {p}" for p in exc.problems))
     return cfg, name, prof
+
+
+class NoLogging:
+    """The W&B context's place when only evaluating again: the results go to the eval files alone."""
+
+    def set_summary(self, values: dict) -> None:
+        pass
+
+    def log_table(self, key: str, columns: list[str], rows: list[list]) -> None:
+        pass
 
 
 def stage_list(stage: str) -> list[str]:
@@ -139,6 +154,15 @@ def main(argv=None) -> int:
             flush=True,
         )
     run_cfg = {**cfg, "profile": profile_name, "train_profile": prof}
+    if args.evaluate:
+        if world > 1 or not all((out / s / "done").exists() for s in stages):
+            raise SystemExit("ups-train: --evaluate needs finished stages and one process; train them first")
+        for name in ("eval.json", "eval_val.json"):
+            (out / name).unlink(missing_ok=True)
+        for stage in stages:
+            env = StageEnv(cfg=run_cfg, profile=prof, out=out, device=device, data=data, ctx=NoLogging(), rank=0, world=1)
+            evaluate(env, EVALUATES[stage])
+        return 0
     for stage in stages:
         marker = out / stage / "done"
         if marker.exists() and not args.force:

@@ -16,7 +16,28 @@ from ..errors import UserError
 from .cost import estimate
 from .curves import collect as collect_curves
 
-EVAL_ORDER = ("operator", "refiner", "distilled_1step", "distilled_2step")
+EVAL_ORDER = (
+    "persistence",
+    "solver_half",
+    "solver_1x",
+    "solver_2x",
+    "solver_4x",
+    "operator",
+    "corrector_mse",
+    "refiner_1call",
+    "refiner",
+    "distilled_1step",
+    "distilled_2step",
+)
+
+
+def eval_methods(evaluation: dict) -> list[str]:
+    return [m for m in EVAL_ORDER if m in evaluation] + [m for m in evaluation if m not in EVAL_ORDER]
+
+
+def _pm(v: dict, key: str) -> str:
+    ci = v.get(f"{key}_ci95")
+    return f"{v[key]:.4f}" + (f" ± {ci:.4f}" if ci is not None else "")
 
 
 def _utc(t: Optional[float]) -> str:
@@ -121,11 +142,12 @@ def to_markdown(data: dict, plot_path: Optional[Path] = None) -> str:
     for ph in data["timeline"]:
         lines.append(f"| {ph['phase']} | {_utc(ph['start'])} | {ph['seconds']:.1f} s |")
     if data["evaluation"]:
-        lines += ["", "## Evaluation (rollout nRMSE)", ""]
-        lines += ["| method | nRMSE | ms per rollout |", "| --- | ---: | ---: |"]
-        for name in [m for m in EVAL_ORDER if m in data["evaluation"]] + [m for m in data["evaluation"] if m not in EVAL_ORDER]:
+        lines += ["", "## Evaluation: error against cost (test split, 95% intervals over trajectories)", ""]
+        lines += ["| method | nRMSE | final-step nRMSE | ms per rollout |", "| --- | ---: | ---: | ---: |"]
+        for name in eval_methods(data["evaluation"]):
             v = data["evaluation"][name]
-            lines.append(f"| {name} | {v['nrmse']:.4f} | {v['wall_s_per_rollout'] * 1e3:.2f} |")
+            final = _pm(v, "final_nrmse") if "final_nrmse" in v else "-"
+            lines.append(f"| {name} | {_pm(v, 'nrmse')} | {final} | {v['wall_s_per_rollout'] * 1e3:.2f} |")
     lines += [
         "",
         "## Curves",
@@ -145,7 +167,7 @@ PLOT_DPI = 100
 
 def panel_count(data: dict) -> int:
     per_step = any((v or {}).get("nrmse_per_step") for v in data["evaluation"].values() if isinstance(v, dict))
-    return max(len(data["curves"]) + per_step, 1)
+    return max(len(data["curves"]) + 2 * per_step, 1)
 
 
 def plot(data: dict, path: Path) -> Path:
@@ -171,7 +193,7 @@ def plot(data: dict, path: Path) -> Path:
         ax.set_xlabel(curve["x"])
         ax.set_ylabel(curve["key"].rsplit("/", 1)[-1])
     used = len(data["curves"])
-    methods = [m for m in EVAL_ORDER if m in data["evaluation"]] + [m for m in data["evaluation"] if m not in EVAL_ORDER]
+    methods = eval_methods(data["evaluation"])
     per_step = {m: (data["evaluation"].get(m) or {}).get("nrmse_per_step") for m in methods}
     if any(per_step.values()):
         ax = flat[used]
@@ -181,8 +203,20 @@ def plot(data: dict, path: Path) -> Path:
         ax.set_title("rollout nRMSE", fontsize=9)
         ax.set_xlabel("rollout step")
         ax.set_ylabel("nRMSE")
-        ax.legend(fontsize=8)
-        used += 1
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        ax = flat[used + 1]
+        for name in methods:
+            v = data["evaluation"][name]
+            ms = max(v["wall_s_per_rollout"] * 1e3, 1e-3)  # persistence costs nothing: drawn at 1 us
+            ax.errorbar([ms], [v["nrmse"]], yerr=[v.get("nrmse_ci95") or 0], fmt="o", ms=4, capsize=2)
+            ax.annotate(name, (ms, v["nrmse"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title("error against cost", fontsize=9)
+        ax.set_xlabel("ms per rollout")
+        ax.set_ylabel("nRMSE (95% interval)")
+        used += 2
     if used == 0:
         flat[0].text(0.5, 0.5, f"nothing logged ({data['curves_from']})", ha="center", va="center", transform=flat[0].transAxes)
         used = 1

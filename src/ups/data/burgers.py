@@ -1,8 +1,9 @@
 """1D viscous Burgers u_t + (u^2/2)_x = nu u_xx on the periodic domain [0, 1).
 
 Batched ETDRK4 pseudo-spectral solver (Cox & Matthews, with Kassam & Trefethen's contour
-integrals for the coefficients) and 2/3-rule dealiasing; exact Cole-Hopf solutions to check it;
-PDEBench-like random initial conditions; datasets cached on disk by a hash of their parameters.
+integrals for the coefficients) and 2/3-rule dealiasing; exact Cole-Hopf solutions to check it; random
+initial conditions, ours and PDEBench's; datasets (train, validation, test) cached on disk by a hash of
+their parameters. The `pdebench` convention uses the finite-volume solver of finite_volume.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+
+from .finite_volume import FiniteVolumeBurgers
 
 
 def grid(nx: int, device=None, dtype=torch.float64) -> torch.Tensor:
@@ -97,6 +100,35 @@ def random_initial_conditions(
     return u0.to(device) if device is not None else u0
 
 
+def pdebench_initial_conditions(
+    n: int, nx: int, seed: int, k_tot: int = 4, n_choices: int = 2, p_abs: float = 0.1, p_window: float = 0.1
+) -> torch.Tensor:
+    """Cell averages on nx cells of PDEBench's Burgers initial conditions (its `init_multi`, k_tot = 4):
+    sines of up to `n_choices` wavenumbers drawn from 1..k_tot with amplitudes in [0, 1) and random
+    phases; each wavenumber not drawn still adds its amplitude times the sine of its phase, a constant,
+    which is PDEBench's mean offset. Then, independently: the absolute value with probability p_abs, a sign
+    flip with probability 0.5, and with probability p_window a tanh window (edges in [0.1, 0.45] and
+    [0.55, 0.9], width 0.01). PDEBench uses 2 pi n / (x_last - x_first) as wavenumbers, which is not quite
+    periodic on its grid; these are exactly periodic."""
+    g = torch.Generator().manual_seed(seed)
+    fine = 8  # sub-cells per cell for the cell average
+    x = (torch.arange(nx * fine, dtype=torch.float64) + 0.5) / (nx * fine)
+    drawn = torch.randint(0, k_tot, (n, n_choices), generator=g)
+    chosen = torch.zeros(n, k_tot, dtype=torch.float64).scatter_(1, drawn, 1.0)
+    k = 2 * math.pi * torch.arange(1, k_tot + 1, dtype=torch.float64) * chosen  # 0 where not drawn
+    amp = torch.rand(n, k_tot, 1, generator=g, dtype=torch.float64)
+    phase = 2 * math.pi * torch.rand(n, k_tot, 1, generator=g, dtype=torch.float64)
+    u = (amp * torch.sin(k[:, :, None] * x[None, None, :] + phase)).sum(1)
+    u = torch.where(torch.rand(n, 1, generator=g) < p_abs, u.abs(), u)
+    u = u * torch.where(torch.rand(n, 1, generator=g) < 0.5, -1.0, 1.0).to(u)
+    windowed = torch.rand(n, 1, generator=g) < p_window
+    lo = 0.1 + 0.35 * torch.rand(n, 1, generator=g, dtype=torch.float64)
+    hi = 0.55 + 0.35 * torch.rand(n, 1, generator=g, dtype=torch.float64)
+    window = 0.5 * (torch.tanh((x - lo) / 0.01) - torch.tanh((x - hi) / 0.01))
+    u = torch.where(windowed, u * window, u)
+    return cell_average(u, fine)
+
+
 def cell_average(u: torch.Tensor, factor: int) -> torch.Tensor:
     if factor == 1:
         return u
@@ -107,9 +139,11 @@ def cell_average(u: torch.Tensor, factor: int) -> torch.Tensor:
 class DataSpec:
     """Which dataset: every field is given (the defaults and their meaning are `ups.profile.Data`'s)."""
 
+    convention: str
     nx: int
     solver_nx: int
     n_train: int
+    n_val: int
     n_test: int
     n_steps: int
     dt: float
@@ -128,14 +162,20 @@ def cache_dir() -> Path:
 def generate(spec: DataSpec, device=None) -> dict:
     if spec.solver_nx % spec.nx:
         raise ValueError(f"data.solver_nx ({spec.solver_nx}) must be a multiple of data.nx ({spec.nx})")
-    solver = ETDRK4Burgers(spec.solver_nx, spec.nu, spec.solver_dt, device=device)
-    n = spec.n_train + spec.n_test
-    u0 = random_initial_conditions(n, spec.solver_nx, spec.seed, device=device)
+    n = spec.n_train + spec.n_val + spec.n_test
+    if spec.convention == "pdebench":
+        u0 = pdebench_initial_conditions(n, spec.solver_nx, spec.seed)
+        u0 = u0.to(device) if device is not None else u0
+        solver = FiniteVolumeBurgers(spec.solver_nx, spec.nu / math.pi)
+    else:
+        u0 = random_initial_conditions(n, spec.solver_nx, spec.seed, device=device)
+        solver = ETDRK4Burgers(spec.solver_nx, spec.nu, spec.solver_dt, device=device)
     traj = solver.solve(u0, spec.dt, spec.n_steps)
     traj = cell_average(traj, spec.solver_nx // spec.nx).float().cpu()
     if not torch.isfinite(traj).all():
         raise FloatingPointError("solver diverged: lower data.solver_dt or raise data.solver_nx")
-    return {"train": traj[: spec.n_train], "test": traj[spec.n_train :], "spec": asdict(spec)}
+    a, b = spec.n_train, spec.n_train + spec.n_val
+    return {"train": traj[:a], "val": traj[a:b], "test": traj[b:], "spec": asdict(spec)}
 
 
 def load_or_generate(spec: DataSpec, device=None, cache: Optional[Path] = None) -> tuple[dict, bool]:

@@ -30,6 +30,40 @@ def load(env: StageEnv) -> tuple[EDMDenoiser, dict]:
     return EDMDenoiser(net).eval().requires_grad_(False), ck
 
 
+class Corrector(torch.nn.Module):
+    """The ablation: the refiner's network as a deterministic residual predictor, trained by MSE. If it
+    matches the refiner, the gain comes from the network and its conditioning, not from diffusion."""
+
+    def __init__(self, net: ResidualNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, u, op_u):
+        zeros = torch.zeros(u.shape[0], device=u.device)
+        return self.net(torch.zeros_like(u), zeros, u, op_u)
+
+
+def load_corrector(env: StageEnv) -> Corrector | None:
+    ck = load_checkpoint(env, STAGE)
+    if ck.get("corrector") is None:
+        return None
+    net = build(ck["hparams"], ck["modes"]).to(env.device)
+    net.load_state_dict(ck["corrector"])
+    return Corrector(net).eval().requires_grad_(False)
+
+
+def train_corrector(env: StageEnv, hp: dict, modes: int, x, op_x, r) -> Corrector:
+    env.ctx.define_stage_metrics(f"{STAGE}_mse")  # its own step metric, beside the denoiser's
+    corrector = Corrector(build(hp, modes).to(env.device))
+    net = maybe_ddp(corrector, env)
+
+    def loss_fn(idx):
+        return torch.mean((net(x[idx], op_x[idx]).float() - r[idx]) ** 2)
+
+    train_loop(f"{STAGE}_mse", net.parameters(), len(x), loss_fn, env, hp["mse_iters"], hp["batch"], hp["lr"])
+    return corrector
+
+
 def run(env: StageEnv) -> dict:
     hp = env.section(STAGE)
     op = operator.load(env)
@@ -50,6 +84,7 @@ def run(env: StageEnv) -> dict:
         return torch.mean(weight[:, None] * (pred - r[idx]) ** 2)
 
     losses = train_loop(STAGE, den.parameters(), len(x), loss_fn, env, hp["iters"], hp["batch"], hp["lr"])
+    corrector = train_corrector(env, hp, modes, x, op_x, r) if hp["mse_iters"] else None
     if env.rank == 0:
         save_checkpoint(
             env.stage_dir(STAGE) / "checkpoint.pt",
@@ -59,5 +94,6 @@ def run(env: StageEnv) -> dict:
             scale=scale,
             sigma_min=hp["sigma_min"],
             sigma_max=hp["sigma_max"],
+            corrector=unwrap(corrector).net.state_dict() if corrector is not None else None,
         )
     return {"loss_first": losses[0], "loss_last": losses[-1], "residual_scale": scale}
