@@ -47,7 +47,7 @@ class NeuralopOperator(torch.nn.Module):
         return u + self.fno(u.unsqueeze(1)).squeeze(1)
 
     def kept_modes(self) -> int:
-        return int(self.fno.fno_blocks.convs[0].n_modes[-1]) // 2 + 1 if hasattr(self.fno, "fno_blocks") else -1
+        return int(self.fno.fno_blocks.convs[0].weight.shape[-1])  # the spectral weight's last dimension
 
 
 def parameters(model) -> int:
