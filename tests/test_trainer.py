@@ -118,3 +118,19 @@ def test_a_checkpoints_evaluation_does_not_depend_on_what_else_was_built_or_eval
     again = json.loads((out / "eval_val.json").read_text())
     assert {k: v["nrmse"] for k, v in again.items()} == {k: v["nrmse"] for k, v in ev.items()}
     assert (out / "metrics.jsonl").read_text() == logged and "[ups] operator step" not in p.stdout
+
+
+def test_a_training_seed_changes_the_model_and_not_the_data(tmp_path):
+    """train_seed repeats a run with other weights, batches and noise on the same trajectories: the
+    spread over training seeds needs the data fixed."""
+    results = {}
+    for seed in (0, 1, 0):
+        out = tmp_path / f"seed{seed}-{len(results)}"
+        p = ups_train(out, "--stage", "operator", *TINY, "--set", f"train_seed={seed}", "--set", "eval.baselines=false")
+        assert p.returncode == 0, p.stderr[-3000:]
+        data_line = next(line for line in p.stdout.splitlines() if line.startswith("[ups] data "))
+        loss = json.loads((out / "operator" / "result.json").read_text())["loss_last"]
+        results[len(results)] = (seed, data_line.split()[2], loss)
+    (s0, data0, loss0), (s1, data1, loss1), (_, data2, loss2) = results.values()
+    assert data0 == data1 == data2  # the same dataset key
+    assert loss1 != loss0 and loss2 == loss0  # another seed trains another model; the same seed, the same one

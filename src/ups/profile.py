@@ -89,6 +89,9 @@ class Profile(_Section):
     device: Literal["cpu", "cuda"] = Field("cpu", description="cuda: fail if no GPU is visible")
     amp: bool = Field(False, description="bf16 autocast on CUDA")
     compile: bool = Field(False, description="torch.compile on CUDA")
+    train_seed: int = Field(
+        0, ge=0, description="seed of initialisation, batches and noise (the data keeps data.seed): repeat a run with another"
+    )
     data: Data = Field(default_factory=Data)
     operator: Operator = Field(default_factory=Operator)
     diffusion_residual: DiffusionResidual = Field(default_factory=DiffusionResidual)

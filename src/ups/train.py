@@ -133,7 +133,9 @@ def main(argv=None) -> int:
     if want_cuda:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
-    torch.manual_seed(prof["data"]["seed"] + rank)
+    from .stages.common import TRAIN_SEED_STRIDE
+
+    torch.manual_seed(prof["data"]["seed"] + rank + TRAIN_SEED_STRIDE * prof["train_seed"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -14,6 +14,8 @@ from torch import nn
 
 from ..utils.wandb_context import WandbContext
 
+TRAIN_SEED_STRIDE = 7919
+
 
 @dataclass
 class StageEnv:
@@ -29,6 +31,10 @@ class StageEnv:
 
     def section(self, name: str) -> dict:
         return dict(self.profile[name])
+
+    def seed(self, base: int) -> int:
+        """A stage's generator seed: per rank, and moved by the profile's train_seed (0 keeps the old seeds)."""
+        return base + self.rank + TRAIN_SEED_STRIDE * self.profile["train_seed"]
 
     @property
     def amp(self) -> bool:
@@ -79,7 +85,7 @@ def train_loop(
     params = list(params)
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, iters) / iters)))
-    gen = torch.Generator().manual_seed(env.profile["data"]["seed"] * 1000 + env.rank + 17)
+    gen = torch.Generator().manual_seed(env.seed(env.profile["data"]["seed"] * 1000 + 17))
     per_rank = max(1, batch // env.world)
     losses, window = [], []
     t0 = time.time()

@@ -37,7 +37,7 @@ def run(env: StageEnv) -> dict:
     target = copy.deepcopy(student).requires_grad_(False)
     model = maybe_ddp(student, env)
     mu = hp["ema"]
-    gen = torch.Generator(device=env.device).manual_seed(4321 + env.rank)
+    gen = torch.Generator(device=env.device).manual_seed(env.seed(4321))
 
     def loss_fn(idx):
         b = len(idx)

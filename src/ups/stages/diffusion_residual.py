@@ -73,7 +73,7 @@ def run(env: StageEnv) -> dict:
     modes = env.section("operator")["modes"]
     net = build(hp, modes).to(env.device)
     den = maybe_ddp(EDMDenoiser(net), env)
-    gen = torch.Generator(device=env.device).manual_seed(1234 + env.rank)
+    gen = torch.Generator(device=env.device).manual_seed(env.seed(1234))
 
     def loss_fn(idx):
         b = len(idx)
