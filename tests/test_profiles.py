@@ -24,7 +24,9 @@ def test_every_default_lives_in_the_schema():
 
     full = validate({})
     assert full["operator"] == {"modes": 16, "width": 32, "layers": 4, "iters": 300, "batch": 64, "lr": 3e-3}
-    assert set(full) == {"device", "amp", "compile", "data", "operator", "diffusion_residual", "consistency_distill", "eval"}
+    sections = {"data", "operator", "diffusion_residual", "consistency_distill", "eval"}
+    assert set(full) == {"device", "amp", "compile", "train_seed"} | sections
+    assert full["train_seed"] == 0 and full["data"]["convention"] == "unit" and full["eval"]["seeds"] == 1
 
 
 CHECK = """
