@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from ups.data.burgers import DataSpec, ETDRK4Burgers, cole_hopf, grid, load_or_generate, pdebench_initial_conditions
+from ups.data.burgers import DataSpec, ETDRK4Burgers, cole_hopf, generate, grid, load_or_generate, pdebench_initial_conditions
 from ups.data.finite_volume import FiniteVolumeBurgers
 from ups.profile import Data
 
@@ -106,18 +106,12 @@ def test_pdebench_initial_states_have_its_features():
 def test_a_pdebench_dataset_has_three_splits_from_its_solver():
     spec = DataSpec(**{**Data().model_dump(), "convention": "pdebench", "nx": 32, "solver_nx": 128, "n_train": 3})
     spec = DataSpec(**{**spec.__dict__, "n_val": 2, "n_test": 2, "n_steps": 4, "nu": 0.01})
-    data = generate_once(spec)
+    data = generate(spec)
     assert [tuple(data[k].shape) for k in ("train", "val", "test")] == [(3, 5, 32), (2, 5, 32), (2, 5, 32)]
     u0 = pdebench_initial_conditions(7, 128, spec.seed)
     direct = FiniteVolumeBurgers(128, 0.01 / math.pi).solve(u0, spec.dt, spec.n_steps)
     cells = direct.reshape(7, 5, 32, 4).mean(-1).float()
     assert torch.allclose(torch.cat([data["train"], data["val"], data["test"]]), cells, atol=1e-6)
-
-
-def generate_once(spec):
-    from ups.data.burgers import generate
-
-    return generate(spec)
 
 
 def test_etdrk4_converges_to_the_exact_solution_through_a_shock():

@@ -61,6 +61,6 @@ def test_the_solver_baseline_refines_and_coarsens_without_bias():
     assert (one - four).abs().max() < 1e-4  # a resolved smooth field: the finer grid agrees
     # refine then coarsen is the identity, for both kinds of grid
     for spectral_grid in (True, False):
-        fine = baselines.refine_initial_state(u0.double(), 4, spectral=spectral_grid)
+        fine = baselines.refine(u0.double(), 4, spectral=spectral_grid)
         assert torch.allclose(baselines.coarsen(fine, 4, spectral=spectral_grid), u0.double(), atol=1e-6)
     assert torch.equal(baselines.persistence(u0, 3)[:, 2], u0)

@@ -123,14 +123,13 @@ def test_a_checkpoints_evaluation_does_not_depend_on_what_else_was_built_or_eval
 def test_a_training_seed_changes_the_model_and_not_the_data(tmp_path):
     """train_seed repeats a run with other weights, batches and noise on the same trajectories: the
     spread over training seeds needs the data fixed."""
-    results = {}
-    for seed in (0, 1, 0):
-        out = tmp_path / f"seed{seed}-{len(results)}"
+    runs = []
+    for i, seed in enumerate((0, 1, 0)):
+        out = tmp_path / f"run{i}"
         p = ups_train(out, "--stage", "operator", *TINY, "--set", f"train_seed={seed}", "--set", "eval.baselines=false")
         assert p.returncode == 0, p.stderr[-3000:]
         data_line = next(line for line in p.stdout.splitlines() if line.startswith("[ups] data "))
-        loss = json.loads((out / "operator" / "result.json").read_text())["loss_last"]
-        results[len(results)] = (seed, data_line.split()[2], loss)
-    (s0, data0, loss0), (s1, data1, loss1), (_, data2, loss2) = results.values()
+        runs.append((data_line.split()[2], json.loads((out / "operator" / "result.json").read_text())["loss_last"]))
+    (data0, loss0), (data1, loss1), (data2, loss2) = runs
     assert data0 == data1 == data2  # the same dataset key
     assert loss1 != loss0 and loss2 == loss0  # another seed trains another model; the same seed, the same one

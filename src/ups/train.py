@@ -133,9 +133,9 @@ def main(argv=None) -> int:
     if want_cuda:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
-    from .stages.common import TRAIN_SEED_STRIDE
+    from .stages.common import stage_seed
 
-    torch.manual_seed(prof["data"]["seed"] + rank + TRAIN_SEED_STRIDE * prof["train_seed"])
+    torch.manual_seed(stage_seed(prof, rank, prof["data"]["seed"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -161,9 +161,8 @@ def main(argv=None) -> int:
             raise SystemExit("ups-train: --evaluate needs finished stages and one process; train them first")
         for name in ("eval.json", "eval_val.json"):
             (out / name).unlink(missing_ok=True)
-        for stage in stages:
-            env = StageEnv(cfg=run_cfg, profile=prof, out=out, device=device, data=data, ctx=NoLogging(), rank=0, world=1)
-            evaluate(env, EVALUATES[stage])
+        env = StageEnv(cfg=run_cfg, profile=prof, out=out, device=device, data=data, ctx=NoLogging(), rank=0, world=1)
+        evaluate(env, tuple(dict.fromkeys(m for stage in stages for m in EVALUATES[stage])))  # each method once
         return 0
     for stage in stages:
         marker = out / stage / "done"

@@ -101,7 +101,14 @@ def random_initial_conditions(
 
 
 def pdebench_initial_conditions(
-    n: int, nx: int, seed: int, k_tot: int = 4, n_choices: int = 2, p_abs: float = 0.1, p_window: float = 0.1
+    n: int,
+    nx: int,
+    seed: int,
+    k_tot: int = 4,
+    n_choices: int = 2,
+    p_abs: float = 0.1,
+    p_window: float = 0.1,
+    device=None,
 ) -> torch.Tensor:
     """Cell averages on nx cells of PDEBench's Burgers initial conditions (its `init_multi`, k_tot = 4):
     sines of up to `n_choices` wavenumbers drawn from 1..k_tot with amplitudes in [0, 1) and random
@@ -125,8 +132,8 @@ def pdebench_initial_conditions(
     lo = 0.1 + 0.35 * torch.rand(n, 1, generator=g, dtype=torch.float64)
     hi = 0.55 + 0.35 * torch.rand(n, 1, generator=g, dtype=torch.float64)
     window = 0.5 * (torch.tanh((x - lo) / 0.01) - torch.tanh((x - hi) / 0.01))
-    u = torch.where(windowed, u * window, u)
-    return cell_average(u, fine)
+    u = cell_average(torch.where(windowed, u * window, u), fine)
+    return u.to(device) if device is not None else u
 
 
 def cell_average(u: torch.Tensor, factor: int) -> torch.Tensor:
@@ -164,8 +171,7 @@ def generate(spec: DataSpec, device=None) -> dict:
         raise ValueError(f"data.solver_nx ({spec.solver_nx}) must be a multiple of data.nx ({spec.nx})")
     n = spec.n_train + spec.n_val + spec.n_test
     if spec.convention == "pdebench":
-        u0 = pdebench_initial_conditions(n, spec.solver_nx, spec.seed)
-        u0 = u0.to(device) if device is not None else u0
+        u0 = pdebench_initial_conditions(n, spec.solver_nx, spec.seed, device=device)
         solver = FiniteVolumeBurgers(spec.solver_nx, spec.nu / math.pi)
     else:
         u0 = random_initial_conditions(n, spec.solver_nx, spec.seed, device=device)

@@ -27,7 +27,6 @@ class FiniteVolumeBurgers:
     def __init__(self, nx: int, diffusion: float):
         self.nx, self.diffusion = nx, diffusion
         self.dx = 1.0 / nx
-        self.steps = 0
 
     def _rhs(self, u: torch.Tensor) -> torch.Tensor:
         left, right = torch.roll(u, 1, -1), torch.roll(u, -1, -1)
@@ -52,7 +51,6 @@ class FiniteVolumeBurgers:
             stage = u + dt * self._rhs(u)
             u = 0.5 * (u + stage + dt * self._rhs(stage))
             t += dt
-            self.steps += 1
         return u
 
     def solve(self, u0: torch.Tensor, t_out: float, n_out: int) -> torch.Tensor:

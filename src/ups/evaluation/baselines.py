@@ -15,15 +15,15 @@ def persistence(u0: torch.Tensor, steps: int) -> torch.Tensor:
     return u0[:, None].expand(-1, steps, -1).clone()
 
 
-def refine_initial_state(u0: torch.Tensor, factor: int, spectral: bool) -> torch.Tensor:
-    """The surrogate's initial frame on a grid `factor` times finer: Fourier interpolation for the
-    spectral solver, piecewise constant (the cell averages kept) for the finite-volume one."""
+def refine(u: torch.Tensor, factor: int, spectral: bool) -> torch.Tensor:
+    """Frames on a grid `factor` times finer: Fourier interpolation for the spectral solver, piecewise
+    constant (the cell averages kept) for the finite-volume one."""
     if factor == 1:
-        return u0
+        return u
     if not spectral:
-        return u0.repeat_interleave(factor, dim=-1)
-    nx = u0.shape[-1]
-    return torch.fft.irfft(torch.fft.rfft(u0.double()), n=nx * factor) * factor
+        return u.repeat_interleave(factor, dim=-1)
+    nx = u.shape[-1]
+    return torch.fft.irfft(torch.fft.rfft(u.double()), n=nx * factor) * factor
 
 
 def coarsen(u: torch.Tensor, factor: int, spectral: bool) -> torch.Tensor:
@@ -52,9 +52,9 @@ def classical(data_spec: dict, factor: float):
             solver = ETDRK4Burgers(grid_nx, data_spec["nu"], data_spec["solver_dt"], device=u0.device)
         else:
             solver = FiniteVolumeBurgers(grid_nx, data_spec["nu"] / math.pi)
-        start = refine_initial_state(u0.double(), ratio, spectral) if finer else coarsen(u0.double(), ratio, spectral)
+        start = refine(u0.double(), ratio, spectral) if finer else coarsen(u0.double(), ratio, spectral)
         traj = solver.solve(start, dt, steps)[:, 1:]
-        back = coarsen(traj, ratio, spectral) if finer else refine_initial_state(traj, ratio, spectral)
+        back = coarsen(traj, ratio, spectral) if finer else refine(traj, ratio, spectral)
         return back.to(u0.dtype)
 
     return rollout

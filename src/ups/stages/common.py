@@ -17,6 +17,11 @@ from ..utils.wandb_context import WandbContext
 TRAIN_SEED_STRIDE = 7919
 
 
+def stage_seed(profile: dict, rank: int, base: int) -> int:
+    """A generator seed: per rank, and moved by the profile's train_seed (0 keeps the former seeds)."""
+    return base + rank + TRAIN_SEED_STRIDE * profile["train_seed"]
+
+
 @dataclass
 class StageEnv:
     cfg: dict  # the whole config
@@ -33,8 +38,7 @@ class StageEnv:
         return dict(self.profile[name])
 
     def seed(self, base: int) -> int:
-        """A stage's generator seed: per rank, and moved by the profile's train_seed (0 keeps the old seeds)."""
-        return base + self.rank + TRAIN_SEED_STRIDE * self.profile["train_seed"]
+        return stage_seed(self.profile, self.rank, base)
 
     @property
     def amp(self) -> bool:

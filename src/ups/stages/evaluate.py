@@ -26,6 +26,7 @@ BASELINES = ("persistence", "solver_half", "solver_1x", "solver_2x", "solver_4x"
 SOLVER_GRIDS = {"solver_half": 0.5, "solver_1x": 1, "solver_2x": 2, "solver_4x": 4}
 LEARNED = ("operator", "corrector_mse", "refiner_1call", "refiner", "distilled_1step", "distilled_2step")
 STOCHASTIC = {"refiner", "distilled_1step", "distilled_2step"}
+SUMMARY_METRICS = ("nrmse", "nrmse_ci95", "final_nrmse", "error_over_initial_norm", "high_correlation_time", "wall_s_per_rollout")
 Rollout = Callable[[torch.Tensor, int], torch.Tensor]
 
 
@@ -66,28 +67,31 @@ def rollout_functions(env: StageEnv, which: tuple[str, ...]) -> dict[str, Rollou
         return fns
     op = operator.load(env)
     fns["operator"] = stepping(op)
-    if set(which) & {"corrector_mse", "refiner_1call", "refiner", "distilled_1step", "distilled_2step"}:
-        den, dck = diffusion_residual.load(env)
-        scale, smin, smax = dck["scale"], dck["sigma_min"], dck["sigma_max"]
-        n_steps = env.section("diffusion_residual")["sampler_steps"]
+    if not set(which) & (set(LEARNED) - {"operator"}):
+        return {k: v for k, v in fns.items() if k in which}
+    den, dck = diffusion_residual.load(env)
+    scale, smin, smax = dck["scale"], dck["sigma_min"], dck["sigma_max"]
 
-        def refiner(u):
+    def corrected(correction: Callable) -> Rollout:
+        """The operator's step plus a scaled residual correction(u, op(u))."""
+
+        def step(u):
             o = op(u)
-            return o + scale * heun_sample(den, u, o, n_steps, smin, smax)
+            return o + scale * correction(u, o)
 
-        def refiner_1call(u):  # the teacher's one deterministic call, D(0, sigma_max): no diffusion sampling
-            o = op(u)
-            return o + scale * den(torch.zeros_like(u), torch.full((u.shape[0],), smax, device=u.device), u, o)
+        return stepping(step)
 
-        fns["refiner"], fns["refiner_1call"] = stepping(refiner), stepping(refiner_1call)
-        corrector = diffusion_residual.load_corrector(env)
-        if corrector is not None:
-            fns["corrector_mse"] = stepping(lambda u: (lambda o: o + scale * corrector(u, o))(op(u)))
+    n_steps = env.section("diffusion_residual")["sampler_steps"]
+    fns["refiner"] = corrected(lambda u, o: heun_sample(den, u, o, n_steps, smin, smax))
+    # the teacher's one deterministic call, D(0, sigma_max): no diffusion sampling
+    fns["refiner_1call"] = corrected(lambda u, o: den(torch.zeros_like(u), torch.full((u.shape[0],), smax, device=u.device), u, o))
+    corrector = diffusion_residual.load_corrector(env)
+    if corrector is not None:
+        fns["corrector_mse"] = corrected(corrector)
     if {"distilled_1step", "distilled_2step"} & set(which):
         cm, cck = consistency_distill.load(env)
-        one, two = [cck["sigma_max"]], [cck["sigma_max"], cck["sigma_mid"]]
-        fns["distilled_1step"] = stepping(lambda u: (lambda o: o + scale * consistency_sample(cm, u, o, one, cck["sigma_min"]))(op(u)))
-        fns["distilled_2step"] = stepping(lambda u: (lambda o: o + scale * consistency_sample(cm, u, o, two, cck["sigma_min"]))(op(u)))
+        for name, sigmas in (("distilled_1step", [cck["sigma_max"]]), ("distilled_2step", [cck["sigma_max"], cck["sigma_mid"]])):
+            fns[name] = corrected(lambda u, o, sigmas=sigmas: consistency_sample(cm, u, o, sigmas, cck["sigma_min"]))
     return {k: v for k, v in fns.items() if k in which}
 
 
@@ -141,6 +145,3 @@ def evaluate(env: StageEnv, which: tuple[str, ...]) -> dict:
                 flush=True,
             )
     return out
-
-
-SUMMARY_METRICS = ("nrmse", "nrmse_ci95", "final_nrmse", "error_over_initial_norm", "high_correlation_time", "wall_s_per_rollout")
