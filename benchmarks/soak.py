@@ -1,12 +1,16 @@
 """Fault soak: N launches against a standalone local cloud (loopback only), with mixed faults.
 
-    python benchmarks/soak.py [--launches 100] [--out soak.json]
+    python benchmarks/soak.py [--launches 100] [--store s3|file] [--out soak.json]
 
 Each launch is a real `vast-launch` process talking to `vast-launch local-cloud serve` through the
-vastai SDK; faults are injected in the cloud, signals are real. After each launch the world is
-checked: instances left (not destroyed once the case is over), processes of instances left, stages
-that completed twice, ledger rows that disagree with the cloud or the exit code, and the seconds the
-instance was billed after its last stage ended. Bounded: every launch has a 300 s limit.
+vastai SDK, with its outputs store on a real S3 API server on loopback (moto) or in a directory;
+faults are injected in the cloud, signals are real. After each launch the world is checked: instances
+left (not destroyed once the case is over), processes of instances left, stages that completed twice,
+ledger rows that disagree with the cloud, the exit code or the end reason that happened, and the
+seconds the instance was billed after its last stage ended, whether a launcher followed it or not
+(detached, SIGKILLed). Two more cases measure the store: the billed seconds after a stage that wrote
+100 MB (the final sync's), and a training-like stage's wall time with periodic syncs against the same
+stage without a store, interleaved in the same run. Bounded: every launch has a 300 s limit.
 """
 
 from __future__ import annotations
@@ -30,6 +34,25 @@ import yaml
 
 BIN = Path(sys.executable).parent
 EXIT_WATCHDOG, EXIT_INTERRUPTED = 124, 130
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+COMPLETED = "completed: all stages done; the instance destroyed itself"
+DEADLINE = "deadline reached (lifecycle.max_hours): destroyed by the in-instance watchdog"
+# A training-like stage: CPU work, a 20 MB checkpoint written aside and renamed every 2 s, 12 s in all.
+WORK_PY = """import os, time
+out = os.environ["VL_OUT"]
+t0 = time.time()
+n = 0
+while time.time() - t0 < 12:
+    x = 0
+    for i in range(200_000):
+        x += i * i
+    n += 1
+    if n % 10 == 0:
+        with open(os.path.join(out, "ckpt.tmp"), "wb") as f:
+            f.write(os.urandom(20 << 20))
+        os.replace(os.path.join(out, "ckpt.tmp"), os.path.join(out, "ckpt.bin"))
+print("work", n)
+"""
 
 
 @dataclass
@@ -44,10 +67,12 @@ class Case:
     after: Optional[Callable] = None  # (soak) once the launcher ended
     expect_state: str = "destroyed"
     local: bool = False
+    reason: str = COMPLETED  # how the row's end reason starts
+    outputs: Optional[dict] = None  # None: the soak's store; {}: none
 
 
 class Soak:
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, store: str = "s3"):
         self.work = work
         self.home = work / "home"
         self.root = work / "cloud"
@@ -71,6 +96,15 @@ class Soak:
         self.url = first.split()[-1]
         self.key = (self.home / "localcloud_api_key").read_text().strip()
         self.env.update(VAST_URL=self.url, VAST_API_KEY=self.key)
+        self.s3 = None
+        if store == "s3":
+            from s3_server import start_s3_server
+
+            self.s3 = start_s3_server(work / "moto.log")
+            self.outputs = {"url": self.s3.bucket("soak") + "/runs", "endpoint_url": self.s3.endpoint, "sync_every_minutes": 0}
+            self.env.update(self.s3.env)
+        else:
+            self.outputs = {"url": (work / "store").as_uri(), "sync_every_minutes": 0}
         self.repo = self._repo()
 
     def _repo(self) -> Path:
@@ -108,14 +142,18 @@ class Soak:
             "wandb": {"mode": "offline"},
             "stages": case.stages,
         }
+        if case.outputs != {}:  # {}: this case has no store
+            cfg["outputs"] = {**self.outputs, "final_sync_timeout_s": 60, **(case.outputs or {})}
         (self.repo / "soak.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        (self.repo / "work.py").write_text(WORK_PY)
         subprocess.run(["git", "add", "-A"], cwd=self.repo, check=True)
         subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", f"soak {i} {case.name}"], cwd=self.repo, check=True)
         subprocess.run(["git", "push", "-q", "origin", "main"], cwd=self.repo, check=True)
 
     def launch(self, case: Case) -> tuple[int, str]:
         args = [str(BIN / "vast-launch"), "--config", "soak.yaml", *case.args]
-        args += ["--local"] if case.local else ["--auto-shutdown", "--yes", "--follow", "--poll-seconds", "0.25"]
+        args += ["--local"] if case.local else ["--auto-shutdown", "--yes", "--poll-seconds", "0.25"]
+        args += [] if case.local or "--detach" in case.args else ["--follow"]
         proc = subprocess.Popen(
             args, cwd=self.repo, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
         )
@@ -171,6 +209,8 @@ class Soak:
             self.server.wait(30)
         except subprocess.TimeoutExpired:
             self.server.kill()
+        if self.s3 is not None:
+            self.s3.stop()
 
 
 # --- what happens during a launch ------------------------------------------------------------------
@@ -199,10 +239,18 @@ def kill_trap_shell(soak: Soak, proc) -> None:
 
 
 SLEEP = [{"name": "a", "command": "sleep 600"}]
+SHORT = {"max_hours": 20 / 3600}
+MB100 = 'head -c 100000000 /dev/urandom > "$VL_OUT/big.bin"'
+WORK = [{"name": "train", "command": "python3 work.py"}]
 CASES = [
     Case("clean", [{"name": "a", "command": "echo a"}, {"name": "b", "command": "echo b"}], 0),
-    Case("failed-stage", [{"name": "a", "command": "echo a"}, {"name": "b", "command": "exit 7"}], 7),
-    Case("hang-past-deadline", SLEEP, EXIT_WATCHDOG, lifecycle={"max_hours": 5 / 3600}),
+    Case(
+        "failed-stage",
+        [{"name": "a", "command": "echo a"}, {"name": "b", "command": "exit 7"}],
+        7,
+        reason="failed in stage b (exit 7)",
+    ),
+    Case("hang-past-deadline", SLEEP, EXIT_WATCHDOG, lifecycle=SHORT, outputs={"final_sync_timeout_s": 5}, reason=DEADLINE),
     Case(
         "429-bursts", [{"name": "a", "command": "echo a"}], 0, faults={"rate_limit": {"/api/v0/instances/": 3, "/api/v0/bundles": 2}}
     ),
@@ -211,26 +259,38 @@ CASES = [
     Case("create-error-creates", [{"name": "a", "command": "echo a"}], 0, faults={"create_error_but_creates": 1}),
     Case("container-restart", [{"name": "a", "command": '[ -f "$VL_W/r" ] && exit 0; touch "$VL_W/r"; sleep 600'}], 0, during=restart),
     Case("launcher-sigkill", [{"name": "a", "command": "sleep 2"}], -9, during=sigkill_then_settle),
-    Case("launcher-sigint", SLEEP, EXIT_INTERRUPTED, during=send(signal.SIGINT), expect_state="aborted"),
-    Case("launcher-sigterm", SLEEP, EXIT_INTERRUPTED, during=send(signal.SIGTERM), expect_state="aborted"),
-    Case("launcher-sighup", SLEEP, EXIT_INTERRUPTED, during=send(signal.SIGHUP), expect_state="aborted"),
-    Case("instance-group-sigterm", SLEEP, 143, during=group_sigterm),
-    Case("trap-shell-sigkill", SLEEP, EXIT_WATCHDOG, lifecycle={"max_hours": 6 / 3600}, during=kill_trap_shell),
+    Case("detached", [{"name": "a", "command": "sleep 2"}], 0, args=["--detach"]),
+    Case("launcher-sigint", SLEEP, EXIT_INTERRUPTED, during=send(signal.SIGINT), expect_state="aborted", reason="interrupted"),
+    Case("launcher-sigterm", SLEEP, EXIT_INTERRUPTED, during=send(signal.SIGTERM), expect_state="aborted", reason="interrupted"),
+    Case("launcher-sighup", SLEEP, EXIT_INTERRUPTED, during=send(signal.SIGHUP), expect_state="aborted", reason="interrupted"),
+    Case("instance-group-sigterm", SLEEP, 143, during=group_sigterm, reason="terminated (SIGTERM) in stage a (exit 143)"),
+    Case(
+        "trap-shell-sigkill",
+        SLEEP,
+        EXIT_WATCHDOG,
+        lifecycle=SHORT,
+        outputs={"final_sync_timeout_s": 5},
+        during=kill_trap_shell,
+        reason=DEADLINE,
+    ),
     Case(
         "image-without-vastai",
         [{"name": "a", "command": "echo a"}],
         0,
         faults={"no_vastai_cli": True, "destroy_failures": 1, "destroy_failure_status": 429},
     ),
-    Case("local-twice-1", [{"name": "a", "command": "exit 5"}], 5, local=True),
+    Case("final-sync-100mb", [{"name": "a", "command": MB100}], 0),
+    Case("train-no-store", WORK, 0, outputs={}),
+    Case("train-synced", WORK, 0, outputs={"sync_every_minutes": 0.05}),
+    Case("local-twice-1", [{"name": "a", "command": "exit 5"}], 5, local=True, reason="failed in stage a (exit 5)"),
     Case("local-twice-2", [{"name": "a", "command": "echo a"}], 0, local=True),
 ]
 
 
-def check(soak: Soak, case: Case, rc: int, known_ids: set) -> dict:
+def check(soak: Soak, case: Case, rc: int, out: str, known_ids: set) -> dict:
     """The world after one launch."""
-    deadline = time.time() + 60
-    while True:  # the instance's own teardown may still be under way (SIGKILLed launcher)
+    deadline = time.time() + 120
+    while True:  # the instance's own teardown may still be under way (a detached or SIGKILLed launcher)
         new = [r for r in soak.instances() if r["id"] not in known_ids]
         if all(r["actual_status"] == "destroyed" for r in new) or time.time() > deadline:
             break
@@ -241,38 +301,39 @@ def check(soak: Soak, case: Case, rc: int, known_ids: set) -> dict:
     time.sleep(0.1)
     procs = soak.container_processes()
     dup = 0
-    billed_after = ack_after = None
+    billed_after = None
     for inst in new:
-        vl = Path(inst["workdir"]) / f"vl-{row.get('launch_id')}"
-        times = vl / "stage_times"
-        if times.exists():
-            done = [ln.split()[0] for ln in times.read_text().splitlines() if ln.split()[-1] == "0"]
-            dup += len(done) - len(set(done))
-            ends = [float(ln.split()[2]) for ln in times.read_text().splitlines()]
-            if case.expect_rc in (0, 7, 5) and ends and inst.get("ended_at") and inst["destroyed_by"] == "instance":
-                billed_after = inst["ended_at"] - max(ends)
-                acks = [
-                    e["t"]
-                    for e in soak.control("GET", "/_local/events")["events"]
-                    if e["method"] == "PUT" and e["path"].rstrip("/").endswith(f"/instances/{inst['id']}") and e["t"] > max(ends)
-                ]
-                ack_after = min(acks) - max(ends) if acks else None
+        times = Path(inst["workdir"]) / f"vl-{row.get('launch_id')}" / "stage_times"
+        lines = [ln.split() for ln in times.read_text().splitlines()] if times.exists() else []
+        done = [ln[0] for ln in lines if ln[-1] == "0"]
+        dup += len(done) - len(set(done))
+        result = Path(inst["workdir"]) / f"vl-{row.get('launch_id')}" / "result"
+        if lines and result.exists() and inst.get("ended_at") and inst["destroyed_by"] == "instance":
+            billed_after = inst["ended_at"] - max(float(ln[2]) for ln in lines)  # every case whose stages ended
     wrong = []
     if case.expect_rc != rc:
         wrong.append(f"exit {rc} (expected {case.expect_rc})")
     if row.get("state") != case.expect_state:
         wrong.append(f"ledger state {row.get('state')} (expected {case.expect_state})")
+    if not str(row.get("end_reason") or "").startswith(case.reason):
+        wrong.append(f"end reason {row.get('end_reason')!r} (expected {case.reason!r}...)")
     if row.get("state") in ("destroyed", "aborted") and left:
         wrong.append("ledger says ended, cloud still runs it")
+    work = [int(ln.split()[-1]) for ln in out.splitlines() if ln.strip().startswith("| work ")]
     return {
         "instances_left": len(left),
         "processes_left": len(procs),
         "duplicate_stage_runs": dup,
         "ledger_wrong": wrong,
         "billed_after_last_stage": billed_after,
-        "acknowledged_after_last_stage": ack_after,
+        "followed": case.local or ("--detach" not in case.args and case.during is not sigkill_then_settle),
+        "work_done": work[0] if work else None,
         "new_ids": [r["id"] for r in new],
     }
+
+
+def _spread(values: list) -> str:
+    return f"{statistics.median(values):.2f} / {max(values):.2f}" if values else "-"
 
 
 def main() -> int:
@@ -280,10 +341,11 @@ def main() -> int:
     ap.add_argument("--launches", type=int, default=100)
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all, in turn)")
     ap.add_argument("--out", default=None, help="write every launch's result as JSON here")
+    ap.add_argument("--store", choices=["s3", "file"], default="s3", help="the outputs store: moto's S3 server, or a directory")
     args = ap.parse_args()
     cases = [c for c in CASES if not args.cases or c.name in args.cases.split(",")]
     work = Path(tempfile.mkdtemp(prefix="vast-launch-soak-"))
-    soak = Soak(work)
+    soak = Soak(work, args.store)
     results = []
     t0 = time.time()
     try:
@@ -294,7 +356,7 @@ def main() -> int:
             if case.faults:
                 soak.control("POST", "/_local/faults", case.faults)
             rc, out = soak.launch(case)
-            got = check(soak, case, rc, known)
+            got = check(soak, case, rc, out, known)
             known.update(got.pop("new_ids"))
             soak.control("POST", "/_local/faults", {"destroy_failures": 0, "no_vastai_cli": False})
             soak.control("POST", "/_local/offers/1001", {"rented": False})  # the other renter let it go
@@ -309,32 +371,38 @@ def main() -> int:
                 print("   " + out[-1500:].replace("\n", "\n   "), flush=True)
     finally:
         soak.close()
-    print(
-        f"\n{'case':<24} {'runs':>4} {'inst left':>9} {'procs left':>10} {'dup stages':>10} "
-        f"{'rows wrong':>10} {'billed after last stage: median / max s':>40}"
-    )
+    print(f"\nstore: {soak.outputs['url']}; billed after the last stage: median / max seconds, instances that destroyed themselves")
+    print(f"{'case':<24} {'runs':>4} {'inst left':>9} {'procs left':>10} {'dup stages':>10} {'rows wrong':>10} {'billed after s':>15}")
     for name in dict.fromkeys(r["case"] for r in results):
         rs = [r for r in results if r["case"] == name]
         after = [r["billed_after_last_stage"] for r in rs if r["billed_after_last_stage"] is not None]
-        billed = f"{statistics.median(after):.2f} / {max(after):.2f}" if after else "-"
         print(
             f"{name:<24} {len(rs):>4} {sum(r['instances_left'] for r in rs):>9} "
             f"{sum(r['processes_left'] for r in rs):>10} {sum(r['duplicate_stage_runs'] for r in rs):>10} "
-            f"{sum(bool(r['ledger_wrong']) for r in rs):>10} {billed:>40}"
+            f"{sum(bool(r['ledger_wrong']) for r in rs):>10} {_spread(after):>15}"
         )
-    after = [r["billed_after_last_stage"] for r in results if r["billed_after_last_stage"] is not None]
+    big = ("final-sync-100mb",)
+    after = lambda rs: [r["billed_after_last_stage"] for r in rs if r["billed_after_last_stage"] is not None]  # noqa: E731
     print(
         f"\nall: {len(results)} launches in {time.time() - t0:.0f} s; instances left "
         f"{sum(r['instances_left'] for r in results)}, processes left {sum(r['processes_left'] for r in results)}, "
         f"duplicate stage runs {sum(r['duplicate_stage_runs'] for r in results)}, ledger rows wrong "
-        f"{sum(bool(r['ledger_wrong']) for r in results)}; billed after last stage median "
-        + (f"{statistics.median(after):.2f} s, max {max(after):.2f} s (n={len(after)})" if after else "-")
+        f"{sum(bool(r['ledger_wrong']) for r in results)}"
     )
-    acked = [r["acknowledged_after_last_stage"] for r in results if r.get("acknowledged_after_last_stage") is not None]
-    if acked:
+    small = [r for r in results if r["case"] not in big]
+    for label, rs in (
+        ("followed", [r for r in small if r["followed"]]),
+        ("nobody following (detached, launcher SIGKILLed)", [r for r in small if not r["followed"]]),
+        ("after a 100 MB stage (the final sync)", [r for r in results if r["case"] in big]),
+    ):
+        print(f"billed after the last stage, {label}: median / max {_spread(after(rs))} s (n={len(after(rs))})")
+    synced = [r["work_done"] for r in results if r["case"] == "train-synced" and r["work_done"]]
+    plain = [r["work_done"] for r in results if r["case"] == "train-no-store" and r["work_done"]]
+    if synced and plain:
+        ratios = [a / b for a, b in zip(synced, plain)]
         print(
-            f"of which the follower took to acknowledge the result: median {statistics.median(acked):.2f} s, "
-            f"max {max(acked):.2f} s (n={len(acked)})"
+            f"training work in 12 s with a 20 MB checkpoint synced every 3 s, over the same without a store "
+            f"(interleaved pairs, n={len(ratios)}): median {statistics.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}"
         )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

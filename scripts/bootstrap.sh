@@ -22,11 +22,11 @@ if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+
   echo "bootstrap: installing torch==2.13.0 (CPU build)" >&2
   "${PIP[@]}" install torch==2.13.0
 fi
-if ! .venv/bin/python -c 'import vast_launch, ups, wandb, vastai, pytest, ruff' 2>/dev/null \
+if ! .venv/bin/python -c 'import vast_launch, ups, wandb, vastai, obstore, moto, pytest, ruff' 2>/dev/null \
    || [ pyproject.toml -nt .venv/.vast-launch-installed ]; then
   echo "bootstrap: installing vast-launch with the train and dev extras" >&2
   "${PIP[@]}" install -e '.[train,dev]' 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c 'import vast_launch, ups, wandb, vastai, pytest, ruff'
+  .venv/bin/python -c 'import vast_launch, ups, wandb, vastai, obstore, moto, pytest, ruff'
   touch .venv/.vast-launch-installed
 fi
 echo "bootstrap: ready (.venv)" >&2

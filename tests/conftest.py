@@ -305,3 +305,27 @@ def ssh_cloud(tmp_path, sshd):
 
     with LocalCloud(root=tmp_path / "cloud", loading_seconds=0.2, ssh_port=sshd.port) as lc:
         yield lc
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 API server on loopback (moto's server mode), for the outputs store."""
+    from s3_server import missing_parts, start_s3_server
+
+    require_system_part("the S3 store tests", missing_parts())
+    server = start_s3_server(tmp_path_factory.mktemp("s3") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, request):
+    """A fresh bucket of the loopback S3 server, its credentials in this test's environment; returns
+    (server, outputs section for a config)."""
+    import re
+
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    bucket = "vl-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-") + "-" + os.urandom(3).hex()
+    url = s3_server.bucket(bucket)
+    return s3_server, {"url": f"{url}/runs", "endpoint_url": s3_server.endpoint, "sync_every_minutes": 0}

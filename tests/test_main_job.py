@@ -23,9 +23,10 @@ def test_local_smoke_launch_end_to_end(repo_factory):
     (row,) = json.loads(run_cli(["status", "--json"], cwd=repo).stdout)
     assert row["state"] == "destroyed" and row["commit"] == head
     assert row["end_reason"] == "completed: all stages done; the instance destroyed itself"
-    run_dir = repo.parent / "home" / "local" / "runs" / row["launch_id"]  # the state dir, not the repo
+    run_dir = repo.parent / "home" / "local" / "store" / row["launch_id"]  # the state dir's store, not the repo
     assert not (repo / "runs").exists()
-    assert (run_dir / "boot.log").exists() and "destroying instance" in p.stdout
+    assert (run_dir / "log" / "boot-1.log").exists() and (run_dir / "result.json").exists()
+    assert "destroying instance" in p.stdout
     runs = [read_finished_run(f) for f in find_runs(run_dir / "out")]
     assert sorted(r.job_type for r in runs) == sorted(STAGES)
     assert {r.group for r in runs} == {row["wandb_group"]} == {row["launch_id"]}

@@ -25,8 +25,13 @@ def test_every_default_lives_in_the_schema():
     full = validate({})
     assert full["operator"] == {"modes": 16, "width": 32, "layers": 4, "iters": 300, "batch": 64, "lr": 3e-3}
     sections = {"data", "operator", "diffusion_residual", "consistency_distill", "eval"}
-    assert set(full) == {"device", "amp", "compile", "train_seed"} | sections
-    assert full["train_seed"] == 0 and full["data"]["convention"] == "unit" and full["eval"]["seeds"] == 1
+    assert set(full) == {"device", "amp", "compile", "train_seed", "checkpoint_every"} | sections
+    assert (
+        full["train_seed"] == 0
+        and full["checkpoint_every"] == 0
+        and full["data"]["convention"] == "unit"
+        and full["eval"]["seeds"] == 1
+    )
 
 
 CHECK = """

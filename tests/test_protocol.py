@@ -169,3 +169,88 @@ def test_the_work_dir_note_in_tmp_is_never_written_through_a_planted_link(tmp_pa
         assert not (tmp_path / "victim").exists()
     finally:
         os.unlink(planted)
+
+
+def test_labels_carry_workspace_deadline_and_follow_lease_and_old_labels_still_parse():
+    from vast_launch.protocol import Label, label_for, launch_id_of, parse_label
+
+    text = label_for("t-1", "alice-laptop-ab12cd", 2_000_000_000.7)
+    assert text == "vast-launch:t-1 ws=alice-laptop-ab12cd dl=2000000000"
+    lab = parse_label(text)
+    lab.followed_until, lab.result_seen = 123.0, True
+    assert parse_label(lab.text()) == Label("t-1", "alice-laptop-ab12cd", 2_000_000_000, 123.0, True)
+    assert launch_id_of("vast-launch:t-1 result-seen") == "t-1"  # labels written before these fields
+    assert parse_label("vast-launch:t-1").workspace is None
+    assert parse_label("someone-else:t-1") is None and parse_label("vast-launch:") is None
+    assert parse_label("vast-launch:t-1 dl=abc").deadline is None  # a field that does not parse is left out
+
+
+def _workdir(tmp_path, result=None, watchdog=None, current=None, times=()):
+    w = tmp_path / "w"
+    w.mkdir()
+    if result:
+        (w / "result").write_text(result)
+    if watchdog:
+        (w / "deadline_hit").write_text(watchdog)
+    if current:
+        (w / "current_stage").write_text(current)
+    (w / "stage_times").write_text("".join(f"{n} {a} {b} {rc}\n" for n, a, b, rc in times))
+    return w
+
+
+@pytest.mark.parametrize(
+    "files,ended_by,reason,code,stage",
+    [
+        ({"result": "rc=0 failed_stage= signal= t=5", "times": [("a", 1, 2, 0)]}, "done", "success", 0, ""),
+        ({"result": "rc=7 failed_stage=b signal= t=5"}, "done", "stage_failure", 7, "b"),
+        ({"result": "rc=143 failed_stage=b signal=TERM t=5"}, "done", "signal", 143, "b"),
+        ({"current": "b\n", "watchdog": "deadline"}, "deadline", "deadline", EXIT_WATCHDOG, "b"),
+        ({"current": "b\n", "watchdog": "budget"}, "budget", "budget", EXIT_WATCHDOG, "b"),
+        ({"result": "rc=0 failed_stage= signal= t=5", "watchdog": "idle"}, "idle", "success", 0, ""),
+    ],
+)
+def test_result_json_says_how_the_run_ended_and_reads_back_the_same(tmp_path, files, ended_by, reason, code, stage):
+    from vast_launch.protocol import result_document
+
+    w = _workdir(tmp_path, files.get("result"), files.get("watchdog"), files.get("current"), files.get("times", ()))
+    doc = result_document(w, ended_by, {"launch_id": "t-1", "commit": "c", "attempt": 2, "instance_id": 9}, "syncing")
+    assert (doc["end_reason"], doc["exit_code"], doc["failed_stage"], doc["attempt"]) == (reason, code, stage, 2)
+    back = Outcome.from_result(doc)
+    assert back.exit_code() == code and back.end_code() == reason
+    if files.get("times"):
+        assert doc["stage_times"] == [{"name": "a", "start": 1.0, "end": 2.0, "rc": 0}]
+
+
+def test_finished_stages_of_an_earlier_instance_are_skipped_from_its_events(tmp_path):
+    """On a new instance of a launch, the events pulled from the outputs store say which stages finished."""
+    _, bootstrap, _ = render_onstart(spec([("a", "echo A"), ("b", "echo B")]))
+    (tmp_path / "run_stages.sh").write_text(runner_from(bootstrap))
+    (tmp_path / "stages.tsv").write_text("a\techo A\nb\techo B\n")
+    (tmp_path / "events").write_text("[vast-launch] stage 1/2 a: start at=1.0\n[vast-launch] stage 1/2 a: done at=2.0 start=1.0\n")
+    p = subprocess.run(
+        ["bash", str(tmp_path / "run_stages.sh")], env={"VL_W": str(tmp_path), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stderr
+    assert "stage 1/2 a: already done, skipped" in p.stdout and "\nA\n" not in p.stdout and "B\n" in p.stdout
+    assert (tmp_path / "events").read_text().count(": done at=") == 2  # b's end is recorded for the next one
+
+
+def test_the_instance_helpers_are_self_contained():
+    """What the bootstrap ships (SHIPPED) runs with the image's bare Python: the standard library, obstore,
+    and each other; each parses after the docstrings are stripped, and none holds the heredoc's end line."""
+    import ast
+    import sys
+
+    from vast_launch.vast.onstart import PACKAGE, SHIPPED, shipped_source
+
+    shipped = {"vast_launch." + rel[:-3].replace("/", ".") for rel in SHIPPED}
+    for rel in SHIPPED:
+        source = shipped_source(PACKAGE / rel)
+        for node in ast.walk(ast.parse(source)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in shipped else node.module for a in node.names]
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top == "obstore" or name in shipped or name == "__future__", (rel, name)
+        assert "VL_PY" not in source.splitlines()

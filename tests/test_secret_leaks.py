@@ -8,7 +8,17 @@ import secrets
 from conftest import cloud_env, git, run_cli, stage_config
 
 # made at run time: values written in this file would be found in every clone of it
-SECRETS = {name: f"{name.lower()}-{secrets.token_hex(16)}" for name in ("WANDB_API_KEY", "VAST_LAUNCH_GIT_TOKEN", "DD_API_KEY")}
+SECRETS = {
+    name: f"{name.lower()}-{secrets.token_hex(16)}"
+    for name in (
+        "WANDB_API_KEY",
+        "VAST_LAUNCH_GIT_TOKEN",
+        "DD_API_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    )
+}
 URL_PASSWORD = f"urlpassword{secrets.token_hex(8)}"
 # a stage that logs offline to W&B, writes outputs, and prints its environment's names (not values)
 STAGE = (
@@ -37,9 +47,15 @@ def _leaks(blobs: dict, values: dict) -> list[str]:
     return found
 
 
-def test_no_secret_leaks_from_any_command(repo_factory, cloud, tmp_path):
+def test_no_secret_leaks_from_any_command(repo_factory, cloud, tmp_path, s3_server):
+    bucket = s3_server.bucket("vl-leaks-" + secrets.token_hex(3))  # moto takes any key: these are the sentinels
+    outputs = {"url": f"{bucket}/runs", "endpoint_url": s3_server.endpoint}
     repo = repo_factory(
-        stage_config([{"name": "leakcheck", "command": STAGE}], code={"repo": f"https://user:{URL_PASSWORD}@127.0.0.1:9/o/r.git"})
+        stage_config(
+            [{"name": "leakcheck", "command": STAGE}],
+            code={"repo": f"https://user:{URL_PASSWORD}@127.0.0.1:9/o/r.git"},
+            outputs=outputs,
+        )
     )
     # the remote the check asks is the real one; the URL the instance gets carries a password to strip
     values = {**SECRETS, "VAST_API_KEY": cloud.api_key, "URL_PASSWORD": URL_PASSWORD}
@@ -66,7 +82,9 @@ def test_no_secret_leaks_from_any_command(repo_factory, cloud, tmp_path):
     git(repo, "push", "-q")
     good = run("--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow")
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
-    assert "VL_GIT_TOKEN" in good.stdout and "CONTAINER_API_KEY" in good.stdout  # secrets reached the stage's env
+    stage_env = next(ln for ln in good.stdout.splitlines() if "VL_OUT" in ln and "PATH" in ln)
+    # least exposure: the stage's environment holds none of the token, the instance key, the store's keys
+    assert not {"VL_GIT_TOKEN", "CONTAINER_API_KEY", "AWS_SECRET_ACCESS_KEY", "VL_BOOT_00"} & set(stage_env.split()), stage_env
     assert len(cloud.cloud.instances) == 2
     values.update({f"instance key {i.id}": i.api_key for i in cloud.cloud.instances.values()})
     (row,) = [
@@ -76,6 +94,7 @@ def test_no_secret_leaks_from_any_command(repo_factory, cloud, tmp_path):
     for argv in (
         ["status"],
         ["logs", lid],
+        ["pull", lid, "--to", str(tmp_path / "pulled")],
         ["report", lid, "--json"],
         ["cost"],
         ["cost", "--format", "json"],
@@ -87,11 +106,17 @@ def test_no_secret_leaks_from_any_command(repo_factory, cloud, tmp_path):
         run(*argv)
 
     files = {}
-    for root in (tmp_path / "home", tmp_path / "cloud", repo):
+    kept = []
+    for root in (tmp_path / "home", tmp_path / "cloud", tmp_path / "pulled", repo):
         for path in root.rglob("*"):
-            # .vast_api_key is the platform's: Vast writes the instance key to /root/.vast_api_key itself
-            if path.is_file() and ".git/objects" not in str(path) and path.name != ".vast_api_key":
+            # .vast_api_key is the platform's: Vast writes the instance key to /root/.vast_api_key itself;
+            # .vl/secrets/ is where the bootstrap keeps the secrets it took out of the environment (0600)
+            if path.parent.name == "secrets" and path.parent.parent.name == ".vl":
+                kept.append(path)
+            elif path.is_file() and ".git/objects" not in str(path) and path.name != ".vast_api_key":
                 files[str(path)] = path.read_bytes()
+    assert kept and all(p.stat().st_mode & 0o077 == 0 for p in kept)
+    assert "VL_GIT_TOKEN" not in {p.name for p in kept}  # the token is gone once the code is fetched
     assert len(files) > 20 and any(p.endswith(".wandb") for p in files), sorted(files)[:20]
     assert any("instance-" in p for p in files)  # the instance's work dir is among what was searched
     assert _leaks(outputs, values) == []

@@ -50,18 +50,19 @@ def test_failing_stage_is_torn_down_by_the_trap(repo_factory, cloud):
     assert row["state"] == "destroyed"
     assert row["end_reason"].startswith("failed in stage diffusion_residual (exit 7)")
     boot = (vl_dir(inst) / "boot.log").read_text()
-    assert "destroying instance" in boot and "(try 1)" not in boot  # the helper started before the stages did it
+    assert "destroying instance" in boot and "not running: tearing down in a new process" not in boot  # the agent did it
     assert no_live_processes(cloud)
 
 
 def _finish_helper_pids(inst):
-    """The teardown helper the bootstrap starts before the stages, blocked on its fifo."""
+    """The teardown agent the bootstrap starts before the stages, blocked on its fifo."""
     from vast_launch.localcloud.containers import container_pids
 
     def is_helper(pid):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return b"FINISH" in f.read().split(b"\0")
+                argv = f.read().split(b"\0")
+                return b"vast_launch.vast.shell.agent" in argv and b"serve" in argv
         except OSError:
             return False
 
@@ -79,7 +80,9 @@ def test_trap_destroys_even_when_its_prestarted_helper_was_killed(repo_factory, 
     (vl_dir(inst) / "go_on").touch()
     assert wait_for(lambda: inst.status == "destroyed", 60)
     assert inst.destroyed_by == "instance"
-    assert "destroying instance %d (try 1)" % inst.id in (vl_dir(inst) / "boot.log").read_text()  # the fallback
+    boot = (vl_dir(inst) / "boot.log").read_text()
+    assert "the teardown agent is not running: tearing down in a new process" in boot  # the fallback
+    assert "destroying instance %d" % inst.id in boot
     assert no_live_processes(cloud)
 
 

@@ -133,3 +133,41 @@ def test_a_training_seed_changes_the_model_and_not_the_data(tmp_path):
     (data0, loss0), (data1, loss1), (data2, loss2) = runs
     assert data0 == data1 == data2  # the same dataset key
     assert loss1 != loss0 and loss2 == loss0  # another seed trains another model; the same seed, the same one
+
+
+@pytest.mark.slow
+def test_a_stage_killed_mid_way_continues_from_its_checkpoint_bit_for_bit(tmp_path):
+    """checkpoint_every: a stage killed after a mid-stage checkpoint continues from it, runs only the steps
+    left, and ends with exactly the weights of a run that was never interrupted."""
+    steps = [*TINY[:2], "--set", "diffusion_residual.iters=400", "--set", "consistency_distill.iters=20", "--set", "data.n_train=16"]
+    every = ["--set", "checkpoint_every=10"]
+    whole = ups_train(tmp_path / "whole", "--stage", "all", *steps, *every)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        train_argv(out, "--stage", "all", *steps, *every),
+        env=dict(os.environ, WANDB_MODE="disabled"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(lambda: (out / "partial" / "diffusion_residual.pt").exists() or proc.poll() is not None, 300)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    assert not (out / "diffusion_residual" / "done").exists(), "the stage ended before it was killed"
+    again = ups_train(out, "--stage", "all", *steps, *every)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "operator: already done" in again.stdout and "diffusion_residual: resuming at step" in again.stdout
+    result = json.loads((out / "diffusion_residual" / "result.json").read_text())
+    assert 0 < result["resumed_from_step"] < 400 and result["steps_run"] == 400 - result["resumed_from_step"], result
+    assert not list((out / "partial").glob("*.pt"))  # a finished stage's partial checkpoints are gone
+
+    import torch
+
+    for stage in ("diffusion_residual", "consistency_distill"):
+        a = torch.load(tmp_path / "whole" / stage / "checkpoint.pt", weights_only=False)["model"]
+        b = torch.load(out / stage / "checkpoint.pt", weights_only=False)["model"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), stage

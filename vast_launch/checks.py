@@ -111,12 +111,52 @@ def run_checks(
                 report.warnings.append("no Vast API key: the dry run shows the query and the onstart, but no offer")
             else:
                 report.failures.append("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
+    if cfg.outputs.url:
+        from .store import StoreSpec, problems
+
+        spec = StoreSpec(cfg.outputs.url, cfg.outputs.endpoint_url, cfg.outputs.region)
+        report.failures.extend(problems(spec, target, os.environ.get("VAST_URL") or "https://console.vast.ai"))
     mode = wandb_mode or cfg.wandb.mode
     if mode == "online" and not wandb_key_present():
         report.failures.append(
-            "wandb.mode is online but WANDB_API_KEY is not set: export it, "
-            "or set wandb.mode: offline (offline runs are lost when the instance is destroyed)"
+            "wandb.mode is online but WANDB_API_KEY is not set: export it, or set wandb.mode: offline "
+            "(offline runs reach your machine only through an outputs store: outputs.url)"
         )
-    elif mode == "offline" and target == "vast":
-        report.warnings.append("wandb.mode is offline: the runs stay on the instance and are lost on teardown")
+    elif mode == "offline" and target == "vast" and not cfg.outputs.url:
+        report.warnings.append(
+            "wandb.mode is offline and there is no outputs store: the runs stay on the instance "
+            "and are lost on teardown (set outputs.url)"
+        )
     return report
+
+
+def resume_problems(cfg: LaunchConfig, row: dict, target: str, wandb_mode: Optional[str]) -> list[str]:
+    """Why another instance of an existing launch cannot start, one line each: it runs the launch's own
+    commit (which the remote must still have) from what the launch's outputs store holds."""
+    from .store import StoreSpec, problems
+
+    found = []
+    if row.get("target") != target:
+        found.append(f"{row['id']} ran on target {row.get('target')}, not {target}")
+    spec = StoreSpec.of_row(row)
+    if spec is None:
+        found.append(f"{row['id']} has no outputs store to resume from (outputs.url was not set when it was launched)")
+    else:
+        found.extend(problems(spec, target, row.get("provider_url")))
+    try:
+        root = gitcheck.repo_root(Path(cfg.source or ".").parent)
+        on_remote, error = gitcheck.commit_on_remote(root, cfg.code.remote, row["commit_sha"])
+    except UserError as exc:
+        on_remote, error = False, str(exc)
+    if not on_remote:
+        found.append(
+            f"commit {row['commit_sha'][:10]} of {row['id']} is not on remote '{cfg.code.remote}'" + (f": {error}" if error else "")
+        )
+    if target == "vast":
+        from .credentials import find_api_key
+
+        if not find_api_key():
+            found.append("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
+    if (wandb_mode or cfg.wandb.mode) == "online" and not wandb_key_present():
+        found.append("wandb.mode is online but WANDB_API_KEY is not set: export it, or resume with --wandb-mode offline")
+    return found

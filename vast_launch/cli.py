@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .commands import ending, launching, project, reporting, watching
+from .commands import ending, launching, outputs, project, reporting, watching
 from .commands.common import Debug, _fail
 from .errors import UserError
 
@@ -102,6 +102,7 @@ for command in (
     watching.status,
     watching.logs,
     watching.ssh,
+    outputs.pull,
     ending.down,
     ending.reap,
     reporting.report,

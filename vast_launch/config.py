@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, get_args
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -104,6 +105,57 @@ class Wandb(Strict):
     )
 
 
+class Outputs(Strict):
+    url: Optional[str] = Field(
+        None,
+        max_length=1024,
+        description="where a launch's outputs, log and result.json outlive its instance: s3://bucket/prefix "
+        "(any S3-compatible store) or file:///path (a directory on this machine: the local cloud only); "
+        "--local launches default to a directory under the state dir",
+    )
+    endpoint_url: Optional[str] = Field(
+        None, max_length=1024, description="an S3-compatible service's endpoint, e.g. https://<account>.r2.cloudflarestorage.com"
+    )
+    region: Optional[str] = Field(
+        None, max_length=64, description="the bucket's region (R2: auto); default AWS_REGION, else us-east-1"
+    )
+    sync_every_minutes: float = Field(
+        10, ge=0, le=24 * 60, description="sync $VL_OUT this often while a stage runs (0: only at stage ends and at the end)"
+    )
+    final_sync_timeout_s: int = Field(
+        120,
+        ge=5,
+        le=3600,
+        description="the final sync may take this long (at most half of lifecycle.max_hours); the deadline watchdog "
+        "starts it this much earlier, so the instance is still gone by the deadline",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme == "s3":
+            if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", parts.netloc or ""):
+                raise ValueError("expected s3://bucket/prefix with a bucket name of 3-63 lowercase letters, digits, '.', '-'")
+        elif parts.scheme == "file":
+            if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+                raise ValueError("expected file:///absolute/path")
+        else:
+            raise ValueError("expected s3://bucket/prefix or file:///path")
+        if any(ord(c) < 32 or c in "\"'`$\\" for c in v):
+            raise ValueError("control characters, quotes, '$' and backslashes are not accepted in a store URL")
+        return v
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).netloc):
+            raise ValueError("expected http(s)://host[:port]")
+        return v
+
+
 class Stage(Strict):
     name: str = Field(..., description="letters, digits, '_', '-', '.'")
     command: Optional[str] = Field(
@@ -193,6 +245,7 @@ class LaunchConfig(Strict):
     )
     train: Train = Field(default_factory=Train, description="profiles passed to the stages")
     slurm: Slurm = Field(default_factory=Slurm, description="--target slurm")
+    outputs: Outputs = Field(default_factory=Outputs, description="the outputs store: what outlives the instance")
 
     # Where the file was read from; not part of the YAML.
     source: Optional[str] = Field(None, exclude=True)

@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS events (
     state TEXT NOT NULL,
     detail TEXT
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS events_launch ON events(launch_id, t);
 CREATE INDEX IF NOT EXISTS launches_created ON launches(created_at);
 CREATE INDEX IF NOT EXISTS launches_instance ON launches(instance_id);
@@ -120,6 +124,44 @@ class Ledger:
 
     def close(self) -> None:
         self.db.close()
+
+    def workspace(self) -> str:
+        """Who launched, as instance labels say it: $VAST_LAUNCH_WORKSPACE, else this ledger's own name
+        (made once: its host and 6 random hex digits), so two ledgers on one Vast account tell their
+        instances apart."""
+        from .protocol import WORKSPACE
+
+        chosen = os.environ.get("VAST_LAUNCH_WORKSPACE")
+        if chosen:
+            if not WORKSPACE.match(chosen):
+                from .errors import UserError
+
+                raise UserError(f"VAST_LAUNCH_WORKSPACE={chosen!r}: 1-64 letters, digits, '.', '_' or '-'")
+            return chosen
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'workspace'").fetchone()
+        if row:
+            return row[0]
+        import re
+        import secrets
+        import socket
+
+        name = (re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-")[:40] or "ws") + "-" + secrets.token_hex(3)
+        with self.transaction():
+            self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('workspace', ?)", (name,))
+        return self.db.execute("SELECT value FROM meta WHERE key = 'workspace'").fetchone()[0]
+
+    def reopen(self, launch_id: str, detail: dict) -> None:
+        """A launch starts another attempt (resume, recovery): it is open again, its cost no longer frozen."""
+        now = time.time()
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, 'resuming', ?)", (launch_id, now, json.dumps(detail))
+            )
+            self.db.execute(
+                "UPDATE launches SET state = 'resuming', updated_at = ?, ended_at = NULL, end_reason = NULL, gpu_seconds = NULL, "
+                "storage_seconds = NULL, cost_usd = NULL, billed_usd = NULL, billed_at = NULL WHERE id = ?",
+                (now, launch_id),
+            )
 
     @contextmanager
     def transaction(self):

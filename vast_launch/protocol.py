@@ -1,24 +1,32 @@
-"""The contract between the instance's scripts (vast_launch/vast/shell/*.sh) and the launcher.
+"""The contract between the instance's scripts (vast_launch/vast/shell/) and the launcher.
 
-The bootstrap prints event lines and leaves files in its work dir `vl-<launch-id>`; this module is
-the one place that knows their names and shapes, turns them into an `Outcome`, and maps an outcome
-to the end reason and the exit code the user sees.
+The bootstrap prints event lines, leaves files in its work dir `vl-<launch-id>` and writes the outputs
+store's objects under `<url>/<launch-id>/`; this module is the one place that knows their names and
+shapes, turns them into an `Outcome`, and maps an outcome to the end reason and the exit code the user
+sees. It is shipped to the instance with the helpers that import it: standard library only.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 LABEL_PREFIX = "vast-launch:"
-# A following launcher appends this to the label once it recorded the result; the trap waits for it
-# (at most VL_ACK_WAIT seconds) before destroying, so the result is not lost with the instance's logs.
+# A following launcher appends this to the label once it recorded the result. Without an outputs store
+# the instance waits for it (at most VL_ACK_WAIT seconds) before destroying itself, so the result is not
+# lost with the instance's logs, but only while the label says a launcher follows (FOLLOWED_UNTIL, renewed
+# by the follower): a detached or killed launcher costs no wait. With a store, result.json is the
+# acknowledgement and nobody waits.
 RESULT_SEEN = " result-seen"
 ACK_WAIT_SECONDS = 10
+FOLLOWED_UNTIL = "fw"  # label field: a launcher follows until this epoch second
+FOLLOW_RENEW_SECONDS = 15
+FOLLOW_LEASE_SECONDS = 45
 
 
 # What a launch id may be: it names the label, work-dir paths and a line of the rendered bootstrap.
@@ -31,16 +39,62 @@ def new_launch_id(name: str) -> str:
     return f"{slug}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def label_for(launch_id: str) -> str:
-    return LABEL_PREFIX + launch_id
+@dataclass
+class Label:
+    """What an instance's label says: `vast-launch:<launch id> ws=<workspace> dl=<deadline> [fw=<t>] [result-seen]`.
+
+    The workspace names the ledger that launched it (two teammates, or a laptop and CI, on one account),
+    the deadline is the instance's own hard deadline: enough for another workspace's reaper to know when
+    this instance's teardown layers have had their chance. Labels written before these fields still parse."""
+
+    launch_id: str
+    workspace: Optional[str] = None
+    deadline: Optional[float] = None
+    followed_until: Optional[float] = None
+    result_seen: bool = False
+
+    def text(self) -> str:
+        fields = [LABEL_PREFIX + self.launch_id]
+        fields += [f"ws={self.workspace}"] if self.workspace else []
+        fields += [f"dl={int(self.deadline)}"] if self.deadline else []
+        fields += [f"{FOLLOWED_UNTIL}={int(self.followed_until)}"] if self.followed_until else []
+        return " ".join(fields) + (RESULT_SEEN if self.result_seen else "")
 
 
-def launch_id_of(label: Optional[str]) -> Optional[str]:
-    """The launch id in one of our labels (with or without the result-seen mark), else None."""
+def parse_label(label: Optional[str]) -> Optional[Label]:
+    """One of our labels, parsed; None for anyone else's."""
     label = label or ""
     if not label.startswith(LABEL_PREFIX):
         return None
-    return label[len(LABEL_PREFIX) :].split(" ", 1)[0] or None
+    words = label[len(LABEL_PREFIX) :].split()
+    if not words or not LAUNCH_ID.match(words[0]):
+        return None
+    out = Label(words[0], result_seen=RESULT_SEEN.strip() in words[1:])
+    for word in words[1:]:
+        key, _, value = word.partition("=")
+        try:
+            if key == "ws" and value:
+                out.workspace = value
+            elif key == "dl":
+                out.deadline = float(value)
+            elif key == FOLLOWED_UNTIL:
+                out.followed_until = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def label_for(launch_id: str, workspace: Optional[str] = None, deadline: Optional[float] = None) -> str:
+    return Label(launch_id, workspace, deadline).text()
+
+
+def launch_id_of(label: Optional[str]) -> Optional[str]:
+    """The launch id in one of our labels (whatever fields follow it), else None."""
+    parsed = parse_label(label)
+    return parsed.launch_id if parsed else None
+
+
+WORKSPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 # Exit codes of `vast-launch launch` (documented in the README).
@@ -54,7 +108,31 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, SIGTERM or SIGHUP of the launcher
 RESULT_FILE = "result"  # rc=<n> failed_stage=<name> signal=<TERM|INT|HUP|> t=<epoch>
 WATCHDOG_FILE = "deadline_hit"  # deadline | budget | idle
 STAGE_TIMES_FILE = "stage_times"  # <name> <start> <end> <rc>, one line per finished attempt
+CURRENT_STAGE_FILE = "current_stage"
+EVENTS_FILE = "events"  # the stage runner's start/done/FAILED lines, in order
 BOOT_LOG = "boot.log"
+HELPERS_DIR = ".vl"  # inside the work dir: the instance's Python helpers, its secrets (0600) and sync state
+
+# What the bootstrap moves out of the environment into the helpers' secrets dir before anything else runs.
+INSTANCE_SECRETS = (
+    "WANDB_API_KEY",
+    "VL_GIT_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "CONTAINER_API_KEY",
+)
+
+# The outputs store: `<url>/<launch-id>/` holds these. Written at stage ends, every sync_every_minutes,
+# and before every destroy (result.json first, so that a slow final sync cannot lose the outcome).
+STORE_OUT = "out/"  # what the stages wrote to $VL_OUT, checkpoints included
+STORE_LOGS = "log/"  # the bootstrap's log of each attempt: store_log(attempt)
+STORE_EVENTS = EVENTS_FILE
+STORE_RESULT = "result.json"
+# A file being written and then renamed into place is whole only under its final name: never synced.
+NOT_SYNCED_SUFFIXES = (".tmp", ".part")
+# result.json's `end_reason`; its `outputs` says whether the final sync finished.
+END_REASONS = ("success", "stage_failure", "signal", "deadline", "budget", "idle")
 
 RESULT_LINE = re.compile(r"\[vast-launch\] .*result rc=(\d+) failed_stage=(\S*) at=([\d.]+)(?: signal=(\w+))?")
 STAGE_LINE = re.compile(
@@ -74,6 +152,11 @@ WATCHDOG_REASONS = {
     "budget": "budget reached (lifecycle.max_cost_usd)",
     "idle": "idle too long (lifecycle.idle_minutes)",
 }
+
+
+def store_log(attempt: int) -> str:
+    """Each instance of a launch (a resume, a recovery) keeps its own log in the store."""
+    return f"{STORE_LOGS}boot-{int(attempt)}.log"
 
 
 def workdir_name(launch_id: str) -> str:
@@ -144,6 +227,26 @@ class Outcome:
             out.watchdog = hit.read_text().strip() or "deadline"
         return out
 
+    @classmethod
+    def from_result(cls, doc: dict) -> "Outcome":
+        """The outcome a result.json in the outputs store records (`result_document`)."""
+        out = cls(
+            rc=doc.get("rc") if isinstance(doc.get("rc"), int) else None,
+            failed_stage=str(doc.get("failed_stage") or ""),
+            signal=str(doc.get("signal") or ""),
+            result_at=float(doc["t"]) if isinstance(doc.get("t"), (int, float)) else None,
+            watchdog=doc.get("watchdog") if doc.get("watchdog") in WATCHDOG_REASONS else None,
+        )
+        return out
+
+    def end_code(self) -> str:
+        """One of END_REASONS (or `unknown`): result.json's machine-readable end reason."""
+        if self.watchdog_ended_run:
+            return str(self.watchdog)
+        if self.rc is None:
+            return "unknown"
+        return "success" if self.rc == 0 else "signal" if self.signal else "stage_failure"
+
     def merge(self, other: "Outcome") -> None:
         for name in ("rc", "failed_stage", "signal", "result_at", "watchdog"):
             if getattr(other, name) not in (None, ""):
@@ -174,3 +277,49 @@ class Outcome:
         if self.rc is None:
             return EXIT_NO_RESULT
         return self.rc if 0 <= self.rc < 256 else EXIT_NO_RESULT
+
+
+def stage_times(vl_dir: Path) -> list[dict]:
+    """The stage runner's exact stage times (STAGE_TIMES_FILE), one entry per finished attempt."""
+    try:
+        lines = (vl_dir / STAGE_TIMES_FILE).read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 4:
+            try:
+                out.append({"name": parts[0], "start": float(parts[1]), "end": float(parts[2]), "rc": int(parts[3])})
+            except ValueError:
+                continue
+    return out
+
+
+def result_document(vl_dir: Path, ended_by: str, launch: dict, outputs: str) -> dict:
+    """result.json, composed on the instance from its work dir when teardown starts.
+
+    ended_by: `done` when the stages (or setup) ended, else the watchdog's reason (deadline, budget, idle);
+    launch: launch_id, commit, attempt, instance_id; outputs: `syncing` before the final sync, then
+    `complete` or `partial` (the sync ran out of time or failed)."""
+    out = Outcome.from_workdir(vl_dir)
+    if ended_by in WATCHDOG_REASONS:
+        out.watchdog = ended_by
+        if out.rc is None:  # the watchdog ends a run still going: the stage it was in
+            try:
+                out.failed_stage = (vl_dir / CURRENT_STAGE_FILE).read_text().strip()
+            except OSError:
+                out.failed_stage = ""
+    return {
+        "version": 1,
+        **{k: launch.get(k) for k in ("launch_id", "commit", "attempt", "instance_id")},
+        "rc": out.rc,
+        "failed_stage": out.failed_stage,
+        "signal": out.signal,
+        "watchdog": out.watchdog,
+        "end_reason": out.end_code(),
+        "exit_code": out.exit_code(),
+        "stage_times": stage_times(vl_dir),
+        "t": time.time(),
+        "outputs": outputs,
+    }

@@ -92,6 +92,12 @@ class Profile(_Section):
     train_seed: int = Field(
         0, ge=0, description="seed of initialisation, batches and noise (the data keeps data.seed): repeat a run with another"
     )
+    checkpoint_every: int = Field(
+        0,
+        ge=0,
+        description="write a mid-stage checkpoint every N optimizer steps (0: only at a stage's end); a stage that "
+        "starts again (a restarted or resumed launch) continues from the last one",
+    )
     data: Data = Field(default_factory=Data)
     operator: Operator = Field(default_factory=Operator)
     diffusion_residual: DiffusionResidual = Field(default_factory=DiffusionResidual)

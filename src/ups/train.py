@@ -141,7 +141,7 @@ def main(argv=None) -> int:
 
     from .data.burgers import DataSpec, load_or_generate
     from .stages import consistency_distill, diffusion_residual, operator
-    from .stages.common import StageEnv
+    from .stages.common import StageEnv, drop_partials
     from .stages.evaluate import evaluate
     from .utils.wandb_context import WandbContext
 
@@ -177,12 +177,14 @@ def main(argv=None) -> int:
             if world > 1:
                 torch.distributed.barrier()
             if rank == 0:
+                result.update({k.split("/", 1)[1]: v for k, v in env.summary.items() if k.split("/", 1)[0] == stage})
                 result["seconds"] = time.time() - t0
                 result.update({f"eval_{k}": v["nrmse"] for k, v in evaluate(env, EVALUATES[stage]).items()})
                 ctx.set_summary({f"{stage}/{k}": v for k, v in result.items()})
                 ctx.log_artifact(out / stage / "checkpoint.pt", name=f"{stage}-checkpoint")
                 (out / stage / "result.json").write_text(json.dumps(result, indent=2))
                 marker.write_text(f"{time.time()}\n")
+                drop_partials(out, stage)
                 print(
                     f"[ups] {stage}: done in {result['seconds']:.1f} s (loss {result['loss_first']:.4g} -> {result['loss_last']:.4g})",
                     flush=True,

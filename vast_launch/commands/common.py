@@ -9,7 +9,21 @@ import click
 
 from ..errors import CheckFailed, UserError
 
-DEFAULT_CONFIG = "configs/burgers.yaml"
+# Without --config: the file `vast-launch init` writes, else this project's own.
+DEFAULT_CONFIGS = ("vast-launch.yaml", "configs/burgers.yaml")
+CONFIG_HELP = "launch YAML (default: vast-launch.yaml, else configs/burgers.yaml)"
+
+
+def config_option(fn):
+    """--config, shared by every command that reads one; resolved by `_load`."""
+    return click.option("--config", "config", default=None, type=click.Path(dir_okay=False), help=CONFIG_HELP)(fn)
+
+
+def default_config() -> str:
+    for name in DEFAULT_CONFIGS:
+        if os.path.isfile(name):
+            return name
+    raise UserError("no config here: pass --config PATH, or write one with `vast-launch init` (vast-launch.yaml)")
 
 
 class Debug:
@@ -24,10 +38,10 @@ def _fail(msg: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def _load(config: str):
+def _load(config: str | None):
     from ..config import load_config
 
-    return load_config(config)
+    return load_config(config or default_config())
 
 
 def _ledger():

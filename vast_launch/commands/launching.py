@@ -9,12 +9,12 @@ import sys
 import click
 
 from ..errors import UserError
-from .common import DEFAULT_CONFIG, _fail, _ledger, _load, _provider_for, _run
+from .common import _fail, _ledger, _load, _provider_for, _run, config_option
 
 
 # --- launch ---------------------------------------------------------------------------------
 @click.command()
-@click.option("--config", "config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False), help="launch YAML")
+@config_option
 @click.option(
     "--auto-shutdown/--no-auto-shutdown",
     default=None,
@@ -56,6 +56,14 @@ from .common import DEFAULT_CONFIG, _fail, _ledger, _load, _provider_for, _run
     help="while following: a progress line (stage, its run time, cost so far) after this many seconds without output; 0: none",
 )
 @click.option("--yes", "-y", is_flag=True, help="do not ask before renting")
+@click.option(
+    "--resume",
+    "resume_id",
+    default=None,
+    metavar="ID",
+    help="another instance for launch ID (same commit, W&B group and outputs): finished stages are skipped, "
+    "a stage resumes from its last checkpoint in the outputs store",
+)
 @click.option("--pipeline", default=None, help="--target slurm: which slurm.pipelines entry (default: the first)")
 @click.option("--list-pipelines", is_flag=True, help="--target slurm: list the pipelines and their resources")
 @click.option(
@@ -81,6 +89,7 @@ def launch(
     poll_seconds,
     heartbeat_seconds,
     yes,
+    resume_id,
     pipeline,
     list_pipelines,
     from_stage,
@@ -103,6 +112,7 @@ def launch(
     Examples:
       vast-launch --local --auto-shutdown --config configs/burgers.yaml --profile smoke
       vast-launch --auto-shutdown --config configs/burgers.yaml --dry-run
+      vast-launch --resume burgers-20261122-120000-ab12        # on a new instance, from its outputs store
       vast-launch --target slurm --config configs/burgers.yaml --pipeline full --memory 96G
       vast-launch --target slurm --config configs/burgers.yaml --pipeline full --from-stage diffusion_residual
     """
@@ -134,7 +144,8 @@ def launch(
     def go():
         from ..vast.launcher import Launcher, LaunchOptions
 
-        cfg = _load(config)
+        resumed = _resumed_row(resume_id, local) if resume_id else None
+        cfg = _load(config or (resumed["config_path"] if resumed else None))
         if price is not None and price < 0:
             raise UserError(f"--price: must be >= 0 (got {price})")
         extra = {}
@@ -154,19 +165,20 @@ def launch(
             poll_seconds=poll_seconds,
             heartbeat_seconds=heartbeat_seconds,
         )
-        if local:
-            return _launch_local(cfg, opts, price or 0.0)
-        from ..credentials import find_api_key
-
-        provider = None if dry_run and not find_api_key() else _provider_for(url=os.environ.get("VAST_URL"))
-        if not dry_run and not yes and sys.stdin.isatty():
-            click.confirm("Rent an instance now?", abort=True, default=True)
         if sys.stdin.isatty():
             opts.ask_destroy = lambda: click.confirm(
                 "\nDestroy the instance now? (no: detach and leave it running, its teardown armed)", default=True
             )
+            if not yes and not local:
+                opts.confirm = lambda question: click.confirm(question, default=True)
+        if local:
+            return _launch_local(cfg, opts, price or 0.0, resumed)
+        from ..credentials import find_api_key
+
+        provider = None if dry_run and not find_api_key() else _provider_for(url=os.environ.get("VAST_URL"))
         with _ledger() as ledger:
-            return Launcher(cfg, provider, ledger, opts, echo=click.echo).run()
+            launcher = Launcher(cfg, provider, ledger, opts, echo=click.echo)
+            return launcher.resume(ledger.get(resumed["id"])) if resumed else launcher.run()
 
     from ..interrupts import signals_interrupt
     from ..protocol import EXIT_INTERRUPTED
@@ -198,13 +210,33 @@ def _launch_slurm(config, pipeline, list_pipelines, from_stage, dry_run, profile
     _run(go)
 
 
-def _launch_local(cfg, opts, price: float):
+def _resumed_row(resume_id: str, local: bool) -> dict:
+    """The launch to resume: known here, and with no instance of it still there (settled first)."""
+    from .common import _settle
+
+    with _ledger() as ledger:
+        row = ledger.find(resume_id)
+        if row is None:
+            raise UserError(f"--resume {resume_id}: no launch matches (see `vast-launch status`)")
+        if row["target"] != ("local" if local else "vast"):
+            hint = "add --local" if row["target"] == "local" else "drop --local" if local else f"it ran on {row['target']}"
+            raise UserError(f"--resume {row['id']}: it ran on target {row['target']} ({hint})")
+        if row["target"] != "local":
+            _settle(ledger, [row])
+        row = ledger.get(row["id"])
+        from ..states import TERMINAL
+
+        if row["state"] not in TERMINAL:
+            raise UserError(f"--resume {row['id']}: it is still {row['state']}; end it first (`vast-launch down {row['id']}`)")
+        return row
+
+
+def _launch_local(cfg, opts, price: float, resumed=None):
     from ..localcloud import LocalCloud
     from ..state_dir import private_dir
-    from ..vast.local import LocalLauncher, local_home, local_runs_dir
+    from ..vast.local import LocalLauncher, local_home
     from ..vast.sdk import VastProvider
 
-    opts.runs_dir = local_runs_dir()
     root = private_dir(local_home() / "cloud")  # the first launch may create the state dir itself
     with _ledger() as ledger:
         with LocalCloud(root=root, price_dph=price) as lc:
@@ -212,7 +244,7 @@ def _launch_local(cfg, opts, price: float):
             provider = VastProvider(lc.api_key, lc.url)
             launcher = LocalLauncher(cfg, provider, ledger, opts, echo=click.echo)
             try:
-                result = launcher.run()
+                result = launcher.resume(ledger.get(resumed["id"])) if resumed else launcher.run()
             finally:
                 _local_cloud_ends(ledger, lc)
         if result.state == "running":
@@ -232,7 +264,7 @@ def _local_cloud_ends(ledger, lc) -> None:
 
 # --- check ----------------------------------------------------------------------------------
 @click.command()
-@click.option("--config", "config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False))
+@config_option
 @click.option("--target", type=click.Choice(["vast", "local", "slurm"]), default="vast", show_default=True)
 @click.option("--local", is_flag=True, help="same as --target local (what `vast-launch --local` checks)")
 @click.option(
@@ -274,7 +306,7 @@ def check(config, target, local, wandb_mode, allow_dirty, as_json):
 
 # --- offers ---------------------------------------------------------------------------------
 @click.command()
-@click.option("--config", "config", default=DEFAULT_CONFIG, show_default=True, type=click.Path(dir_okay=False))
+@config_option
 @click.option("--limit", default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def offers(config, limit, as_json):

@@ -26,7 +26,7 @@ from .common import _ledger, _load, _provider_for, _run, _settle
     "out_dir",
     default=None,
     type=click.Path(file_okay=False, exists=True),
-    help="the launch's outputs (default: runs/local/<id>/out for local launches)",
+    help="the launch's outputs folder (default: read from its outputs store)",
 )
 @click.option(
     "--dest", default=None, help="where the Markdown (and PNG) go (default: reports/ under the state dir, never the repository)"
@@ -48,15 +48,7 @@ def report(launch_id, with_plot, out_dir, dest, as_json):
             row = ledger.find(launch_id)
             if row is None:
                 raise UserError(f"no launch matches {launch_id!r} (see `vast-launch status`)")
-            extra = row["extra"] if isinstance(row.get("extra"), dict) else {}
-            from ..vast.local import local_runs_dir
-
-            candidates = (
-                [Path(out_dir)]
-                if out_dir
-                else [local_runs_dir() / row["id"] / "out"] + ([Path(extra["out_dir"])] if extra.get("out_dir") else [])
-            )  # local launch; SLURM submission
-            data = rep.build(ledger, row, next((c for c in candidates if c.is_dir()), None))
+            data = rep.build(ledger, row, Path(out_dir) if out_dir else _stored_outputs(row))
         from ..state_dir import default_home
 
         dest_dir = Path(dest) if dest else default_home() / "reports"
@@ -78,6 +70,20 @@ def report(launch_id, with_plot, out_dir, dest, as_json):
             click.echo(f"written: {md}" + (f" and {png}" if png else ""))
 
     _run(go)
+
+
+def _stored_outputs(row):
+    """What report reads of a launch's outputs: its outputs store's (downloaded once, checkpoints left out),
+    else a SLURM submission's folder."""
+    from ..state_dir import default_home
+    from ..store import StoreSpec, report_inputs
+
+    spec = StoreSpec.of_row(row)
+    if spec is not None:
+        return report_inputs(spec, row["id"], default_home() / "cache" / row["id"] / "out")
+    extra = row["extra"] if isinstance(row.get("extra"), dict) else {}
+    out = Path(extra["out_dir"]) if extra.get("out_dir") else None
+    return out if out is not None and out.is_dir() else None
 
 
 # --- cost -----------------------------------------------------------------------------------

@@ -114,20 +114,15 @@ def logs(launch_id, tail, follow, via, identity):
         if row is None or not row.get("instance_id"):
             raise UserError(f"no instance known for {launch_id!r} (see `vast-launch status`)")
         if row["state"] in ENDED_BY_DESTROY or row["target"] == "local":
-            from ..vast.local import local_runs_dir
-            from ..vast.settle import local_workdir
-
-            local = local_runs_dir() / row["id"] / "boot.log"
-            live = local_workdir(row)
-            if row["target"] == "local" and not local.exists() and live is not None:
-                local = live / "boot.log"  # a local launch still running: its instance's files are here
-            if local.exists():
-                click.echo("\n".join(local.read_text(errors="replace").splitlines()[-tail:]))
+            text, where = _ended_log(row)
+            if text is not None:
+                click.echo(f"({where})", err=True)
+                click.echo("\n".join(text.splitlines()[-tail:]))
                 return
             if row["state"] in ENDED_BY_DESTROY:
                 kept = _kept_log_lines(row["id"])
                 if not kept:
-                    raise UserError(f"instance {row['instance_id']} is destroyed; its logs went with it")
+                    raise UserError(f"instance {row['instance_id']} is destroyed; its log went with it (it had no outputs store)")
                 click.echo(
                     f"(instance {row['instance_id']} is destroyed: the last {min(tail, len(kept))} lines its launcher kept)", err=True
                 )
@@ -151,6 +146,29 @@ def logs(launch_id, tail, follow, via, identity):
         _logs_over_api(provider, iid, tail, follow)
 
     _run(go)
+
+
+def _ended_log(row) -> tuple:
+    from ..protocol import store_log
+
+    """(log text, where it came from) once the instance is gone: the outputs store's copy, or a local
+    launch's work dir while it still runs; (None, None) when neither has it."""
+    from ..store import LaunchOutputs, StoreSpec, attempt_of
+
+    spec = StoreSpec.of_row(row)
+    if row["target"] == "local" and row["state"] not in ENDED_BY_DESTROY:
+        from ..vast.settle import local_workdir
+
+        live = local_workdir(row)
+        if live is not None and (live / "boot.log").exists():  # a local launch still running: its files are here
+            return (live / "boot.log").read_bytes().decode("utf-8", errors="replace"), f"{live / 'boot.log'}"
+    if spec is not None:
+        found = LaunchOutputs(spec, row["id"])
+        attempt = attempt_of(row)
+        text = found.log_text(attempt)
+        if text is not None:
+            return text, f"instance {row['instance_id']} is gone: its log from {found.where(store_log(attempt))}"
+    return None, None
 
 
 def _logs_of_slurm_jobs(row, tail, follow) -> None:

@@ -221,13 +221,14 @@ class VastApi(Plumbing):
         except (TypeError, ValueError, re.error) as exc:
             self._send(400, {"success": False, "error": "invalid_args", "msg": f"bad tail or filter: {exc}"})
             return
-        lines = inst.log_path.read_text(errors="replace").splitlines() if inst.log_path.exists() else []
+        # The container's output as bytes, as Vast returns it (whatever encoding the programs wrote)
+        lines = inst.log_path.read_bytes().splitlines() if inst.log_path.exists() else []
         # As Vast: the last `tail` lines (1,000 unless asked), then the grep filter. Which of the two Vast
         # applies first is not documented; this order is the one a follower can lose more lines to.
         lines = lines[-tail:] if tail > 0 else []
         if pattern is not None:
-            lines = [ln for ln in lines if pattern.search(ln)]
-        text = "\n".join(lines) + "\n" if lines else ""
+            lines = [ln for ln in lines if pattern.search(ln.decode("utf-8", errors="replace"))]
+        text = b"\n".join(lines) + b"\n" if lines else b""
         token = secrets.token_hex(12)
         self.server.log_blobs[token] = text
         self._send(200, {"success": True, "result_url": f"{cloud.public_url}/_logs/{token}", "msg": "logs requested"})

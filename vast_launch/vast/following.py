@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..interrupts import Interrupted
 from ..protocol import (
     EXIT_INTERRUPTED,
     EXIT_WATCHDOG,
-    LABEL_PREFIX,
+    FOLLOW_LEASE_SECONDS,
+    FOLLOW_RENEW_SECONDS,
     RESULT_LINE,
-    RESULT_SEEN,
     WATCHDOG_LINE,
+    Label,
     Outcome,
+    parse_label,
     parse_stage_line,
 )
 from ..states import ENDED_BY_DESTROY, STOPPED_WITHOUT_TEARDOWN
@@ -29,6 +30,7 @@ from .teardown import destroy_and_record
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
+    from ..store import StoreSpec
     from .options import LaunchOptions, LaunchResult
     from .progress import Heartbeat, Printer
     from .provider import Provider
@@ -48,6 +50,7 @@ class Following:
     heartbeat: Heartbeat
     echo: Callable[[str], None]
     auto_shutdown: bool
+    store: Optional[StoreSpec]
 
     # --- following ----------------------------------------------------------------------------
     def follow(self, launch_id: str, iid: int, result: LaunchResult) -> LaunchResult:
@@ -62,8 +65,12 @@ class Following:
         # Vast's logs API takes >= 0.3 s a call: read it beside the status polls, not between them.
         tail = LogTail(self.provider, iid, self.opts.poll_seconds, on_text=self._acknowledger(launch_id, iid))
         self.heartbeat.heard()
+        renewed = 0.0
         try:
             while True:
+                if time.time() - renewed > FOLLOW_RENEW_SECONDS:
+                    renewed = time.time()
+                    self._say_following(launch_id, iid, True)
                 asked = time.time()
                 row = self.provider.show(iid)
                 if row is None:
@@ -126,6 +133,8 @@ class Following:
         self._print_new_log(launch_id, outcome, tail)
         outcome.merge(self.final_outcome(launch_id, iid, tail))
         self._keep_recent_log(launch_id, tail)
+        if outcome.rc is not None or outcome.watchdog:
+            self._record_result(launch_id, outcome)
         row = self.ledger.get(launch_id)
         if row["state"] not in ENDED_BY_DESTROY:
             self.ledger.finish(launch_id, "destroyed", outcome.end_reason(), t=gone_at)
@@ -133,8 +142,8 @@ class Following:
         row = self.ledger.get(launch_id)
         result.state, result.end_reason = row["state"], row["end_reason"]
         result.exit_code = EXIT_WATCHDOG if deadline_hit else outcome.exit_code()
-        result.run_dir = self.keep_outputs(launch_id, iid)
-        self.say("done", f"{result.end_reason}" + (f"; outputs in {result.run_dir}" if result.run_dir else ""))
+        result.outputs = self.outputs_location(launch_id)
+        self.say("done", f"{result.end_reason}" + (f"; outputs in {result.outputs}" if result.outputs else ""))
         return result
 
     def _leave_running(self, launch_id: str, iid: int, outcome: Outcome, result: LaunchResult) -> LaunchResult:
@@ -147,6 +156,7 @@ class Following:
             f"Destroy it with `vast-launch down {launch_id}`."
         )
         self.ledger.event(launch_id, "stages_ended", {"rc": outcome.rc, "failed_stage": outcome.failed_stage}, set_state=False)
+        self._say_following(launch_id, iid, False)
         result.state, result.exit_code = "running", outcome.exit_code()
         return result
 
@@ -155,6 +165,7 @@ class Following:
         keyboard = not isinstance(exc, Interrupted) or exc.from_keyboard
         if keyboard and self.opts.ask_destroy is not None and not self.opts.ask_destroy():
             self.ledger.event(launch_id, "detached", "interrupted; the user chose to detach", set_state=False)
+            self._say_following(launch_id, iid, False)
             self.echo(
                 f"detached: instance {iid} keeps running with its teardown armed (trap, deadline watchdog). "
                 f"Reattach with `vast-launch logs {launch_id} --follow`; destroy with "
@@ -214,31 +225,104 @@ class Following:
             self.heartbeat.stage_ended()
             self.ledger.record_stage(launch_id, ev.name, ev.start or ev.at, ev.at, ev.rc)
 
+    def _label(self, launch_id: str) -> Label:
+        return parse_label((self.ledger.get(launch_id) or {}).get("label")) or Label(launch_id)
+
+    def _say_following(self, launch_id: str, iid: int, following: bool) -> None:
+        """Without an outputs store the instance waits for the follower's acknowledgement, but only while its
+        label says that someone follows: a lease renewed while following, dropped on leaving."""
+        if self.store is not None or not self.auto_shutdown:
+            return
+        label = self._label(launch_id)
+        label.followed_until = time.time() + FOLLOW_LEASE_SECONDS if following else None
+        try:
+            self.provider.label(iid, label.text())
+        except ProviderError:
+            pass
+
     def _acknowledger(self, launch_id: str, iid: int) -> Callable[[str], None]:
         """For the log thread: acknowledge as soon as a result or watchdog line arrives, so the instance
         waits no longer than it takes to fetch its log once (the main loop records it moments later)."""
         sent: set = set()
 
         def on_text(text: str) -> None:
+            if self.store is not None:  # result.json in the store is the acknowledgement
+                return
             for pattern, needed in ((RESULT_LINE, self.auto_shutdown), (WATCHDOG_LINE, True)):
                 if needed and pattern.pattern not in sent and pattern.search(text):
                     sent.add(pattern.pattern)
+                    label = self._label(launch_id)
+                    label.result_seen = True
                     try:
-                        self.provider.label(iid, LABEL_PREFIX + launch_id + RESULT_SEEN)
+                        self.provider.label(iid, label.text())
                     except ProviderError:
                         pass
 
         return on_text
 
+    def _record_result(self, launch_id: str, outcome: Outcome) -> None:
+        """What the instance reported, in the ledger, unless its log already showed it."""
+        seen = [e for e in self.ledger.events(launch_id) if e["state"] in ("teardown", "watchdog")]
+        if not seen:
+            self.ledger.event(
+                launch_id, "teardown", {"rc": outcome.rc, "failed_stage": outcome.failed_stage, "from": "result.json"}, set_state=False
+            )
+
+    def stored_outcome(self, launch_id: str) -> Outcome:
+        """The result.json this attempt's instance left in the outputs store (an earlier attempt's does not count)."""
+        from ..errors import UserError
+        from ..store import attempt_result
+
+        try:
+            doc = attempt_result(self.ledger.get(launch_id))
+        except UserError as exc:
+            self.echo(f"WARNING: could not read the outputs store: {exc}")
+            return Outcome()
+        if doc is not None:
+            for t in doc.get("stage_times") or []:
+                self.ledger.record_stage(launch_id, t["name"], t["start"], t["end"], t["rc"])
+        return Outcome.from_result(doc) if doc else Outcome()
+
+    def outputs_location(self, launch_id: str) -> Optional[str]:
+        if self.store is None:
+            return None
+        from ..store import LaunchOutputs
+
+        found = LaunchOutputs(self.store, launch_id)
+        local = found.local_out() if self.store.is_dir else None
+        return str(local) if local else found.where("out/")
+
+    def _last_lines(self, launch_id: str, tail: LogTail, lines: Optional[list[str]]) -> Outcome:
+        """The lines written after the last fetch (the instance and its logs are gone now): printed and
+        recorded once, matched against what was seen by content."""
+        outcome = Outcome()
+        if lines:
+            tail.absorb(lines, events=lambda: lines)
+            for line in tail.take():
+                self._handle_line(launch_id, line, outcome)
+        return outcome
+
     # --- hooks for clouds whose instances' files this machine can read -------------------------
+    def final_log(self, launch_id: str, iid: int) -> Optional[list[str]]:
+        """The whole log of this attempt, once the instance is gone: the outputs store's copy."""
+        from ..errors import UserError
+        from ..store import LaunchOutputs, attempt_of
+
+        if self.store is None:
+            return None
+        try:
+            text = LaunchOutputs(self.store, launch_id).log_text(attempt_of(self.ledger.get(launch_id)))
+        except UserError:
+            return None
+        return text.splitlines() if text else None
+
     def final_outcome(self, launch_id: str, iid: int, tail: LogTail) -> Outcome:
-        return Outcome()
+        outcome = self._last_lines(launch_id, tail, self.final_log(launch_id, iid))
+        outcome.merge(self.stored_outcome(launch_id))
+        return outcome
 
     def after_follow(self, launch_id: str, iid: int) -> None:
         pass
-
-    def keep_outputs(self, launch_id: str, iid: int) -> Optional[Path]:
-        return None
 
 
 def bracketed(last_sent: float, answered: float) -> tuple[float, float]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 
 from ..config import LaunchConfig
+from ..store import STORE_SECRETS
 
-SECRET_ENV = ("WANDB_API_KEY", "VL_GIT_TOKEN")
+SECRET_ENV = ("WANDB_API_KEY", "VL_GIT_TOKEN", *STORE_SECRETS)
 
 
 def redact(env: dict) -> dict:

@@ -6,7 +6,6 @@ that may have created an instance either records it or destroys it.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import datetime, timezone
@@ -20,23 +19,21 @@ from ..errors import CheckFailed, UserError
 from ..gitcheck import archive_url
 from ..launcher_process import process_start_time
 from ..ledger import Ledger
-from ..protocol import (
-    ACK_WAIT_SECONDS,
-    LABEL_PREFIX,
-    new_launch_id,
-)
+from ..protocol import ACK_WAIT_SECONDS, FOLLOW_RENEW_SECONDS, label_for, new_launch_id
 from ..states import STOPPED_WITHOUT_TEARDOWN, TERMINAL
+from ..store import StoreSpec
+from .creating import Creating
 from .following import Following, bracketed
-from .instance_env import instance_env, offer_deadline, redact
-from .offers import RankedOffer, build_query, describe_query, rank_offers
+from .instance_env import offer_deadline
+from .offers import RankedOffer, billed_rates, build_query, describe_query, rank_offers
 from .onstart import OnstartSpec, assert_no_secrets, render_onstart
-from .options import LaunchOptions, LaunchResult
+from .options import Attempt, LaunchOptions, LaunchResult
 from .progress import Heartbeat, Printer
 from .provider import CreateFailed, OfferGone, Provider, ProviderError
 from .teardown import destroy_and_record, instances_by_label
 
 
-class Launcher(Following):
+class Launcher(Following, Creating):
     """The launch path for a cloud reached through `Provider` (Vast, or the local cloud over HTTP)."""
 
     target = "vast"
@@ -54,6 +51,12 @@ class Launcher(Following):
         self.wandb_mode = opts.wandb_mode or ("offline" if self.target == "local" else cfg.wandb.mode)
         self.auto_shutdown = cfg.lifecycle.auto_shutdown if opts.auto_shutdown is None else opts.auto_shutdown
         self.will_follow = opts.follow if opts.follow is not None else self.target == "local"
+        self.store = self.store_spec()
+
+    def store_spec(self) -> Optional[StoreSpec]:
+        """Where this launch's outputs outlive its instance (outputs.url), or None."""
+        out = self.cfg.outputs
+        return StoreSpec(out.url, out.endpoint_url, out.region or os.environ.get("AWS_REGION")) if out.url else None
 
     # --- phases -------------------------------------------------------------------------------
     def check(self):
@@ -78,9 +81,25 @@ class Launcher(Following):
     def run(self) -> LaunchResult:
         report = self.check()
         git = report.git
-        repo = self.repo_url(report)
+        config_rel = Path(self.cfg.source).resolve().relative_to(git.root.resolve()).as_posix()
         launch_id = new_launch_id(self.cfg.name)
-        group = self.cfg.wandb.group or launch_id
+        return self._launch(Attempt(launch_id, git.commit, self.repo_url(report), config_rel, self.cfg.wandb.group or launch_id))
+
+    def resume(self, row: dict) -> LaunchResult:
+        """Another instance for an existing launch: the same id, commit, W&B group and outputs prefix; its
+        stages resume from what the outputs store holds (finished stages skipped, a stage from its checkpoint)."""
+        from ..checks import resume_problems
+
+        failures = resume_problems(self.cfg, row, self.target, self.wandb_mode)
+        if failures:
+            raise CheckFailed(failures)
+        extra = row["extra"] if isinstance(row.get("extra"), dict) else {}
+        attempt = int(extra.get("attempt") or 1) + 1
+        config_rel = extra.get("config_rel") or Path(row["config_path"]).as_posix()
+        self.profile = row.get("profile") or self.profile
+        return self._launch(Attempt(row["id"], row["commit_sha"], row["repo"], config_rel, row["wandb_group"], attempt))
+
+    def _launch(self, at: Attempt) -> LaunchResult:
         life = self.cfg.lifecycle
         deadline = int(time.time() + life.max_hours * 3600)
         res = self.cfg.resources
@@ -94,24 +113,27 @@ class Launcher(Following):
             raise UserError(
                 "no offer fits resources: relax gpu_names, max_dph, min_reliability or min_duration_hours (see `vast-launch offers`)"
             )
-        config_rel = Path(self.cfg.source).resolve().relative_to(git.root.resolve()).as_posix()
         spec = OnstartSpec(
-            launch_id=launch_id,
-            commit=git.commit,
-            repo=repo,
-            group=group,
+            launch_id=at.launch_id,
+            commit=at.commit,
+            repo=at.repo,
+            group=at.group,
             deadline=deadline,
             profile=self.profile,
-            config_path=config_rel,
+            config_path=at.config_rel,
             stages=[(s.name, s.render_command()) for s in self.cfg.stages],
             setup=self.cfg.code.setup,
             auto_shutdown=self.auto_shutdown,
             idle_seconds=int(life.idle_minutes * 60) if life.idle_minutes else 0,
-            archive=archive_url(repo, git.commit, self.cfg.code.archive_url),
+            archive=archive_url(at.repo, at.commit, self.cfg.code.archive_url),
+            store=self.store.as_dict() if self.store else {},
+            final_sync_seconds=min(self.cfg.outputs.final_sync_timeout_s, int(life.max_hours * 3600 / 2)),
+            sync_every_seconds=self.cfg.outputs.sync_every_minutes * 60,
+            ack_wait_seconds=ACK_WAIT_SECONDS,
         )
         onstart, bootstrap, boot_env = render_onstart(spec)
         if self.opts.dry_run:
-            return self._dry_run(launch_id, ranked[0], spec, onstart, bootstrap, boot_env, group)
+            return self._dry_run(at, ranked[0], spec, onstart, bootstrap, boot_env)
         if not self.auto_shutdown:
             self.echo(
                 "WARNING: auto-shutdown is OFF: when training ends the instance keeps running and "
@@ -119,51 +141,63 @@ class Launcher(Following):
                 + (f" or {life.idle_minutes:g} idle minutes" if life.idle_minutes else "")
                 + ". Destroy it with `vast-launch down`."
             )
+        if self.opts.confirm is not None and not self.opts.confirm(self._offer_summary(ranked[0], deadline)):
+            raise UserError("nothing rented: not confirmed")
+        self._open_row(at, deadline)
+        result = LaunchResult(launch_id=at.launch_id)
+        self.say.cost_so_far = lambda: estimate(self.ledger.get(at.launch_id), self.ledger.events(at.launch_id))["cost_usd"]
+        try:
+            iid, offer = self._rent(at, ranked, spec, onstart, bootstrap, boot_env)
+        except KeyboardInterrupt:
+            self._clean_up_after_interrupt(at.launch_id)
+            raise
+        except Exception as exc:
+            if self.ledger.get(at.launch_id)["state"] not in TERMINAL:
+                self.ledger.finish(at.launch_id, "failed", f"launch failed: {exc}")
+            raise
+        result.instance_id = iid
+        deadline = int(self.ledger.get(at.launch_id)["deadline"])
+        hours_left = (deadline - time.time()) / 3600
+        self.echo(
+            f"instance {iid} running on offer {offer['id']} ({offer.get('gpu_name')}) at "
+            f"${float(offer.get('dph_total') or 0):.3f}/h; W&B group {at.group}; hard deadline "
+            f"{datetime.fromtimestamp(deadline, timezone.utc):%Y-%m-%d %H:%M UTC} ({hours_left:.1f} h)"
+            + (f"; outputs to {self.store.url.rstrip('/')}/{at.launch_id}/" if self.store else "")
+        )
+        if not self.will_follow:
+            result.state = "running"
+            self.echo(f"detached: `vast-launch status {at.launch_id}` / `vast-launch logs {at.launch_id} --follow`")
+            return result
+        return self.follow(at.launch_id, iid, result)
 
+    def _open_row(self, at: Attempt, deadline: int) -> None:
+        """The ledger row before anything is rented: a new launch, or the next attempt of one."""
+        if at.attempt > 1:
+            self.ledger.reopen(at.launch_id, {"attempt": at.attempt})
+            row = self.ledger.get(at.launch_id)
+            extra = {**(row.get("extra") if isinstance(row.get("extra"), dict) else {}), **self._launch_extra(at)}
+            self.ledger.update(at.launch_id, deadline=deadline, extra=extra, provider_url=self.provider.url)
+            return
         self.ledger.create(
-            launch_id,
+            at.launch_id,
             "searching",
             name=self.cfg.name,
             config_path=self.cfg.source,
             config_hash=self.cfg.config_hash(),
             profile=self.profile,
-            commit_sha=git.commit,
-            repo=repo,
+            commit_sha=at.commit,
+            repo=at.repo,
             target=self.target,
             provider_url=self.provider.url,
             wandb_project=self.cfg.wandb.project,
-            wandb_group=group,
+            wandb_group=at.group,
             deadline=deadline,
-            label=LABEL_PREFIX + launch_id,
-            num_gpus=res.num_gpus,
-            extra=self._launch_extra(),
+            label=label_for(at.launch_id, self.ledger.workspace()),
+            num_gpus=self.cfg.resources.num_gpus,
+            extra=self._launch_extra(at),
         )
-        result = LaunchResult(launch_id=launch_id)
-        self.say.cost_so_far = lambda: estimate(self.ledger.get(launch_id), self.ledger.events(launch_id))["cost_usd"]
-        try:
-            iid, offer = self._rent(launch_id, ranked, spec, onstart, bootstrap, boot_env)
-        except KeyboardInterrupt:
-            self._clean_up_after_interrupt(launch_id)
-            raise
-        except Exception as exc:
-            if self.ledger.get(launch_id)["state"] not in TERMINAL:
-                self.ledger.finish(launch_id, "failed", f"launch failed: {exc}")
-            raise
-        result.instance_id = iid
-        deadline = int(self.ledger.get(launch_id)["deadline"])
-        hours_left = (deadline - time.time()) / 3600
-        self.echo(
-            f"instance {iid} running on offer {offer['id']} ({offer.get('gpu_name')}) at "
-            f"${float(offer.get('dph_total') or 0):.3f}/h; W&B group {group}; hard deadline "
-            f"{datetime.fromtimestamp(deadline, timezone.utc):%Y-%m-%d %H:%M UTC} ({hours_left:.1f} h)"
-        )
-        if not self.will_follow:
-            result.state = "running"
-            self.echo(f"detached: `vast-launch status {launch_id}` / `vast-launch logs {launch_id} --follow`")
-            return result
-        return self.follow(launch_id, iid, result)
 
-    def _launch_extra(self) -> dict:
+    def _launch_extra(self, at: Attempt) -> dict:
         import socket
 
         life = self.cfg.lifecycle
@@ -174,55 +208,13 @@ class Launcher(Following):
             "auto_shutdown": self.auto_shutdown,
             "reap_grace_minutes": life.reap_grace_minutes,
             "loading_timeout_minutes": life.loading_timeout_minutes,
+            "attempt": at.attempt,
+            "config_rel": at.config_rel,
+            **({"store": self.store.as_dict()} if self.store else {}),
         }
 
-    def _instance_env(self, launch_id: str, commit: str, offer: dict, deadline: tuple[int, str]) -> tuple[dict, dict]:
-        # --local fetches from a path: the git token stays on this machine
-        return instance_env(
-            self.cfg, launch_id, commit, offer, self.wandb_mode, self.opts.extra_env, deadline, send_git_token=self.target != "local"
-        )
-
-    def _dry_run(self, launch_id, best: RankedOffer, spec, onstart, bootstrap, boot_env, group) -> LaunchResult:
-        deadline = offer_deadline(self.cfg, time.time(), best.offer)
-        env, found = self._instance_env(launch_id, spec.commit, best.offer, deadline)
-        assert_no_secrets(onstart + bootstrap, found)
-        payload = self._payload(launch_id, {**env, **boot_env}, onstart)
-        payload["env"] = redact(payload["env"])
-        for key in boot_env:  # shown below, unpacked
-            payload["env"][key] = "(the bootstrap below, zlib+base64)"
-        shown = {
-            "launch_id": launch_id,
-            "offer": best.offer,
-            "why": best.reason,
-            "wandb_group": group,
-            "deadline": deadline[0],
-            "deadline_why": deadline[1],
-            "auto_shutdown": self.auto_shutdown,
-            "create_payload": payload,
-        }
-        self.echo("DRY RUN: nothing is rented.")
-        self.echo(json.dumps(shown, indent=2, default=str))
-        self.echo(f"--- onstart ({len(onstart)} of 4000 characters) ---")
-        self.echo(onstart)
-        self.echo(f"--- bootstrap it unpacks from VL_BOOT_* ({len(bootstrap)} characters) ---")
-        self.echo(bootstrap)
-        return LaunchResult(launch_id=launch_id, state="dry-run", dry_run=shown)
-
-    def _payload(self, launch_id: str, env: dict, onstart: str) -> dict:
-        res = self.cfg.resources
-        return {
-            "client_id": "me",
-            "image": res.image,
-            "env": env,
-            "disk": res.disk_gb,
-            "label": LABEL_PREFIX + launch_id,
-            "onstart": onstart,
-            "runtype": "ssh ssh_proxy",
-            "cancel_unavail": True,
-            "price": res.bid_price if res.interruptible else None,
-        }
-
-    def _rent(self, launch_id: str, ranked: list[RankedOffer], spec: OnstartSpec, onstart: str, bootstrap: str, boot_env: dict):
+    def _rent(self, at: Attempt, ranked: list[RankedOffer], spec: OnstartSpec, onstart: str, bootstrap: str, boot_env: dict):
+        launch_id = at.launch_id
         skip_machines: set = set()
         tried = 0
         for cand in ranked:
@@ -234,10 +226,8 @@ class Launcher(Following):
                 continue
             tried += 1
             deadline = offer_deadline(self.cfg, time.time(), offer)
-            env, found = self._instance_env(launch_id, spec.commit, offer, deadline)
+            env, found = self._instance_env(at, offer, deadline)
             assert_no_secrets(onstart + bootstrap, found)
-            if self.will_follow:
-                env.setdefault("VL_ACK_WAIT", str(ACK_WAIT_SECONDS))
             self.ledger.event(
                 launch_id,
                 "creating",
@@ -247,6 +237,7 @@ class Launcher(Following):
                 gpu_name=offer.get("gpu_name"),
                 num_gpus=offer.get("num_gpus"),
                 deadline=deadline[0],
+                label=self._label_text(at, deadline[0]),
                 **rates,
             )
             self.say(
@@ -256,7 +247,7 @@ class Launcher(Following):
                 + f"): {cand.reason}",
             )
             try:
-                created = self.provider.create(cand.id, self._payload(launch_id, {**env, **boot_env}, onstart))
+                created = self.provider.create(cand.id, self._payload(self._label_text(at, deadline[0]), {**env, **boot_env}, onstart))
             except OfferGone:
                 self.ledger.event(launch_id, "offer_gone", {"offer_id": cand.id})
                 self.say("create", f"offer {cand.id} is gone (rented by someone else); next offer")
@@ -287,7 +278,7 @@ class Launcher(Following):
                 continue
             iid = created.instance_id
             self.ledger.event(launch_id, "created", {"offer_id": cand.id, "instance_id": iid}, instance_id=iid)
-            if self._wait_running(launch_id, iid):
+            if self._wait_running(launch_id, iid, lambda: self._say_following(launch_id, iid, self.will_follow)):
                 return iid, offer
             skip_machines.add(offer.get("machine_id"))
             destroy_and_record(self.provider, self.ledger, launch_id, iid, "did not reach running in time", final=False)
@@ -308,34 +299,32 @@ class Launcher(Following):
         if row["state"] not in TERMINAL:
             self.ledger.finish(launch_id, "aborted", "interrupted before an instance was running")
 
-    def _wait_running(self, launch_id: str, iid: int) -> bool:
+    def _wait_running(self, launch_id: str, iid: int, renew: Callable[[], None]) -> Optional[str]:
+        """`running`; `gone` when the instance ended by itself before it was seen running (its run is over:
+        another offer would run the stages again); None when it did not get to run in time."""
         limit = self.cfg.lifecycle.loading_timeout_minutes * 60
         start = time.time()
-        seen, last_asked = None, start
+        seen, last_asked, renewed = None, start, start
         while time.time() - start < limit:
             asked = time.time()
             row = self.provider.show(iid)
-            status = (row or {}).get("actual_status") or "provisioning"
+            status = (row or {}).get("actual_status") or ("gone" if row is None else "provisioning")
             if status != seen:
                 t, within = bracketed(last_asked, time.time())
-                self.ledger.event(
-                    launch_id, status if status != "provisioning" else "created", {"within_s": within}, set_state=True, t=t
-                )
+                if status != "gone":
+                    self.ledger.event(
+                        launch_id, status if status != "provisioning" else "created", {"within_s": within}, set_state=True, t=t
+                    )
                 self.say("instance", f"{iid} is {status}")
                 seen = status
             last_asked = asked
-            if status == "running":
-                return True
-            if status in STOPPED_WITHOUT_TEARDOWN or row is None:
-                return False
+            if status in ("running", "gone"):
+                return status
+            if status in STOPPED_WITHOUT_TEARDOWN:
+                return None
+            if time.time() - renewed > FOLLOW_RENEW_SECONDS:
+                renewed = time.time()
+                renew()
             time.sleep(min(self.opts.poll_seconds, 0.5))
         self.say("instance", f"{iid} still {seen} after {limit:.0f} s")
-        return False
-
-
-def billed_rates(offer: dict, res) -> dict:
-    """What the instance will be billed per hour: the offer's on-demand GPU rate, or the bid for an
-    interruptible one; storage as the offer prices it for the requested disk."""
-    storage_dph = max(float(offer.get("dph_total") or 0) - float(offer.get("dph_base") or 0), 0.0)
-    gpu = float(res.bid_price) if res.interruptible and res.bid_price is not None else float(offer.get("dph_base") or 0)
-    return {"dph_total": round(gpu + storage_dph, 6), "dph_base": gpu, "storage_dph": storage_dph}
+        return None

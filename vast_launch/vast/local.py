@@ -1,19 +1,19 @@
 """`vast-launch --local`: the same launch path, on the embedded local cloud that rents out this machine.
 
-The instance's files are on this machine, so the outcome, stage times and outputs are read from the
-launch's own work dir `vl-<launch-id>` (found over the local cloud's HTTP control API), exactly.
-The embedded cloud lives in this process: when the launch ends, every instance it ran ends with it.
+The outputs go to a directory store under the state dir unless `outputs.url` names another. The instance's
+files are on this machine too, so the last log lines and the exact stage times are also read from the
+launch's own work dir `vl-<launch-id>` (found over the local cloud's HTTP control API). The embedded cloud
+lives in this process: when the launch ends, every instance it ran ends with it.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Optional
 
-from ..protocol import BOOT_LOG, STAGE_TIMES_FILE, Outcome, workdir_name
+from ..protocol import BOOT_LOG, Outcome, stage_times, workdir_name
 from ..state_dir import default_home
+from ..store import StoreSpec, local_default
 from .launcher import Launcher
 from .progress import LogTail
 from .provider import ProviderError
@@ -24,12 +24,11 @@ def local_home() -> Path:
     return default_home() / "local"
 
 
-def local_runs_dir() -> Path:
-    return local_home() / "runs"
-
-
 class LocalLauncher(Launcher):
     target = "local"
+
+    def store_spec(self) -> Optional[StoreSpec]:
+        return super().store_spec() or local_default(default_home())
 
     def repo_url(self, report) -> str:
         return str(report.git.root)
@@ -45,30 +44,26 @@ class LocalLauncher(Launcher):
                 return path if path.is_dir() else None
         return None
 
-    def final_outcome(self, launch_id: str, iid: int, tail: LogTail) -> Outcome:
-        """The last lines (teardown) are written after the final poll; here they can still be read."""
+    def final_log(self, launch_id: str, iid: int) -> Optional[list[str]]:
+        """The work dir's log has even the lines written after the final sync."""
         vl = self._vl_dir(launch_id, iid)
-        outcome = Outcome()
-        if vl is None:
-            return outcome
-        log = vl / BOOT_LOG
-        if log.exists():
-            lines = log.read_text(errors="replace").splitlines()
-            tail.absorb(lines, events=lambda: lines)
-            for line in tail.take():
-                self._handle_line(launch_id, line, outcome)
-        outcome.merge(Outcome.from_workdir(vl))
+        log = vl / BOOT_LOG if vl else None
+        if log is None or not log.exists():
+            return super().final_log(launch_id, iid)
+        return log.read_bytes().decode("utf-8", errors="replace").splitlines()
+
+    def final_outcome(self, launch_id: str, iid: int, tail: LogTail) -> Outcome:
+        outcome = super().final_outcome(launch_id, iid, tail)
+        vl = self._vl_dir(launch_id, iid)
+        if vl is not None:
+            outcome.merge(Outcome.from_workdir(vl))
         return outcome
 
     def after_follow(self, launch_id: str, iid: int) -> None:
         vl = self._vl_dir(launch_id, iid)
-        times = vl / STAGE_TIMES_FILE if vl else None
-        if times is not None and times.exists():
-            # The instance's own stage_times file is exact; it replaces what the log showed.
-            for line in times.read_text().splitlines():
-                parts = line.split()
-                if len(parts) == 4:
-                    self.ledger.record_stage(launch_id, parts[0], float(parts[1]), float(parts[2]), int(parts[3]))
+        # The instance's own stage_times file is exact; it replaces what the log showed.
+        for t in stage_times(vl) if vl else []:
+            self.ledger.record_stage(launch_id, t["name"], t["start"], t["end"], t["rc"])
         self._reconcile_bill(launch_id)
 
     def _reconcile_bill(self, launch_id: str) -> None:
@@ -83,17 +78,3 @@ class LocalLauncher(Launcher):
         row = self.ledger.get(launch_id)
         if launch_id in billed:
             self.say("cost", f"estimate ${row['cost_usd']:.4f}, billed ${billed[launch_id]:.4f}")
-
-    def keep_outputs(self, launch_id: str, iid: int) -> Optional[Path]:
-        src = self._vl_dir(launch_id, iid)
-        if src is None or self.opts.runs_dir is None:
-            return None
-        dest = Path(self.opts.runs_dir) / launch_id
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(src, dest, symlinks=True, ignore=_checkout_and_special_files, dirs_exist_ok=True)
-        return dest
-
-
-def _checkout_and_special_files(folder: str, names: list[str]) -> list[str]:
-    """Not kept: the commit's checkout (it is in git) and fifos or sockets (the teardown's fifo)."""
-    return [n for n in names if n == "repo" or not (os.path.isfile(os.path.join(folder, n)) or os.path.isdir(os.path.join(folder, n)))]

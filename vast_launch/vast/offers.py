@@ -88,3 +88,11 @@ def describe_query(q: dict) -> str:
                 sym = {"eq": "=", "neq": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "in": " in "}.get(op, op)
                 parts.append(f"{key}{sym}{v}")
     return " ".join(parts)
+
+
+def billed_rates(offer: dict, res) -> dict:
+    """What the instance will be billed per hour: the offer's on-demand GPU rate, or the bid for an
+    interruptible one; storage as the offer prices it for the requested disk."""
+    storage_dph = max(float(offer.get("dph_total") or 0) - float(offer.get("dph_base") or 0), 0.0)
+    gpu = float(res.bid_price) if res.interruptible and res.bid_price is not None else float(offer.get("dph_base") or 0)
+    return {"dph_total": round(gpu + storage_dph, 6), "dph_base": gpu, "storage_dph": storage_dph}

@@ -1,21 +1,26 @@
 """Render the instance's bootstrap for one launch, and the short onstart that unpacks it.
 
-Vast caps args+onstart at 4,096 characters, so the bootstrap (vast_launch/vast/shell/bootstrap.sh with the stage
-runner inside) travels zlib+base64'd in the create call's env, in `VL_BOOT_nn` entries of at most 256
-characters (Vast's limit per entry; 32,768 for all). Nothing rendered holds a secret.
+Vast caps args+onstart at 4,096 characters, so the bootstrap (vast_launch/vast/shell/bootstrap.sh with the
+stage runner and the instance's Python helpers inside) travels zlib+base64'd in the create call's env, in
+`VL_BOOT_nn` entries of at most 256 characters (Vast's limit per entry; 32,768 for all). Nothing rendered
+holds a secret.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
+import json
 import re
 import shlex
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import protocol
 from ..errors import UserError
 from ..protocol import LAUNCH_ID
+from ..store.objects import OBSTORE_PIN
 
 SCRIPTS = Path(__file__).resolve().parent / "shell"  # package data: the launcher works installed from a wheel
 TEMPLATE = SCRIPTS / "bootstrap.sh"
@@ -27,6 +32,11 @@ ENV_ENTRY_CHARS = 256
 MAX_BOOT_ENV_CHARS = 24_000
 BOOT_ENV_PREFIX = "VL_BOOT_"
 PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
+PACKAGE = Path(__file__).resolve().parent.parent  # vast_launch/
+# The Python the instance runs, as package data: written into .vl/ as this same package layout, so the
+# helpers import each other as they do here (`python3 -E -S -m vast_launch.vast.shell.agent`).
+SHIPPED = ("protocol.py", "store/objects.py", "vast/shell/agent.py", "vast/shell/archive.py")
+HEREDOC_END = "VL_PY"
 
 
 @dataclass
@@ -43,6 +53,10 @@ class OnstartSpec:
     auto_shutdown: bool
     idle_seconds: int = 0  # 0: no idle limit
     archive: str = ""  # the commit's tarball, for an image without git
+    store: dict = field(default_factory=dict)  # url, endpoint_url, region: the outputs store ({} none)
+    final_sync_seconds: int = 120
+    sync_every_seconds: float = 0
+    ack_wait_seconds: int = 0  # without a store: how long to wait for a following launcher's acknowledgement
 
 
 def render_bootstrap(spec: OnstartSpec) -> str:
@@ -66,12 +80,52 @@ def render_bootstrap(spec: OnstartSpec) -> str:
         "STAGES_TSV": "\n".join(f"{name}\t{cmd}" for name, cmd in spec.stages),
         "SETUP": spec.setup.strip() or "true",
         "RUN_STAGES": RUNNER.read_text().rstrip("\n"),
+        "STORE": shlex.quote(spec.store.get("url") or ""),
+        "FINAL_S": str(int(spec.final_sync_seconds)),
+        "SECRET_NAMES": " ".join(protocol.INSTANCE_SECRETS),
+        "OBSTORE_PIN": shlex.quote(OBSTORE_PIN),
+        "HELPERS": render_helpers(spec),
     }
     template = TEMPLATE.read_text()
     missing = set(PLACEHOLDER.findall(template)) - set(values)
     if missing:
         raise RuntimeError(f"bootstrap template has unfilled placeholders {sorted(missing)}")
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def render_helpers(spec: OnstartSpec) -> str:
+    """Shell that writes the instance's Python helpers and their settings into .vl/ ($V)."""
+    launch = {
+        "launch_id": spec.launch_id,
+        "commit": spec.commit,
+        "auto_shutdown": spec.auto_shutdown,
+        "final_sync_timeout_s": spec.final_sync_seconds,
+        "sync_every_s": spec.sync_every_seconds,
+        "ack_wait_s": 0 if spec.store.get("url") else spec.ack_wait_seconds,
+    }
+    files = {"launch.json": json.dumps(launch), "store.json": json.dumps(spec.store)}
+    files.update({f"vast_launch/{rel}": shipped_source(PACKAGE / rel) for rel in SHIPPED})
+    dirs = sorted({str(Path(rel).parent) for rel in files if "/" in rel})
+    inits = sorted({f"{d}/__init__.py" for d in dirs if d.startswith("vast_launch")} | {"vast_launch/__init__.py"})
+    lines = ["(umask 077; mkdir -p " + " ".join(f'"$V/{d}"' for d in dirs) + " && touch " + " ".join(f'"$V/{i}"' for i in inits) + ")"]
+    for rel, text in files.items():
+        if any(line == HEREDOC_END for line in text.splitlines()):
+            raise RuntimeError(f"{rel} holds the line {HEREDOC_END}, which ends its heredoc")
+        lines += [f"cat > \"$V/{rel}\" <<'{HEREDOC_END}'", text.rstrip("\n"), HEREDOC_END]
+    return "\n".join(lines)
+
+
+def shipped_source(path: Path) -> str:
+    """A helper's code as the instance gets it: the same syntax tree without its docstrings (they would
+    take a fifth of the env Vast allows), comments and formatting."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree) + "\n"
 
 
 def pack_bootstrap(bootstrap: str) -> dict[str, str]:

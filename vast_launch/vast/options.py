@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
 
 
@@ -18,7 +17,8 @@ class LaunchOptions:
     max_offers: int = 3
     poll_seconds: float = 1.0
     extra_env: dict = field(default_factory=dict)  # e.g. test knobs; never secrets
-    runs_dir: Optional[Path] = None
+    # Asked once the offer is chosen, before anything is rented: the question, showing offer, $/h, deadline.
+    confirm: Optional[Callable[[str], bool]] = None
     # On Ctrl-C while following: True to destroy now, False to detach (None: no terminal, destroy).
     ask_destroy: Optional[Callable[[], bool]] = None
     # After the instance reported its result, how long it may take to destroy itself before the launcher does.
@@ -33,6 +33,18 @@ class LaunchResult:
     instance_id: Optional[int] = None
     state: str = "planned"
     end_reason: Optional[str] = None
-    run_dir: Optional[Path] = None
+    outputs: Optional[str] = None  # where the outputs are: a folder (a directory store) or the store's URL
     dry_run: Optional[dict] = None
     exit_code: int = 0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one instance of a launch runs: a launch's first, or its next after a resume or a recovery."""
+
+    launch_id: str
+    commit: str
+    repo: str
+    config_rel: str  # the config's path in the commit ($VL_CONFIG)
+    group: str
+    attempt: int = 1

@@ -169,7 +169,8 @@ class VastProvider:
             while time.time() < deadline:
                 got = requests.get(url, timeout=10)
                 if got.status_code == 200:
-                    return got.text
+                    # The container's bytes, as written: UTF-8 (requests would guess latin-1 for text/plain)
+                    return got.content.decode("utf-8", errors="replace")
                 time.sleep(delay)
                 delay = min(delay * 2, 0.3)
             raise TimeoutError(f"logs of instance {instance_id} not ready after 10 s")

@@ -21,6 +21,7 @@ from ..launcher_process import launcher_alive
 from ..ledger import Ledger
 from ..protocol import Outcome, workdir_name
 from ..states import TERMINAL
+from ..store import attempt_result
 from .provider import Provider, ProviderError
 from .teardown import instances_by_label
 
@@ -38,6 +39,27 @@ def known_outcome(ledger: Ledger, launch_id: str) -> Outcome:
         elif ev["state"] == "watchdog" and isinstance(detail, dict):
             out.watchdog = detail.get("why")
     return out
+
+
+class StoreUnreadable(LaunchError):
+    status = 0  # not the provider's fault: the other rows are still settled
+
+
+def outcome_of_gone(ledger: Ledger, row: dict) -> Outcome:
+    """How a launch whose instance is gone ended: the result.json its instance left in the outputs store
+    (with its exact stage times), else what a follower had learnt from its log."""
+    try:
+        doc = attempt_result(row)
+    except UserError as exc:  # read again by the next settle; one row's store does not stop the others'
+        raise StoreUnreadable(f"its outputs store: {exc}") from None
+    if doc is None:
+        return known_outcome(ledger, row["id"])
+    for t in doc.get("stage_times") or []:
+        ledger.record_stage(row["id"], t["name"], t["start"], t["end"], t["rc"])
+    ledger.event(
+        row["id"], "teardown", {"rc": doc.get("rc"), "failed_stage": doc.get("failed_stage"), "from": "result.json"}, set_state=False
+    )
+    return Outcome.from_result(doc)
 
 
 def _gone_at(provider: Provider, row: dict, iid: int) -> float:
@@ -116,7 +138,7 @@ def _settle_vast(ledger: Ledger, row: dict, provider: Provider) -> None:
         row = ledger.get(launch_id)
     inst = provider.show(int(iid))
     if inst is None:
-        reason = known_outcome(ledger, launch_id).end_reason()
+        reason = outcome_of_gone(ledger, row).end_reason()
         ledger.finish(launch_id, "destroyed", reason, t=_gone_at(provider, row, int(iid)))
         return
     status = inst.get("actual_status") or "created"

@@ -84,16 +84,28 @@ def train_loop(
     lr: float,
     after_step: Callable[[], None] | None = None,
     log_every: int = 10,
+    state: dict[str, Any] | None = None,
 ) -> list[float]:
-    """Adam with cosine decay; each rank draws its own shard of every batch. Returns logged losses."""
+    """Adam with cosine decay; each rank draws its own shard of every batch. Returns logged losses.
+
+    state: what a mid-stage checkpoint must hold besides the optimizer (modules, torch.Generators): with
+    the profile's checkpoint_every, rank 0 writes one every that many steps and at the end, and a loop that
+    finds one continues from it as if it had not stopped (on one process, bit for bit; under DDP the other
+    ranks take rank 0's batch generator)."""
     params = list(params)
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, iters) / iters)))
     gen = torch.Generator().manual_seed(env.seed(env.profile["data"]["seed"] * 1000 + 17))
     per_rank = max(1, batch // env.world)
-    losses, window = [], []
+    resumable = Resumable(partial_path(env.out, stage), {**(state or {}), "batches": gen}, opt, sched)
+    start, losses, window = resumable.load(env)
+    if start:
+        print(f"[ups] {stage}: resuming at step {start}/{iters} from {resumable.path.name}", flush=True)
+    env.summary[f"{stage}/resumed_from_step"] = start
+    env.summary[f"{stage}/steps_run"] = iters - start
     t0 = time.time()
-    for it in range(1, iters + 1):
+    every = env.profile.get("checkpoint_every") or 0
+    for it in range(start + 1, iters + 1):
         idx = torch.randint(0, n_items, (per_rank,), generator=gen).to(env.device)
         with env.autocast():
             loss = loss_fn(idx)
@@ -110,14 +122,53 @@ def train_loop(
             losses.append(mean)
             window = []
             env.ctx.log_training_metrics(
-                stage, {"loss": mean, "lr": sched.get_last_lr()[0], "samples_per_s": it * batch / (time.time() - t0)}, it
+                stage, {"loss": mean, "lr": sched.get_last_lr()[0], "samples_per_s": (it - start) * batch / (time.time() - t0)}, it
             )
             if env.rank == 0 and (it % (log_every * 10) == 0 or it == iters):
                 print(f"[ups] {stage} step {it}/{iters} loss {mean:.4g}", flush=True)
+        if every and (it % every == 0 or it == iters) and env.rank == 0:
+            resumable.save(it, losses, window)  # at the end too: a restart then skips a finished loop
     return losses
 
 
+def partial_path(out: Path, loop: str) -> Path:
+    """Where a training loop keeps its mid-stage checkpoint; a finished stage's are removed (`drop_partials`)."""
+    return out / "partial" / f"{loop}.pt"
+
+
+def drop_partials(out: Path, stage: str) -> None:
+    for path in (out / "partial").glob(f"{stage}*.pt"):
+        path.unlink(missing_ok=True)
+
+
+class Resumable:
+    """A training loop's mid-stage checkpoint: complete or absent (written aside, then renamed)."""
+
+    def __init__(self, path: Path, state: dict[str, Any], opt, sched):
+        self.path, self.state, self.opt, self.sched = path, state, opt, sched
+
+    def save(self, it: int, losses: list[float], window: list[float]) -> None:
+        held = {k: (v.get_state() if isinstance(v, torch.Generator) else unwrap(v).state_dict()) for k, v in self.state.items()}
+        save_checkpoint(
+            self.path, it=it, losses=losses, window=window, state=held, opt=self.opt.state_dict(), sched=self.sched.state_dict()
+        )
+
+    def load(self, env: StageEnv) -> tuple[int, list[float], list[float]]:
+        if not self.path.exists():
+            return 0, [], []
+        ck = torch.load(self.path, map_location=env.device, weights_only=False)
+        for k, v in self.state.items():
+            if isinstance(v, torch.Generator):
+                v.set_state(ck["state"][k].cpu())  # a CUDA generator's state is a CPU tensor too
+            else:
+                unwrap(v).load_state_dict(ck["state"][k])
+        self.opt.load_state_dict(ck["opt"])
+        self.sched.load_state_dict(ck["sched"])
+        return int(ck["it"]), list(ck["losses"]), list(ck["window"])
+
+
 def save_checkpoint(path: Path, **state: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)

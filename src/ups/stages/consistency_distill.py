@@ -58,7 +58,10 @@ def run(env: StageEnv) -> dict:
         for pt, ps in zip(target.parameters(), unwrap(model).parameters()):
             pt.mul_(mu).add_(ps.detach(), alpha=1 - mu)
 
-    losses = train_loop(STAGE, model.parameters(), len(x), loss_fn, env, hp["iters"], hp["batch"], hp["lr"], after_step=ema_update)
+    state = {"student": student, "target": target, "noise": gen}
+    losses = train_loop(
+        STAGE, model.parameters(), len(x), loss_fn, env, hp["iters"], hp["batch"], hp["lr"], after_step=ema_update, state=state
+    )
     if env.rank == 0:
         save_checkpoint(
             env.stage_dir(STAGE) / "checkpoint.pt",

@@ -60,7 +60,9 @@ def train_corrector(env: StageEnv, hp: dict, modes: int, x, op_x, r) -> Correcto
     def loss_fn(idx):
         return torch.mean((net(x[idx], op_x[idx]).float() - r[idx]) ** 2)
 
-    train_loop(f"{STAGE}_mse", net.parameters(), len(x), loss_fn, env, hp["mse_iters"], hp["batch"], hp["lr"])
+    train_loop(
+        f"{STAGE}_mse", net.parameters(), len(x), loss_fn, env, hp["mse_iters"], hp["batch"], hp["lr"], state={"model": corrector}
+    )
     return corrector
 
 
@@ -83,7 +85,9 @@ def run(env: StageEnv) -> dict:
         pred = den(noisy, sigma, x[idx], op_x[idx]).float()
         return torch.mean(weight[:, None] * (pred - r[idx]) ** 2)
 
-    losses = train_loop(STAGE, den.parameters(), len(x), loss_fn, env, hp["iters"], hp["batch"], hp["lr"])
+    losses = train_loop(
+        STAGE, den.parameters(), len(x), loss_fn, env, hp["iters"], hp["batch"], hp["lr"], state={"model": net, "noise": gen}
+    )
     corrector = train_corrector(env, hp, modes, x, op_x, r) if hp["mse_iters"] else None
     if env.rank == 0:
         save_checkpoint(

@@ -31,7 +31,7 @@ def run(env: StageEnv) -> dict:
         pred = net(x[idx])
         return torch.mean((pred.float() - y[idx]) ** 2) / torch.mean(y[idx] ** 2)
 
-    losses = train_loop(STAGE, net.parameters(), len(x), loss_fn, env, hp["iters"], hp["batch"], hp["lr"])
+    losses = train_loop(STAGE, net.parameters(), len(x), loss_fn, env, hp["iters"], hp["batch"], hp["lr"], state={"model": model})
     if env.rank == 0:
         save_checkpoint(env.stage_dir(STAGE) / "checkpoint.pt", model=unwrap(model).state_dict(), hparams=hp)
     return {"loss_first": losses[0], "loss_last": losses[-1]}
