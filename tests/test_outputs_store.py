@@ -181,3 +181,16 @@ def test_the_instance_installs_the_obstore_the_launcher_depends_on():
 
     deps = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert OBSTORE_PIN in deps
+
+
+def test_following_a_detached_launch_ends_with_its_last_lines_each_once(repo_factory, cloud, s3):
+    """`logs --follow` ends when the instance is gone; what it wrote after the last fetch comes from the
+    outputs store's copy of its log, and nothing is printed twice."""
+    _, outputs = s3
+    repo = repo_factory(stage_config([{"name": "a", "command": "echo 'first ± é'; sleep 4; echo 'last ± é'"}], outputs=outputs))
+    lid = detach(repo, cloud, {})
+    p = run_cli(["logs", lid, "--follow", "--via", "api"], cwd=repo, env=cloud_env(cloud))
+    assert p.returncode == 0, p.stderr
+    for line in ("first ± é", "last ± é", "stage 1/1 a: done", "result rc=0"):
+        assert sum(line in ln for ln in p.stdout.splitlines()) == 1, (line, p.stdout)
+    assert gone(cloud)

@@ -190,7 +190,7 @@ def _reconcile_vast(ledger, since, until):
     "--offline-dir",
     default=None,
     type=click.Path(file_okay=False, exists=True),
-    help="read offline runs under this directory instead of the W&B API (e.g. runs/local)",
+    help="read offline runs under this directory instead of the W&B API (e.g. what `vast-launch pull ID` downloaded)",
 )
 @click.option("--format", "fmt", type=click.Choice(["json", "prometheus"]), default="json", show_default=True)
 @click.option("--push", type=click.Choice(["datadog"]), default=None, help="also send the gauges (needs DD_API_KEY)")
@@ -207,7 +207,7 @@ def metrics(window, project, config, offline_dir, fmt, push, time_limit, sps_key
     \b
     Examples:
       vast-launch metrics --project my-team/burgers --format prometheus > /var/lib/node_exporter/wandb.prom
-      vast-launch metrics --offline-dir runs/local --window 7d
+      vast-launch metrics --offline-dir burgers-20261122-120000-ab12/ --window 7d
       DD_API_KEY=... vast-launch metrics --project my-team/burgers --push datadog
     """
     from ..timespec import parse_duration

@@ -143,16 +143,17 @@ def logs(launch_id, tail, follow, via, identity):
                     if via == "ssh":
                         raise
                     click.echo(f"note: {exc}; using the Vast logs API", err=True)
-        _logs_over_api(provider, iid, tail, follow)
+        window = _logs_over_api(provider, iid, tail, follow)
+        if follow:
+            _rest_from_the_store(row, window)
 
     _run(go)
 
 
 def _ended_log(row) -> tuple:
-    from ..protocol import store_log
-
     """(log text, where it came from) once the instance is gone: the outputs store's copy, or a local
     launch's work dir while it still runs; (None, None) when neither has it."""
+    from ..protocol import store_log
     from ..store import LaunchOutputs, StoreSpec, attempt_of
 
     spec = StoreSpec.of_row(row)
@@ -208,7 +209,20 @@ def _kept_log_lines(launch_id: str) -> list[str]:
     return list(json.loads(kept[-1]["detail"]).get("lines") or []) if kept else []
 
 
-def _logs_over_api(provider, iid, tail, follow) -> None:
+def _rest_from_the_store(row, window: list[str]) -> None:
+    """Following ended with the instance: what it wrote after the last fetch is in the outputs store's copy."""
+    from ..vast.progress import new_lines
+
+    with _ledger() as ledger:
+        text, _ = _ended_log(ledger.get(row["id"]) or row)
+    if text:
+        fresh, _ = new_lines(window, text.splitlines())
+        for line in fresh:
+            click.echo(line)
+
+
+def _logs_over_api(provider, iid, tail, follow) -> list[str]:
+    """Prints the log (following it until the instance is gone); returns the last lines fetched."""
     import time
 
     from ..vast.progress import new_lines
@@ -230,7 +244,7 @@ def _logs_over_api(provider, iid, tail, follow) -> None:
             click.echo(line)
         window, first = lines, False
         if not follow or provider.show(iid) is None:
-            return
+            return window
         time.sleep(2.0)
 
 

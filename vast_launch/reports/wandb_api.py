@@ -115,7 +115,7 @@ class ApiRunSource:
 
 
 class OfflineRunSource:
-    """Runs written in offline mode (a launch's `runs/local/<id>/out`, a WANDB_DIR)."""
+    """Runs written in offline mode (a launch's pulled outputs, a WANDB_DIR)."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)

@@ -164,12 +164,17 @@ class LaunchOutputs:
         return path if path.is_dir() else None
 
     def pull(
-        self, dest: Path, stage: Optional[str] = None, progress: Optional[Callable[[int, int, str], None]] = None
+        self,
+        dest: Path,
+        stage: Optional[str] = None,
+        progress: Optional[Callable[[int, int, str], None]] = None,
+        keep: Optional[Callable[[str], bool]] = None,
     ) -> tuple[int, int]:
-        """Download the outputs (or one stage's) into `dest`; (files, bytes). `progress(done, total, name)`."""
+        """Download the outputs (or one stage's, or those `keep(path)` wants) into `dest`; (files, bytes).
+        `progress(done, total, name)` as the bytes arrive."""
         from .objects import StoreError
 
-        files = self.outputs(stage)
+        files = [(rel, size) for rel, size in self.outputs(stage) if keep is None or keep(rel)]
         total, done = sum(size for _, size in files), 0
         for rel, size in files:
             target = dest.joinpath(*[p for p in rel.split("/") if p not in ("", ".", "..")])
