@@ -329,3 +329,21 @@ def s3(s3_server, monkeypatch, request):
     bucket = "vl-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-") + "-" + os.urandom(3).hex()
     url = s3_server.bucket(bucket)
     return s3_server, {"url": f"{url}/runs", "endpoint_url": s3_server.endpoint, "sync_every_minutes": 0}
+
+
+def invoke(args: list[str], cwd: Path, env: dict | None = None):
+    """The CLI in this process, through Click's test runner: for the many cases that need no process of their
+    own (no signals, no process tree). Same exit codes and the same stdout and stderr as `run_cli`."""
+    from click.testing import CliRunner
+
+    from vast_launch.cli import main
+
+    before, umask = os.getcwd(), os.umask(0o022)  # the CLI narrows the umask: this process keeps its own
+    os.umask(umask)
+    try:
+        os.chdir(cwd)
+        r = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    finally:
+        os.chdir(before)
+        os.umask(umask)
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)

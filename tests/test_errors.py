@@ -71,13 +71,14 @@ def test_wandb_and_os_errors_are_one_line(tmp_path, repo_factory):
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("")
-    p = run_cli(["status"], cwd=repo, env={"VAST_LAUNCH_HOME": str(blocked / "home")})
+    p = run_cli(["--local", "--config", "configs/test.yaml"], cwd=repo, env={"VAST_LAUNCH_HOME": str(blocked / "home")})
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.strip().splitlines() == [f"error: Not a directory: {blocked / 'home'}"], p.stderr
 
 
 def test_dry_run_without_a_key_shows_the_query_and_onstart_but_no_offer(repo_factory):
-    repo = repo_factory(stage_config([{"name": "a", "command": "echo a"}]))
+    # the instance would clone a forge's URL (this machine's remote is only asked for the commit)
+    repo = repo_factory(stage_config([{"name": "a", "command": "echo a"}], code={"repo": "https://github.com/example/r.git"}))
     p = run_cli(["--config", "configs/test.yaml", "--dry-run"], cwd=repo, env={"VAST_API_KEY": ""})
     assert p.returncode == 0, p.stderr
     assert "WARNING: no Vast API key: the dry run shows the query and the onstart, but no offer" in p.stdout

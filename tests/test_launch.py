@@ -175,7 +175,12 @@ def test_check_json_reports_each_failure(repo_factory):
     p = run_cli(["check", "--config", "configs/test.yaml", "--target", "vast", "--json"], cwd=repo)
     out = json.loads(p.stdout)
     assert p.returncode == 1 and not out["ok"]
-    assert out["failures"] == ["no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`"]
+    remote = repo.parent / (repo.name + "-remote.git")
+    assert out["failures"] == [
+        f"the remote {remote} is a path on this machine: an instance on Vast cannot clone it "
+        "(push to an https or ssh remote, or set code.repo)",
+        "no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`",
+    ]
     ok = run_cli(["check", "--config", "configs/test.yaml", "--target", "local"], cwd=repo)
     assert ok.returncode == 0 and "is on the remote" in ok.stdout
 

@@ -79,7 +79,7 @@ def test_instance_environment_is_what_vast_sets(cloud):
         "--raw",
     )
     inst = next(iter(cloud.cloud.instances.values()))
-    assert wait_for(lambda: (inst.workdir / "env.txt").exists() and inst.proc is not None and inst.proc.poll() is not None, 30)
+    assert wait_for(lambda: (inst.workdir / "env.txt").exists() and cloud.cloud.shell_pid(inst.id) is None, 30)  # the onstart ended
     assert inst.status == "running"  # as on Vast: the onstart ended, the container runs (and bills) on
     env = dict(line.split("=", 1) for line in (inst.workdir / "env.txt").read_text().splitlines() if "=" in line)
     assert env["CONTAINER_ID"] == str(inst.id)

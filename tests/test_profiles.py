@@ -92,7 +92,7 @@ def test_a_profile_typo_is_refused_before_anything_is_rented(repo_factory, cloud
 
 
 def test_a_missing_or_broken_schema_is_one_line(repo_factory, tmp_path):
-    for schema, needle in ((None, "No such file or directory"), ("{", "not JSON"), ('{"type": 5}', "not a JSON Schema")):
+    for schema, needle in ((None, "no such file in the repository"), ("{", "not JSON"), ('{"type": 5}', "not a JSON Schema")):
         cfg = yaml.safe_load((PROJECT / "configs/burgers.yaml").read_text())
         cfg["train"]["profile_schema"] = "schema.json"
         repo = repo_factory(cfg)

@@ -104,7 +104,7 @@ def test_watchdog_survives_sigkill_of_the_trap_shell(repo_factory, cloud):
     assert p.returncode == 0, p.stderr
     inst = only_instance(cloud)
     assert wait_for(lambda: "stage 1/1 a: start" in inst.log_path.read_text(), 60)
-    os.kill(inst.proc.pid, signal.SIGKILL)  # the bootstrap shell that holds the trap
+    os.kill(cloud.cloud.shell_pid(inst.id), signal.SIGKILL)  # the bootstrap shell that holds the trap
     assert wait_for(lambda: inst.status == "destroyed", 40)
     assert inst.destroyed_by == "instance" and (vl_dir(inst) / "deadline_hit").exists()
     assert no_live_processes(cloud)
@@ -112,7 +112,8 @@ def test_watchdog_survives_sigkill_of_the_trap_shell(repo_factory, cloud):
 
 def test_reaper_destroys_when_both_in_container_layers_are_off(repo_factory, cloud):
     repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}], lifecycle={"max_hours": 1 / 3600}))
-    p = launch(repo, cloud, "--env", "VL_WATCHDOG=0", "--env", "VL_TRAP=0", follow=False)
+    cloud.cloud.faults.update({"layers_off": True})
+    p = launch(repo, cloud, follow=False)
     assert p.returncode == 0, p.stderr
     inst = only_instance(cloud)
     time.sleep(2.5)  # past the 1 s deadline; the instance keeps running with no layer inside
@@ -131,18 +132,21 @@ def test_reaper_destroys_when_both_in_container_layers_are_off(repo_factory, clo
 
 
 def test_reaper_finds_labeled_instances_unknown_to_the_ledger(cloud, tmp_path):
+    """This workspace's label on an instance its ledger does not know (the ledger was lost, say): reaped at once.
+    Another workspace's, or a label without one: only past its own deadline (test_shared_account)."""
     from vast_launch.vast.sdk import VastProvider
 
+    env = {**cloud_env(cloud), "VAST_LAUNCH_WORKSPACE": "mine"}
     VastProvider(cloud.api_key, cloud.url).create(
-        1001, {"image": "x", "disk": 10, "label": "vast-launch:ghost", "onstart": "sleep 600"}
+        1001, {"image": "x", "disk": 10, "label": "vast-launch:ghost ws=mine", "onstart": "sleep 600"}
     )
     VastProvider(cloud.api_key, cloud.url).create(1001, {"image": "x", "disk": 10, "label": "someone-else", "onstart": "sleep 600"})
-    p = run_cli(["reap", "--yes", "--json"], cwd=tmp_path, env=cloud_env(cloud))
+    p = run_cli(["reap", "--yes", "--json"], cwd=tmp_path, env=env)
     assert p.returncode == 2, p.stderr
     (v,) = json.loads(p.stdout)
-    assert v["launch_id"] == "ghost" and "unknown to this ledger" in v["reason"] and v["destroyed"]
+    assert v["launch_id"] == "ghost" and "labeled by this workspace but unknown to its ledger" in v["reason"] and v["destroyed"]
     labels = {i.label: i.status for i in cloud.cloud.instances.values()}
-    assert labels == {"vast-launch:ghost": "destroyed", "someone-else": labels["someone-else"]}
+    assert labels == {"vast-launch:ghost ws=mine": "destroyed", "someone-else": labels["someone-else"]}
     assert labels["someone-else"] != "destroyed"
 
 
@@ -221,11 +225,8 @@ def test_the_launcher_destroys_an_instance_that_exited_under_it(repo_factory, cl
     from test_lifecycle import read_until, start_cli
 
     repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}]))
-    proc = start_cli(
-        ["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow", "--env", "VL_WATCHDOG=0", "--env", "VL_TRAP=0"],
-        repo,
-        cloud_env(cloud),
-    )
+    cloud.cloud.faults.update({"layers_off": True})
+    proc = start_cli(["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"], repo, cloud_env(cloud))
     read_until(proc, "stage 1/1")
     inst = only_instance(cloud)
     cloud.cloud.mark_exited(inst.id)

@@ -49,6 +49,15 @@ def wandb_key_present() -> bool:
         return False
 
 
+def _local_cloud(url: Optional[str]) -> bool:
+    """The local cloud on this machine (`local-cloud serve`): its instances reach this machine's paths."""
+    from urllib.parse import urlsplit
+
+    from .store import LOOPBACK_HOSTS
+
+    return urlsplit(url or "").hostname in LOOPBACK_HOSTS
+
+
 def run_checks(
     cfg: LaunchConfig,
     target: str,
@@ -103,6 +112,12 @@ def run_checks(
             "the remote URL holds credentials: they are never sent to the instance; for a private repository set VAST_LAUNCH_GIT_TOKEN"
         )
 
+    if target == "vast" and report.repo_url and not gitcheck.cloneable_from_anywhere(report.repo_url):
+        if not _local_cloud(os.environ.get("VAST_URL")):
+            report.failures.append(
+                f"the remote {report.repo_url} is a path on this machine: an instance on Vast cannot clone it "
+                "(push to an https or ssh remote, or set code.repo)"
+            )
     if target == "vast":
         from .credentials import find_api_key
 

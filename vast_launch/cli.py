@@ -69,9 +69,15 @@ class DefaultToLaunch(click.Group):
         except Exception as exc:
             if Debug.on:
                 raise
+            sqlite3 = sys.modules.get("sqlite3")  # not imported at start-up: `--help` and `check` need no SQLite
+            if sqlite3 is not None and isinstance(exc, sqlite3.Error):  # the ledger, mid-command
+                from .ledger import ledger_problem
+                from .state_dir import default_home
+
+                _fail(ledger_problem(exc, default_home() / "ledger.sqlite"))
             from .errors import one_line
 
-            _fail(one_line(exc))
+            _fail(one_line(exc), getattr(exc, "exit_code", 1))
 
 
 @click.group(cls=DefaultToLaunch, context_settings={"help_option_names": ["-h", "--help"]})

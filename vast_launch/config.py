@@ -9,31 +9,17 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, get_args
+from typing import Any, Literal, Optional
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .config_base import CONTROL, STAGE_NAME, Strict
+from .config_slurm import Slurm
 from .errors import ConfigInvalid, UserError
 
-STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 DEFAULT_STAGE_COMMAND = 'python -m ups.train --config "$VL_CONFIG" --profile "$VL_PROFILE" --stage {stage} --out "$VL_OUT"'
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
-        """YAML's `true` is not the number 1 here (pydantic's lax mode would take it as one)."""
-        if isinstance(value, bool) and info.field_name in cls.model_fields:
-            ann = cls.model_fields[info.field_name].annotation
-            kinds = {ann, *get_args(ann)}
-            if kinds & {int, float} and bool not in kinds:
-                raise ValueError("a number is expected, not true/false")
-        return value
 
 
 class Resources(Strict):
@@ -63,9 +49,23 @@ class Resources(Strict):
     @classmethod
     def _gpu_names(cls, v: list[str]) -> list[str]:
         for name in v:
-            if not name.strip():
-                raise ValueError("GPU names must be non-empty, e.g. RTX_4090")
+            if not name.strip() or CONTROL.search(name):
+                raise ValueError("GPU names must be non-empty text on one line, e.g. RTX_4090")
         return v
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, v: list[str]) -> list[str]:
+        for code in v:
+            if not re.match(r"^[A-Z]{2}$", code):
+                raise ValueError(f"{code!r} is not an ISO country code (two capital letters, e.g. US)")
+        return v
+
+    @model_validator(mode="after")
+    def _bid_with_interruptible(self) -> "Resources":
+        if self.interruptible and self.bid_price is None:
+            raise ValueError("interruptible: true needs bid_price ($/hour you bid; see `vast-launch offers` for min_bid)")
+        return self
 
 
 class Lifecycle(Strict):
@@ -92,11 +92,36 @@ class Code(Strict):
         ),
     )
     archive_url: Optional[str] = Field(
-        None, description="tarball URL with {sha}, for images without git; default: GitHub's, for a GitHub remote"
+        None, max_length=1024, description="tarball URL with {sha}, for images without git; default: GitHub's, for a GitHub remote"
     )
+
+    @field_validator("archive_url")
+    @classmethod
+    def _archive_url(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        if "{sha}" not in v:
+            raise ValueError("must contain {sha}, where the commit goes (e.g. https://git.example/r/-/archive/{sha}.tar.gz)")
+        if urlsplit(v).scheme not in ("http", "https") or CONTROL.search(v):
+            raise ValueError("expected an http(s) URL on one line")
+        return v
+
+    @field_validator("repo", "remote")
+    @classmethod
+    def _one_line_code(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (CONTROL.search(v) or not v.strip()):
+            raise ValueError("must be non-empty text on one line")
+        return v
 
 
 class Wandb(Strict):
+    @field_validator("project", "entity", "group")
+    @classmethod
+    def _one_line_wandb(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and CONTROL.search(v):
+            raise ValueError("must be on one line, without control characters")
+        return v
+
     project: str = Field("ups-burgers", min_length=1, description="W&B project (WANDB_PROJECT on the instance)")
     entity: Optional[str] = Field(None, description="W&B entity (team or user); default: the key's")
     group: Optional[str] = Field(None, description="W&B group for every stage; default: the launch id")
@@ -169,6 +194,13 @@ class Stage(Strict):
             raise ValueError("stage names are letters, digits, '_', '-', '.'")
         return v
 
+    @field_validator("command")
+    @classmethod
+    def _one_line(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (CONTROL.search(v) or not v.strip()):
+            raise ValueError("must be one non-empty line: no newline, tab or other control character (join commands with &&)")
+        return v
+
     def render_command(self) -> str:
         return (self.command or DEFAULT_STAGE_COMMAND).replace("{stage}", self.name)
 
@@ -190,48 +222,6 @@ class Train(Strict):
         if self.profiles and self.profile not in self.profiles:
             raise ValueError(f"profile {self.profile!r} is not one of {sorted(self.profiles)}")
         return self
-
-
-SLURM_WALLTIME = re.compile(r"^(?:(\d+)-)?(\d{1,2})(?::([0-5]\d))?(?::([0-5]\d))?$")
-SLURM_MEMORY = re.compile(r"^\d+(?:\.\d+)?[KMGT]?$", re.I)
-
-
-def slurm_walltime(value: str) -> str:
-    """The walltime as sbatch takes it, or ValueError (shared by the config and --walltime)."""
-    if not SLURM_WALLTIME.match(value.strip()):
-        raise ValueError("expected HH:MM:SS (or D-HH:MM:SS, MM, MM:SS)")
-    return value.strip()
-
-
-def slurm_memory(value: str) -> str:
-    """The memory as sbatch takes it (8G, 512M), or ValueError (shared by the config and --memory)."""
-    if not SLURM_MEMORY.match(value.strip()):
-        raise ValueError("expected a size like 8G, 96G or 512M")
-    return value.strip().upper()
-
-
-class SlurmStage(Strict):
-    walltime: str = Field("01:00:00", description="sbatch --time, e.g. 02:00:00")
-    memory: str = Field("8G", description="sbatch --mem, e.g. 96G")
-    cpus: int = Field(2, ge=1, description="sbatch --cpus-per-task")
-    gpus: int = Field(0, ge=0, description="sbatch --gres=gpu:N")
-
-    @field_validator("walltime")
-    @classmethod
-    def _walltime(cls, v: str) -> str:
-        return slurm_walltime(v)
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v: str) -> str:
-        return slurm_memory(v)
-
-
-class Slurm(Strict):
-    partition: Optional[str] = Field(None, description="sbatch --partition for every stage")
-    pipelines: dict[str, dict[str, SlurmStage]] = Field(
-        default_factory=dict, description="name -> {stage: resources}; each stage one job, chained with afterok"
-    )
 
 
 class LaunchConfig(Strict):
@@ -315,7 +305,8 @@ MAX_CONFIG_BYTES = 1_000_000
 
 
 class _NoAliasLoader(yaml.SafeLoader):
-    """Safe YAML without aliases: `*name` could expand a small file into a huge document."""
+    """Safe YAML without aliases (`*name` could expand a small file into a huge document) and without
+    duplicate keys (YAML lets the last one win silently: a 1 h deadline became 300 h)."""
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -323,6 +314,24 @@ class _NoAliasLoader(yaml.SafeLoader):
                 None, None, "YAML aliases (*name) are not accepted in a config", self.peek_event().start_mark
             )
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                again = key in seen
+            except TypeError:  # an unhashable key: the constructor says so below
+                continue
+            if again:
+                raise DuplicateKey(f"duplicate key {key!r} at lines {seen[key]} and {line} (YAML would keep the last)")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+class DuplicateKey(yaml.YAMLError):
+    pass
 
 
 def load_config(path: str | Path) -> LaunchConfig:
@@ -337,6 +346,8 @@ def load_config(path: str | Path) -> LaunchConfig:
         raise UserError(f"{p}: not UTF-8 text (byte {exc.start} cannot be decoded)")
     except RecursionError:
         raise UserError(f"{p}: nested too deeply to be a config")
+    except DuplicateKey as exc:
+        raise UserError(f"{p}: {exc}")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -4,6 +4,8 @@
 class LaunchError(Exception):
     """The root: a `UserError` (input or environment to fix) or a `provider.ProviderError` (the cloud said no)."""
 
+    exit_code = 1  # what the command exits with when this ends it
+
 
 class UserError(LaunchError):
     """A problem with the user's input or environment, reported as one clear line."""

@@ -115,6 +115,15 @@ def archive_url(repo_url: str, commit: str, template: str | None = None) -> str:
     return f"https://api.github.com/repos/{m['owner']}/{m['repo']}/tarball/{commit}" if m else ""
 
 
+SCP_LIKE = re.compile(r"^(?:[\w.-]+@)?[\w.-]+:(?!//)[^\\]")
+
+
+def cloneable_from_anywhere(url: str) -> bool:
+    """A remote an instance on the internet can fetch: an http(s), ssh or git URL, or scp-like
+    `git@host:owner/repo.git`; not a path or a file:// URL on this machine."""
+    return urlsplit(url).scheme in ("https", "http", "ssh", "git") or bool(SCP_LIKE.match(url) and not url.startswith(("/", ".")))
+
+
 def inspect(path: str | Path = ".", remote: str = "origin", ask_remote: bool = True) -> GitState:
     root = repo_root(path)
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .billing import estimate
+from .errors import UserError
 from .state_dir import default_home, private_dir
 from .states import TERMINAL
 
@@ -93,6 +94,23 @@ COLUMNS = {
 ADDED_COLUMNS = {"gpu_seconds": "REAL", "storage_seconds": "REAL", "cost_usd": "REAL", "billed_usd": "REAL", "billed_at": "REAL"}
 
 
+LOCK_TIMEOUT_S = float(os.environ.get("VAST_LAUNCH_LEDGER_TIMEOUT") or 30)
+
+
+def ledger_problem(exc: Exception, path: Path) -> str:
+    """A SQLite error as one line that names the ledger and what to do."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"ledger {path} is locked by another process for more than {LOCK_TIMEOUT_S:g} s: wait, or find it with `fuser {path}`"
+    if "readonly" in text or "read-only" in text:
+        return f"ledger {path} is read-only: make it (and {path.parent}) writable, or set VAST_LAUNCH_HOME to another directory"
+    if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text or "corrupt" in text):
+        return f"ledger {path} is damaged ({text}): move it aside (mv {path} {path}.damaged); the next command starts a new one"
+    if "disk" in text and ("full" in text or "I/O" in text):
+        return f"ledger {path}: {text} (free space, or set VAST_LAUNCH_HOME to another directory)"
+    return f"ledger {path}: {text}"
+
+
 def window_clause(since: Optional[float], until: Optional[float]) -> tuple[str, list]:
     """` AND created_at >= ? AND created_at < ?` for the bounds given, and its arguments."""
     sql, args = "", []
@@ -104,14 +122,27 @@ def window_clause(since: Optional[float], until: Optional[float]) -> tuple[str, 
 
 
 class Ledger:
-    def __init__(self, path: Optional[Path] = None):
+    def __init__(self, path: Optional[Path] = None, create: bool = True):
+        """create=False (commands that only read): a ledger that does not exist yet is an empty one, and
+        nothing is created on disk (no state dir under a HOME that points nowhere)."""
         self.path = Path(path) if path else default_home() / "ledger.sqlite"
-        private_dir(self.path.parent)
-        # Owner-only from the first byte (SQLite gives its -wal and -shm files the database's mode).
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
+        try:
+            if not create and not self.path.exists():
+                self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            else:
+                private_dir(self.path.parent)
+                # Owner-only from the first byte (SQLite gives its -wal and -shm files the database's mode).
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+                self.db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+                self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.row_factory = sqlite3.Row
+            self._prepare()
+        except sqlite3.Error as exc:
+            raise UserError(ledger_problem(exc, self.path)) from None
+        except OSError as exc:
+            raise UserError(f"ledger {self.path}: {exc.strerror or exc} (set VAST_LAUNCH_HOME to a writable directory)") from None
+
+    def _prepare(self) -> None:
         self.db.executescript(SCHEMA)
         have = {r[1] for r in self.db.execute("PRAGMA table_info(launches)")}
         for col, kind in ADDED_COLUMNS.items():
@@ -256,7 +287,7 @@ class Ledger:
     def find(self, prefix: str) -> Optional[dict]:
         """A launch by id, id prefix, or instance id."""
         row = self.db.execute("SELECT * FROM launches WHERE id = ?", (prefix,)).fetchone()
-        if row is None and prefix.isdigit() and int(prefix) < 2**63:  # SQLite integers are 64-bit
+        if row is None and prefix.isascii() and prefix.isdigit() and int(prefix) < 2**63:  # SQLite integers are 64-bit
             row = self.db.execute("SELECT * FROM launches WHERE instance_id = ? ORDER BY created_at DESC", (int(prefix),)).fetchone()
         if row is None and prefix:
             # A plain prefix: LIKE would take `%` and `_` in what the user typed as wildcards.

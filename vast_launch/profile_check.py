@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import stat
 from pathlib import Path
 
 from .config import LaunchConfig
@@ -21,6 +22,29 @@ def _unknown_keys(err) -> list[str]:
     return out
 
 
+MAX_SCHEMA_BYTES = 1_000_000
+
+
+def _read_schema(root: Path, rel: str) -> str:
+    """The schema's text: a regular file inside the repository (the instance reads the same commit), at
+    most MAX_SCHEMA_BYTES; never a device, a FIFO or a path outside it (it would block or read forever)."""
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ValueError("must be a path inside the repository (relative to its root)")
+    if not path.exists():
+        raise ValueError("no such file in the repository")
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise ValueError("not a regular file")
+    if path.stat().st_size > MAX_SCHEMA_BYTES:
+        raise ValueError(f"{path.stat().st_size} bytes is not a schema (at most {MAX_SCHEMA_BYTES})")
+    with open(path, "rb") as f:
+        data = f.read(MAX_SCHEMA_BYTES + 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+
+
 def profile_problems(cfg: LaunchConfig, root: Path) -> list[str]:
     """One line per problem; empty when there is no schema or every profile matches it."""
     rel = cfg.train.profile_schema
@@ -28,9 +52,13 @@ def profile_problems(cfg: LaunchConfig, root: Path) -> list[str]:
         return []
     label = f"train.profile_schema {rel}"
     try:
-        schema = json.loads((root / rel).read_text(encoding="utf-8"))
+        text = _read_schema(root, rel)
     except OSError as exc:
         return [f"{label}: {exc.strerror}"]
+    except ValueError as exc:
+        return [f"{label}: {exc}"]
+    try:
+        schema = json.loads(text)
     except ValueError as exc:
         return [f"{label}: not JSON ({exc})"]
     from jsonschema import Draft202012Validator

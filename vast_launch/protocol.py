@@ -101,6 +101,7 @@ WORKSPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
 EXIT_NO_RESULT = 3  # the instance ended without reporting a result (destroyed from outside, exited, lost)
+EXIT_NOT_DESTROYED = 4  # a destroy was asked for and could not be confirmed: the instance may still run and bill
 EXIT_WATCHDOG = 124  # the in-instance watchdog ended the run: deadline, budget or idle (as timeout(1))
 EXIT_INTERRUPTED = 130  # Ctrl-C, SIGTERM or SIGHUP of the launcher
 
@@ -122,6 +123,19 @@ INSTANCE_SECRETS = (
     "AWS_SESSION_TOKEN",
     "CONTAINER_API_KEY",
 )
+
+# Names the launch (or Vast) sets in the instance's environment: `--env` may not set them.
+RESERVED_ENV_PREFIXES = ("VL_", "CONTAINER_", "VAST_", "VASTAI_", "LOCALCLOUD_")
+RESERVED_ENV = frozenset(
+    {"WANDB_RUN_GROUP", "WANDB_GROUP", "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_DIR", "DATA_DIRECTORY"}
+    | {"PUBLIC_IPADDR", "GPU_COUNT", "PYTHONPATH", "PATH", "HOME", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_ROOT_USER_ACTION"}
+    | set(INSTANCE_SECRETS)
+)
+
+
+def reserved_env(name: str) -> bool:
+    return name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES)
+
 
 # The outputs store: `<url>/<launch-id>/` holds these. Written at stage ends, every sync_every_minutes,
 # and before every destroy (result.json first, so that a slow final sync cannot lose the outcome).

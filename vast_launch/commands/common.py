@@ -44,10 +44,11 @@ def _load(config: str | None):
     return load_config(config or default_config())
 
 
-def _ledger():
+def _ledger(create: bool = False):
+    """The ledger; only a launch creates it (and the state dir): the other commands read an empty one."""
     from ..ledger import Ledger
 
-    return Ledger()
+    return Ledger(create=create)
 
 
 def _provider_for(row=None, url=None):

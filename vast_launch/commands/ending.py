@@ -25,6 +25,8 @@ def down(launch_ids, down_all, yes):
       vast-launch down --all --yes
     """
 
+    from ..vast.provider import DestroyUnconfirmed
+
     def go():
         if not launch_ids and not down_all:
             raise UserError("name launch ids, or pass --all --yes")
@@ -42,11 +44,11 @@ def down(launch_ids, down_all, yes):
             for row in rows:
                 try:
                     click.echo(f"{row['id']}: {_down_one(ledger, ledger.get(row['id']), yes)}")
-                except UserError as exc:
-                    failed += 1
+                except (UserError, DestroyUnconfirmed) as exc:
+                    failed = max(failed, exc.exit_code)
                     click.echo(f"error: {row['id']}: {exc}", err=True)
         if failed:
-            sys.exit(1)
+            sys.exit(failed)
 
     _run(go)
 
@@ -54,7 +56,7 @@ def down(launch_ids, down_all, yes):
 def _down_one(ledger, row, yes: bool) -> str:
     """Destroy one launch's instance after checking it is ours; returns what happened."""
     from ..protocol import label_for, launch_id_of
-    from ..vast.provider import ProviderError
+    from ..vast.provider import DestroyUnconfirmed, ProviderError
     from ..vast.teardown import destroy_and_record, instances_by_label
 
     if row["target"] == "slurm":
@@ -89,6 +91,8 @@ def _down_one(ledger, row, yes: bool) -> str:
     final = ledger.get(row["id"])["state"] not in ("destroyed", "aborted", "failed")
     try:
         destroy_and_record(provider, ledger, row["id"], int(iid), "destroyed by `vast-launch down`", final=final)
+    except DestroyUnconfirmed:
+        raise
     except ProviderError as exc:
         raise UserError(f"instance {iid} was NOT destroyed: {exc}")
     return f"instance {iid} destroyed (confirmed gone)"
@@ -138,19 +142,27 @@ def _down_local(ledger, row) -> str:
     type=click.FloatRange(0, min_open=True),
     help="longest acceptable exited/unknown/offline",
 )
+@click.option(
+    "--all-workspaces",
+    is_flag=True,
+    help="also other workspaces' instances on this account before their deadline (a teammate's, CI's): only when you know",
+)
 @click.option("--json", "as_json", is_flag=True)
-def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, as_json):
-    """Destroy our instances (label vast-launch:*) that outlived their launch.
+def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, all_workspaces, as_json):
+    """Destroy this workspace's instances (label vast-launch:*) that outlived their launch.
 
-    Reaped: past the deadline + grace, stuck in loading/exited/unknown/offline, or labeled by
-    vast-launch but unknown to the ledger. Exit 0: nothing found; 2: found (and destroyed
-    unless --dry-run); 1: error.
+    Reaped: this ledger's launches past the deadline + grace, stuck in loading/exited/unknown/offline,
+    or ended but still there; an instance labeled by this workspace but unknown to its ledger. Another
+    workspace's instance (one account, several ledgers: teammates, CI) only past its own deadline +
+    grace, or with --all-workspaces. Exit 0: nothing found; 2: found (and destroyed unless --dry-run);
+    1: error; 4: a destroy could not be confirmed.
 
     \b
     Examples:
       vast-launch reap --dry-run
       */10 * * * *  vast-launch reap --yes     # crontab
     """
+    from ..protocol import EXIT_NOT_DESTROYED
     from ..vast import reaper
 
     def go():
@@ -161,18 +173,18 @@ def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, as_json):
                 [r for r in ledger.launches(active_only=True) if r["provider_url"] == provider.url or r["target"] == "local"],
                 warn=False,
             )
-            found = reaper.plan(provider, ledger, grace_minutes, loading_minutes, stuck_minutes)
+            found, left = reaper.plan(provider, ledger, grace_minutes, loading_minutes, stuck_minutes, all_workspaces=all_workspaces)
             if found and not dry_run:
                 if not yes:
                     if not sys.stdin.isatty():
                         raise UserError(f"{len(found)} instance(s) to reap: pass --yes to destroy, or --dry-run")
                     click.confirm(f"Destroy {len(found)} instance(s)?", abort=True)
                 reaper.reap(provider, ledger, found)
-        return found
+        return found, left
 
-    found = _run(go)
+    found, left = _run(go)
     if as_json:
-        click.echo(json.dumps([v.as_dict() for v in found], indent=2))
+        click.echo(json.dumps([v.as_dict() for v in found] + [{**v.as_dict(), "left_alone": True} for v in left], indent=2))
     else:
         for v in found:
             verb = "destroyed" if v.destroyed else "FAILED to destroy" if v.error else "would destroy"
@@ -180,6 +192,8 @@ def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, as_json):
                 f"{verb} instance {v.instance_id} ({v.launch_id or 'no launch'}, {v.status}, "
                 f"${v.dph_total:.3f}/h): {v.reason}" + (f" ({v.error})" if v.error else "")
             )
+        for v in left:
+            click.echo(f"left alone: instance {v.instance_id} ({v.launch_id or 'no launch'}, {v.status}): {v.reason}")
         saved = sum(v.dph_total for v in found)
         click.echo(
             f"{len(found)} instance(s) {'found' if dry_run else 'reaped'}; ${saved:.3f}/h "
@@ -187,4 +201,5 @@ def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, as_json):
             if found
             else "nothing to reap"
         )
-    sys.exit(1 if any(v.error for v in found) else 2 if found else 0)
+    unconfirmed = any(v.unconfirmed for v in found)
+    sys.exit(EXIT_NOT_DESTROYED if unconfirmed else 1 if any(v.error for v in found) else 2 if found else 0)

@@ -148,12 +148,7 @@ def launch(
         cfg = _load(config or (resumed["config_path"] if resumed else None))
         if price is not None and price < 0:
             raise UserError(f"--price: must be >= 0 (got {price})")
-        extra = {}
-        for pair in env_pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or not key.isidentifier():
-                raise UserError(f"--env {pair!r}: expected KEY=VALUE")
-            extra[key] = value
+        extra = _extra_env(env_pairs)
         opts = LaunchOptions(
             auto_shutdown=auto_shutdown,
             dry_run=dry_run,
@@ -176,7 +171,7 @@ def launch(
         from ..credentials import find_api_key
 
         provider = None if dry_run and not find_api_key() else _provider_for(url=os.environ.get("VAST_URL"))
-        with _ledger() as ledger:
+        with _ledger(create=True) as ledger:
             launcher = Launcher(cfg, provider, ledger, opts, echo=click.echo)
             return launcher.resume(ledger.get(resumed["id"])) if resumed else launcher.run()
 
@@ -204,10 +199,30 @@ def _launch_slurm(config, pipeline, list_pipelines, from_stage, dry_run, profile
         opts = slurm.SlurmOptions(
             pipeline=pipeline, from_stage=from_stage, dry_run=dry_run, profile=profile, wandb_mode=wandb_mode, **overrides
         )
-        with _ledger() as ledger:
+        with _ledger(create=True) as ledger:
             return slurm.launch(cfg, ledger, opts, click.echo)
 
     _run(go)
+
+
+def _extra_env(pairs) -> dict:
+    """--env KEY=VALUE pairs; a name the launch sets itself is refused (the value is never echoed)."""
+    from ..protocol import reserved_env
+
+    extra = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UserError(f"--env {key if sep else '...'}: expected KEY=VALUE with KEY a name (letters, digits, _)")
+        if reserved_env(key):
+            raise UserError(
+                f"--env {key}: set by the launch itself (VL_*, CONTAINER_*, VAST_*, WANDB_RUN_GROUP, WANDB_MODE, "
+                "secrets...); secrets come from your environment: WANDB_API_KEY, VAST_LAUNCH_GIT_TOKEN, AWS_*"
+            )
+        if "\n" in value or "\0" in value:
+            raise UserError(f"--env {key}: the value must be one line")
+        extra[key] = value
+    return extra
 
 
 def _resumed_row(resume_id: str, local: bool) -> dict:
@@ -238,7 +253,7 @@ def _launch_local(cfg, opts, price: float, resumed=None):
     from ..vast.sdk import VastProvider
 
     root = private_dir(local_home() / "cloud")  # the first launch may create the state dir itself
-    with _ledger() as ledger:
+    with _ledger(create=True) as ledger:
         with LocalCloud(root=root, price_dph=price) as lc:
             click.echo(f"local cloud at {lc.url} (this machine, ${price:.3f}/h)")
             provider = VastProvider(lc.api_key, lc.url)

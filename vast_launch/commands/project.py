@@ -75,7 +75,7 @@ def local_cloud():
 
 
 @local_cloud.command("serve")
-@click.option("--port", default=0, show_default=True, help="0 picks a free port")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port")
 @click.option("--price", default=0.0, show_default=True, help="$/h of each offer")
 @click.option("--root", default=None, help="where instances run (default: a temp dir)")
 @click.option(
@@ -101,11 +101,11 @@ def serve(port, price, root, rentals_per_offer):
         _fail(f"--price: must be >= 0 (got {price})")
     if rentals_per_offer < 1:
         _fail(f"--rentals-per-offer: must be >= 1 (got {rentals_per_offer})")
-    try:
-        lc = LocalCloud(root=root, port=port, price_dph=price, rentals_per_offer=rentals_per_offer)
+    keyfile = private_dir(default_home()) / "localcloud_api_key"
+    try:  # the key file is hidden from every instance, as Vast's account key is from its containers
+        lc = LocalCloud(root=root, port=port, price_dph=price, rentals_per_offer=rentals_per_offer, hidden_paths=(keyfile,))
     except OSError as exc:
         _fail(f"local cloud: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
-    keyfile = private_dir(default_home()) / "localcloud_api_key"
     with contextlib.suppress(FileNotFoundError):
         keyfile.unlink()  # a new file, so it is 0600 from its first byte
     fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -15,7 +15,17 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from .containers import kill_container, remove_tmp_files
+from .bills import charge_rows, invoice_rows
+from .containers import (
+    CONTAINER_SH,
+    ISOLATE,
+    MARKER_ENV,
+    credential_paths,
+    isolation_available,
+    kill_container,
+    onstart_pid,
+    remove_tmp_files,
+)
 from .faults import Faults
 from .image import container_env
 from .instance import Instance
@@ -35,8 +45,13 @@ class Cloud:
         bin_dir: Optional[str] = None,
         ssh_port: Optional[int] = None,
         rentals_per_offer: int = 4,
+        hidden_paths: tuple = (),
     ):
         self.root = Path(root)
+        # Each container sees only its own files and processes (containers.isolation_available); these
+        # paths of this machine are hidden from it too: the account key file, the user's credentials.
+        self.isolated = isolation_available()
+        self.hidden_paths = [str(p) for p in (*hidden_paths, *credential_paths())]
         # An sshd on this machine that reaches the instances' files (tests start one on loopback).
         self.ssh_port = ssh_port
         self.root.mkdir(parents=True, exist_ok=True)
@@ -138,6 +153,7 @@ class Cloud:
             inst.has_vastai_cli = not self.faults.no_vastai_cli
             inst.has_git = not self.faults.no_git
             inst.has_host_packages = not self.faults.bare_python
+            inst.layers_off = self.faults.layers_off
             inst.set_state("loading")
             self.instances[iid] = inst
             loading_forever = self.faults.loading_forever
@@ -165,20 +181,43 @@ class Cloud:
             (inst.workdir / ".vast_api_key").write_text(inst.api_key)
             os.chmod(inst.workdir / ".vast_api_key", 0o600)
             log = open(inst.log_path, "ab")
+            env = container_env(inst, self.public_url, self.bin_dir)
+            # Isolated, the container's init gets the instance's environment on its stdin and hands it to the
+            # onstart alone: no long-lived process of the platform shows the instance's secrets in its environ.
             inst.proc = subprocess.Popen(
-                ["bash", str(script)],
+                self._container_argv(inst, ["bash", str(script)]),
                 cwd=inst.workdir,
-                env=container_env(inst, self.public_url, self.bin_dir),
-                stdin=subprocess.DEVNULL,
+                env={k: env[k] for k in ("PATH", MARKER_ENV)} if self.isolated else env,
+                stdin=subprocess.PIPE if self.isolated else subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             log.close()
+            if self.isolated:
+                with inst.proc.stdin as pipe:
+                    pipe.write(b"".join(f"{k}={v}".encode() + b"\0" for k, v in env.items()))
             inst.starts += 1
             inst.set_state("running")
             proc = inst.proc
         threading.Thread(target=self._reap_process, args=(iid, proc), daemon=True).start()
+
+    def _container_argv(self, inst: Instance, command: list[str]) -> list[str]:
+        if not self.isolated:
+            return command
+        keep = "0" if inst.runtype == "args" else "1"
+        return [*ISOLATE, "bash", str(CONTAINER_SH), str(self.root), str(inst.workdir), keep, *self.hidden_paths, "--", *command]
+
+    def shell_pid(self, iid: int) -> Optional[int]:
+        """This machine's pid of the instance's onstart (the bootstrap: it execs itself), while it runs."""
+        with self.lock:
+            inst = self.instances.get(iid)
+            proc = inst.proc if inst else None
+        if proc is None:
+            return None
+        if not self.isolated:
+            return proc.pid if proc.poll() is None else None
+        return onstart_pid(inst.marker, inst.workdir)
 
     def _reap_process(self, iid: int, proc: subprocess.Popen) -> None:
         """As on Vast (ssh/jupyter run types), the onstart ending does not end the container: it stays
@@ -308,65 +347,12 @@ class Cloud:
                 kill_container(inst.marker, None, grace=0)
 
     def invoice_rows(self, since: float = 0.0, until: Optional[float] = None) -> list[dict]:
-        until = time.time() if until is None else until
-        rows = []
         with self.lock:
-            for inst in self.instances.values():
-                if inst.created_at > until or (inst.ended_at is not None and inst.ended_at < since):
-                    continue
-                c = inst.charges()
-                for kind, seconds, rate, amount in (
-                    ("gpu", c["gpu_seconds"], inst.gpu_dph, c["gpu_usd"]),
-                    ("storage", c["storage_seconds"], inst.storage_dph, c["storage_usd"]),
-                ):
-                    rows.append(
-                        {
-                            "description": f"Instance {inst.id} {kind} ({inst.offer['gpu_name']})",
-                            "quantity": round(seconds / 3600, 8),
-                            "rate": rate,
-                            "amount": round(amount, 8),
-                            "timestamp": inst.ended_at or time.time(),
-                            "type": "charge",
-                            "instance_id": inst.id,
-                            "charge_kind": kind,
-                            "seconds": seconds,
-                        }
-                    )
-        return rows
+            return invoice_rows(list(self.instances.values()), since, until)
 
     def charge_rows(self, since: float = 0.0, until: Optional[float] = None) -> list[dict]:
-        """Charges as the v1 API shows them: a row per instance with its GPU and storage lines as items."""
-        rows: dict[int, dict] = {}
-        for line in self.invoice_rows(since, until):
-            inst = self.instances[line["instance_id"]]
-            end = inst.ended_at or time.time()
-            row = rows.setdefault(
-                inst.id,
-                {
-                    "type": "instance",
-                    "source": f"instance-{inst.id}",
-                    "start": inst.created_at,
-                    "end": end,
-                    "amount": 0.0,
-                    "description": f"Instance {inst.id} ({inst.offer['gpu_name']})",
-                    "metadata": {"instance_id": inst.id},
-                    "items": [],
-                },
-            )
-            row["amount"] = round(row["amount"] + line["amount"], 8)
-            row["items"].append(
-                {
-                    "type": line["charge_kind"],
-                    "source": None,
-                    "start": inst.created_at,
-                    "end": end,
-                    "amount": line["amount"],
-                    "description": line["description"],
-                    "metadata": {"quantity_hours": line["quantity"], "rate": line["rate"]},
-                    "items": [],
-                }
-            )
-        return list(rows.values())
+        with self.lock:
+            return charge_rows(list(self.instances.values()), since, until)
 
     def describe(self) -> list[dict]:
         """Everything about every instance, destroyed ones included (for tests and debugging)."""
@@ -382,7 +368,7 @@ class Cloud:
                     workdir=str(inst.workdir),
                     charges=inst.charges(),
                     segments=json.loads(json.dumps(inst.segments)),
-                    pid=inst.proc.pid if inst.proc else None,
+                    pid=self.shell_pid(inst.id),
                 )
                 out.append(row)
             return out

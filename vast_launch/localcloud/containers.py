@@ -12,6 +12,48 @@ from typing import Optional
 
 MARKER_ENV = "LOCALCLOUD_CONTAINER"
 HOST_TMP = Path("/tmp")
+CONTAINER_SH = Path(__file__).resolve().parent / "container.sh"
+ISOLATE = ("unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private")
+_ISOLATION: Optional[bool] = None
+
+
+def isolation_available() -> bool:
+    """Can containers get their own mount and PID namespaces here (root, or the capability)? Without them
+    the local cloud runs instances unisolated, as before; the isolation test says so."""
+    global _ISOLATION
+    if _ISOLATION is None:
+        try:
+            _ISOLATION = subprocess.run([*ISOLATE, "true"], capture_output=True, timeout=30).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _ISOLATION = False
+    return _ISOLATION
+
+
+def credential_paths() -> list[Path]:
+    """Where this machine keeps credentials a process could read: hidden from every container."""
+    home = Path.home()
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    found = [home / ".vast_api_key", xdg / "vastai", home / ".config" / "vastai", home / ".aws", home / ".netrc"]
+    found += [home / ".ssh", home / ".config" / "gcloud", home / ".docker" / "config.json", home / ".git-credentials"]
+    return list(dict.fromkeys(p for p in found))
+
+
+def onstart_pid(marker: str, workdir: Path) -> Optional[int]:
+    """The onstart's pid on this machine (it execs into the bootstrap, whose subshells share its command
+    line): the oldest of the container's processes running either script."""
+    found = []
+    for pid in container_pids(marker):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                started = int(f.read().rsplit(b")", 1)[1].split()[19])
+        except (OSError, IndexError, ValueError):
+            continue
+        script = argv[1] if argv[:1] == [b"bash"] and len(argv) > 1 else b""
+        if script == str(workdir / "onstart.sh").encode() or script.endswith(b"/bootstrap.sh"):
+            found.append((started, pid))
+    return min(found)[1] if found else None
 
 
 def _alive(pid: int) -> bool:

@@ -27,6 +27,9 @@ class Faults:
     no_git: bool = False
     # instances created from now on get a slim Python image: pip, and none of this host's packages
     bare_python: bool = False
+    # instances created from now on run their bootstrap without its in-container teardown layers (trap and
+    # watchdog): what is left is the launcher and the reaper
+    layers_off: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take_rate_limit(self, path: str) -> bool:
@@ -54,7 +57,7 @@ class Faults:
                     self.vanish_on_create.update(int(v) for v in value)
                 elif key in ("create_error_but_creates", "destroy_failures", "destroy_failure_status", "destroy_ignored"):
                     setattr(self, key, int(value))
-                elif key in ("loading_forever", "no_vastai_cli", "no_git", "bare_python"):
+                elif key in ("loading_forever", "no_vastai_cli", "no_git", "bare_python", "layers_off"):
                     setattr(self, key, bool(value))
                 else:
                     raise KeyError(key)

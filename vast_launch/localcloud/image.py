@@ -38,6 +38,8 @@ def container_env(inst: Instance, public_url: str, bin_dir: str) -> dict:
     # CPU quota would (torch's OpenMP threads spin-wait, so 2-thread trainings on busy shared cores run 5x slower).
     env.update({k: os.environ[k] for k in THREAD_CAPS if k in os.environ})
     env.update(inst.env)
+    if inst.layers_off:  # a fault: the bootstrap arms neither its trap nor its watchdog
+        env.update(VL_TRAP="0", VL_WATCHDOG="0")
     env[MARKER_ENV] = inst.marker
     return env
 

@@ -39,6 +39,7 @@ class Instance:
     has_vastai_cli: bool = True
     has_git: bool = True
     has_host_packages: bool = True
+    layers_off: bool = False  # the layers_off fault
     loading_timer: Optional[threading.Timer] = None
     ssh_port: Optional[int] = None
     # Every process of this container carries it in its environment: a process that made its own

@@ -30,6 +30,7 @@ class LocalCloud:
         loading_seconds: float = 0.3,
         ssh_port: Optional[int] = None,
         rentals_per_offer: int = 4,
+        hidden_paths: tuple = (),
     ):
         self._tmp = None
         if root is None:
@@ -46,6 +47,7 @@ class LocalCloud:
             public_url=self.url,
             ssh_port=ssh_port,
             rentals_per_offer=rentals_per_offer,
+            hidden_paths=hidden_paths,
         )
         self.httpd.cloud = self.cloud
         self.httpd.routes = [(v, re.compile(p), fn, needs) for v, p, fn, needs in ROUTES]

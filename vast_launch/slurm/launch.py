@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config import LaunchConfig, SlurmStage, slurm_memory, slurm_walltime
+from ..config import LaunchConfig
+from ..config_slurm import SlurmStage, slurm_memory, slurm_partition, slurm_walltime
 from ..errors import UserError
 from .jobs import (
     FINISHED_BAD,
@@ -29,9 +30,9 @@ from .jobs import (
 
 
 def checked_overrides(overrides: dict) -> dict:
-    """The command line's resource overrides, with walltime and memory validated as the config's are."""
+    """The command line's resource overrides, validated as the config's are (nothing reaches an #SBATCH line unchecked)."""
     out = dict(overrides)
-    for opt, check in (("walltime", slurm_walltime), ("memory", slurm_memory)):
+    for opt, check in (("walltime", slurm_walltime), ("memory", slurm_memory), ("partition", slurm_partition)):
         if out.get(opt) is not None:
             try:
                 out[opt] = check(out[opt])

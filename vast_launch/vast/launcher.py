@@ -279,10 +279,20 @@ class Launcher(Following, Creating):
             iid = created.instance_id
             self.ledger.event(launch_id, "created", {"offer_id": cand.id, "instance_id": iid}, instance_id=iid)
             if self._wait_running(launch_id, iid, lambda: self._say_following(launch_id, iid, self.will_follow)):
-                return iid, offer
+                if not self._downed(launch_id):
+                    return iid, offer
+            if self._downed(launch_id):
+                break
             skip_machines.add(offer.get("machine_id"))
             destroy_and_record(self.provider, self.ledger, launch_id, iid, "did not reach running in time", final=False)
+        if self._downed(launch_id):
+            why = self.ledger.get(launch_id)["end_reason"]
+            raise UserError(f"{launch_id} was ended while its instance was loading ({why}): nothing more is rented")
         raise UserError(f"no instance could be started after trying {tried} offer(s): see `vast-launch status {launch_id}`")
+
+    def _downed(self, launch_id: str) -> bool:
+        """Someone ended this launch (`vast-launch down`) while it was renting: it must not rent again."""
+        return self.ledger.get(launch_id)["state"] in TERMINAL
 
     def _clean_up_after_interrupt(self, launch_id: str) -> None:
         """Interrupted before following: every instance this launch may have made is destroyed."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional, Protocol
 
 from ..errors import LaunchError
+from ..protocol import EXIT_NOT_DESTROYED
 
 
 class ProviderError(LaunchError):
@@ -16,6 +17,18 @@ class ProviderError(LaunchError):
         self.status = status
         self.error = error
         self.body = body or {}
+
+
+class Unreachable(ProviderError):
+    """The cloud did not answer at all (connection refused, DNS, timeout): asking about other instances is
+    no use either."""
+
+
+class DestroyUnconfirmed(ProviderError):
+    """A destroy the cloud acknowledged (or refused) but the instance is still there after every retry: it
+    may still be running and billing. Its row stays open for `vast-launch reap`."""
+
+    exit_code = EXIT_NOT_DESTROYED
 
 
 class AuthRejected(ProviderError):

@@ -1,8 +1,12 @@
 """Layer 3 of teardown: find our instances that should not exist any more, and destroy them.
 
-Ours = label `vast-launch:<launch-id>`. Reaped: past the deadline (+ the launch's
-lifecycle.reap_grace_minutes), stuck in loading/exited/unknown/offline longer than the limits,
-labeled by us but unknown to the ledger, or still there although the ledger says its launch ended.
+Labeled `vast-launch:<launch-id> ws=<workspace> dl=<deadline>`. This ledger's own launches are reaped
+past the deadline (+ the launch's lifecycle.reap_grace_minutes), stuck in loading/exited/unknown/offline
+longer than the limits, or still there although the ledger says their launch ended; an instance labeled
+by this workspace but unknown to its ledger, at once. Another workspace's instance (a teammate's, or CI's
+on the same account), or one whose label names no workspace and this ledger does not know, is reaped only
+past its own deadline (from its label, else its VL_DEADLINE) plus grace: never while its own teardown
+layers are armed, unless `all_workspaces` says so.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from ..ledger import Ledger
-from ..protocol import LABEL_PREFIX, launch_id_of
+from ..protocol import LABEL_PREFIX, parse_label
 from ..states import LOADING, STOPPED_WITHOUT_TEARDOWN, TERMINAL
-from .provider import Provider, ProviderError
+from .provider import DestroyUnconfirmed, Provider, ProviderError
 from .teardown import destroy_and_record
 
 DEFAULT_GRACE_MINUTES = 10.0
@@ -30,6 +34,8 @@ class Verdict:
     reason: str
     destroyed: bool = False
     error: Optional[str] = None
+    workspace: Optional[str] = None  # whose, as its label says
+    unconfirmed: bool = False  # the destroy was sent but the instance is still there
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +57,21 @@ def _launch_setting(launch: dict, key: str, given: Optional[float], default: flo
     return float(value) if value is not None else default
 
 
+def instance_deadline(row: dict, label) -> Optional[float]:
+    """An instance's own hard deadline: its label's, else the VL_DEADLINE it was created with."""
+    if label is not None and label.deadline:
+        return label.deadline
+    env = row.get("extra_env") or []
+    pairs = env.items() if isinstance(env, dict) else (p for p in env if isinstance(p, (list, tuple)) and len(p) == 2)
+    for key, value in pairs:
+        if key == "VL_DEADLINE":
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 def plan(
     provider: Provider,
     ledger: Ledger,
@@ -58,17 +79,24 @@ def plan(
     loading_minutes: Optional[float] = None,
     stuck_minutes: float = 10,
     now: Optional[float] = None,
-) -> list[Verdict]:
+    all_workspaces: bool = False,
+) -> tuple[list[Verdict], list[Verdict]]:
+    """(to reap, left alone): the second are other workspaces' instances still before their deadline."""
     now = time.time() if now is None else now
-    verdicts = []
+    me = ledger.workspace()
+    verdicts, left = [], []
     for row in provider.list(label_prefix=LABEL_PREFIX):
-        launch_id = launch_id_of(row.get("label"))
+        label = parse_label(row.get("label"))
+        launch_id = label.launch_id if label else None
         launch = ledger.get(launch_id) if launch_id else None
         status = row.get("actual_status")
         started = float(row.get("start_date") or now)
+        owner = label.workspace if label else None
         reason = None
         if launch is None:
-            reason = "labeled by vast-launch but unknown to this ledger"
+            reason, alone = _not_in_this_ledger(row, label, me, grace_minutes, now, all_workspaces)
+            if alone:
+                left.append(Verdict(int(row["id"]), launch_id, status, float(row.get("dph_total") or 0), alone, workspace=owner))
         else:
             grace = _launch_setting(launch, "reap_grace_minutes", grace_minutes, DEFAULT_GRACE_MINUTES)
             loading = _launch_setting(launch, "loading_timeout_minutes", loading_minutes, DEFAULT_LOADING_MINUTES)
@@ -81,8 +109,29 @@ def plan(
             elif status in STOPPED_WITHOUT_TEARDOWN and now - _first_seen(ledger, launch_id, status, started) > stuck_minutes * 60:
                 reason = f"{status} for more than {stuck_minutes:g} min (it never runs again)"
         if reason:
-            verdicts.append(Verdict(int(row["id"]), launch_id, status, float(row.get("dph_total") or 0), reason))
-    return verdicts
+            verdicts.append(Verdict(int(row["id"]), launch_id, status, float(row.get("dph_total") or 0), reason, workspace=owner))
+    return verdicts, left
+
+
+def _not_in_this_ledger(row, label, me: str, grace_minutes, now: float, all_workspaces: bool) -> tuple[Optional[str], Optional[str]]:
+    """(why reap it, why leave it alone) for an instance this ledger does not know."""
+    owner = label.workspace if label else None
+    if owner == me:
+        return "labeled by this workspace but unknown to its ledger", None
+    whose = f"workspace {owner}'s" if owner else "a launch no ledger here knows (its label names no workspace)"
+    deadline = instance_deadline(row, label)
+    grace = DEFAULT_GRACE_MINUTES if grace_minutes is None else grace_minutes
+    if deadline is not None and now > deadline + grace * 60:
+        return f"{whose}, past its own deadline by {(now - deadline) / 60:.1f} min", None
+    if all_workspaces:
+        return f"{whose} (--all-workspaces)", None
+    if deadline is None:
+        until = "its deadline is unknown"
+    elif deadline > now:
+        until = f"its deadline in {(deadline - now) / 60:.0f} min"
+    else:
+        until = f"{(now - deadline) / 60:.0f} min past its deadline, within the {grace:g} min grace"
+    return None, f"{whose}: its own teardown is still armed ({until})"
 
 
 def reap(provider: Provider, ledger: Ledger, verdicts: list[Verdict]) -> list[Verdict]:
@@ -94,5 +143,5 @@ def reap(provider: Provider, ledger: Ledger, verdicts: list[Verdict]) -> list[Ve
             destroy_and_record(provider, ledger if launch else None, v.launch_id, v.instance_id, f"reaped: {v.reason}", final=final)
             v.destroyed = True
         except ProviderError as exc:
-            v.error = str(exc)
+            v.error, v.unconfirmed = str(exc), isinstance(exc, DestroyUnconfirmed)
     return verdicts

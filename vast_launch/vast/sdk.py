@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from typing import Callable, Optional, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential, wait_random
@@ -17,7 +18,7 @@ from vastai.api import instances, offers
 from vastai.api.client import VastClient
 
 from ..errors import UserError, network_cause
-from .provider import AuthRejected, Created, CreateFailed, OfferGone, ProviderError
+from .provider import AuthRejected, Created, CreateFailed, DestroyUnconfirmed, OfferGone, ProviderError, Unreachable
 
 T = TypeVar("T")
 DEFAULT_URL = "https://console.vast.ai"
@@ -41,6 +42,11 @@ def _safe_to_resend_create(exc: BaseException) -> bool:
     return isinstance(exc, requests.HTTPError) and _status(exc) == 429
 
 
+def _is_html(resp) -> bool:
+    kind = (getattr(resp, "headers", None) or {}).get("Content-Type", "")
+    return "html" in kind or (getattr(resp, "text", "") or "").lstrip()[:1] == "<"
+
+
 def _body(exc: requests.HTTPError) -> dict:
     try:
         data = exc.response.json()
@@ -59,9 +65,14 @@ class VastProvider:
         initial_wait: float = 0.2,
         on_retry: Optional[Callable[[str], None]] = None,
     ):
-        if not api_key:
+        if not api_key or not api_key.strip():
             raise UserError("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
+        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in api_key):
+            raise UserError("the Vast API key holds a space, newline or control character (a copy-paste left it?): set it again")
         self.url = (url or os.environ.get("VAST_URL") or DEFAULT_URL).rstrip("/")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in self.url):
+            raise UserError(f"VAST_URL {self.url!r}: expected http(s)://host[:port], e.g. {DEFAULT_URL}")
         # The SDK's own retry loop is turned off (1 attempt): tenacity below owns retries.
         self.client = VastClient(api_key=api_key, server_url=self.url, retry=1, timeout=60)
         self.attempts, self.max_seconds, self.initial_wait = attempts, max_seconds, initial_wait
@@ -86,6 +97,8 @@ class VastProvider:
         try:
             return retrying(fn)
         except requests.HTTPError as exc:
+            if _is_html(exc.response):
+                raise ProviderError(f"{self.url} answered a web page, not the Vast API (HTTP {_status(exc)}, {what}): check VAST_URL")
             body = _body(exc)
             if body.get("error") == "auth_error":  # before any 404 handling: it means the key, not the thing
                 raise AuthRejected(
@@ -98,7 +111,13 @@ class VastProvider:
             msg = body.get("msg") or body.get("error") or exc.response.text[:200]
             raise ProviderError(f"{what} failed: HTTP {_status(exc)}: {msg}", _status(exc), body.get("error"), body)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ProviderError(f"cannot reach {self.url}: {network_cause(exc)} ({what})")
+            raise Unreachable(f"cannot reach {self.url}: {network_cause(exc)} ({what})")
+        except (ValueError, KeyError, TypeError, AttributeError, StopIteration) as exc:  # an answer not shaped as Vast's
+            raise ProviderError(
+                f"{self.url} answered something that is not the Vast API ({what}, {type(exc).__name__}): check VAST_URL"
+            )
+        except requests.RequestException as exc:  # a URL requests cannot use, a header it refuses
+            raise ProviderError(f"{self.url}: {type(exc).__name__}: {exc} ({what})")
 
     def search(self, query: dict, order: list, offer_type: str, storage_gb: float, limit: int = 64) -> list[dict]:
         return self._call(
@@ -134,21 +153,34 @@ class VastProvider:
             rows = [r for r in rows if (r.get("label") or "").startswith(label_prefix)]
         return rows
 
-    def destroy(self, instance_id: int, confirm_seconds: float = 30) -> bool:
-        """Destroy and confirm it is gone. False when it was already gone."""
-        try:
-            self._call(f"destroy instance {instance_id}", lambda: instances.destroy_instance(self.client, instance_id))
-            existed = True
-        except ProviderError as exc:
-            if exc.status != 404 or isinstance(exc, AuthRejected):
-                raise
-            existed = False
-        deadline = time.time() + confirm_seconds
-        while self.show(instance_id) is not None:
-            if time.time() > deadline:
-                raise ProviderError(f"instance {instance_id} still exists {confirm_seconds:.0f} s after destroy")
-            time.sleep(0.25)
-        return existed
+    def destroy(self, instance_id: int, confirm_seconds: float = 30, attempts: int = 4) -> bool:
+        """Destroy and confirm it is gone; False when it was already gone. Vast can acknowledge a DELETE and
+        lose it: the DELETE is sent again (with backoff) until the instance is gone, at most `attempts`
+        times; then DestroyUnconfirmed."""
+        existed = True
+        for attempt in range(1, attempts + 1):
+            try:
+                self._call(f"destroy instance {instance_id}", lambda: instances.destroy_instance(self.client, instance_id))
+            except ProviderError as exc:
+                if exc.status != 404 or isinstance(exc, AuthRejected):
+                    if attempt == attempts or isinstance(exc, AuthRejected):
+                        raise
+                elif attempt == 1:
+                    existed = False
+            deadline = time.time() + confirm_seconds / attempts
+            while self.show(instance_id) is not None:
+                if time.time() > deadline:
+                    break
+                time.sleep(0.25)
+            else:
+                return existed
+            if self.on_retry:
+                self.on_retry(f"destroy instance {instance_id}: still there, DELETE again ({attempt + 1}/{attempts})")
+            time.sleep(min(0.5 * 2**attempt, 4.0))
+        raise DestroyUnconfirmed(
+            f"instance {instance_id} still exists after {attempts} destroys over {confirm_seconds:.0f} s: it may still be "
+            "running and billing; `vast-launch reap` (or the Vast console) ends it"
+        )
 
     def label(self, instance_id: int, label: str) -> None:
         self._call(f"label instance {instance_id}", lambda: instances.label_instance(self.client, instance_id, label))

@@ -22,7 +22,7 @@ from ..ledger import Ledger
 from ..protocol import Outcome, workdir_name
 from ..states import TERMINAL
 from ..store import attempt_result
-from .provider import Provider, ProviderError
+from .provider import AuthRejected, Provider, ProviderError, Unreachable
 from .teardown import instances_by_label
 
 
@@ -42,7 +42,7 @@ def known_outcome(ledger: Ledger, launch_id: str) -> Outcome:
 
 
 class StoreUnreadable(LaunchError):
-    status = 0  # not the provider's fault: the other rows are still settled
+    """One row's outputs store could not be read: that row waits for the next settle, the others do not."""
 
 
 def outcome_of_gone(ledger: Ledger, row: dict) -> Outcome:
@@ -121,8 +121,8 @@ def settle(ledger: Ledger, rows: list[dict], provider_for: Callable[[dict], Prov
             _settle_vast(ledger, row, providers[url])
         except LaunchError as exc:
             notes.append(f"{row['id']}: not settled ({exc})")
-            if isinstance(exc, UserError) or getattr(exc, "status", None) is None:
-                unreachable[url] = exc  # one wait on a dead or keyless provider, not one per row
+            if isinstance(exc, (UserError, Unreachable, AuthRejected)):
+                unreachable[url] = exc  # one wait on a dead or keyless provider, not one per row; never another row's error
     return notes
 
 
