@@ -86,7 +86,7 @@ class Soak:
         for var in ("WANDB_API_KEY", "VAST_API_KEY", "VAST_URL"):
             self.env.pop(var, None)
         self.server = subprocess.Popen(
-            [str(BIN / "vast-launch"), "local-cloud", "serve", "--root", str(self.root), "--price", "3.6"],
+            [str(BIN / "vast-launch"), "local-cloud", "serve", "--root", str(self.root), "--price", "3.6", "--keep-destroyed"],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

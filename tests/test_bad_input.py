@@ -84,9 +84,11 @@ def test_state_is_owner_only_from_creation(repo_factory, tmp_path):
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     for d in (fresh.parent, fresh, fresh / "local", fresh / "local" / "cloud"):
         assert stat.S_IMODE(os.stat(d).st_mode) == 0o700, d
-    # and everything in it, down to the run's log and the instance's clone of the repo, from creation
+    # and everything in it, down to the run's stored log and outputs, from creation (the instance's own
+    # files, its clone of the repo among them, went with it)
     made = [p for p in fresh.rglob("*") if not p.is_symlink()]
-    assert any(p.name == "boot.log" for p in made) and any(p.name == "HEAD" and ".git" in p.parts for p in made)
+    assert any(p.name == "boot-1.log" for p in made) and any(p.name == "result.json" for p in made)
+    assert not any(p.name == "HEAD" and ".git" in p.parts for p in made)
     assert [p for p in made if stat.S_IMODE(p.lstat().st_mode) & 0o077] == []
     # a file for the user's own repo keeps the user's mode
     os.umask(previous := os.umask(0o022))

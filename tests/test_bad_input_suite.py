@@ -171,7 +171,7 @@ GIT_STATES = [
     (_detached, "configs/test.yaml", "detached HEAD at"),
     (_no_remote, "configs/test.yaml", "no git remote 'origin': add one and push"),
     (_unpushed, "configs/test.yaml", "is not on remote 'origin': git push origin main"),
-    (_dirty, "configs/test.yaml", 'uncommitted changes (" README.md")'),
+    (_dirty, "configs/test.yaml", 'untracked files (" README.md")'),
     (_uncommitted_config, "configs/new.yaml", "configs/new.yaml is not committed in HEAD"),
 ]
 

@@ -312,3 +312,33 @@ def test_ctrl_c_while_the_instance_loads_destroys_it(repo_factory, cloud):
     assert inst.status == "destroyed" and f"interrupted: destroying instance {inst.id}" in out, out[-3000:]
     (row,) = status_rows(repo, cloud_env(cloud))
     assert row["state"] == "aborted" and row["end_reason"] == "interrupted before an instance was running", row
+
+
+def test_a_second_ctrl_c_at_the_destroy_prompt_destroys(repo_factory, cloud):
+    import pty
+
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}]))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [str(BIN / "vast-launch"), "--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow"],
+        cwd=repo,
+        env={**os.environ, **cloud_env(cloud)},
+        text=True,
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    os.close(slave)
+    try:
+        read_until(proc, "stage 1/1")
+        proc.send_signal(signal.SIGINT)
+        read_until(proc, "Destroy the instance now?")
+        proc.send_signal(signal.SIGINT)  # not swallowed: the impatient answer is the safe one
+        out = proc.communicate(timeout=600)[0]
+    finally:
+        os.close(master)
+    assert proc.returncode == EXIT_INTERRUPTED, out
+    (inst,) = cloud.cloud.instances.values()
+    assert inst.status == "destroyed" and inst.destroyed_by == "account", out[-2000:]
+    (row,) = status_rows(repo, cloud_env(cloud))
+    assert row["state"] == "aborted"

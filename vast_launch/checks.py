@@ -95,6 +95,11 @@ def run_checks(
             report.warnings.append(
                 f"working tree has uncommitted changes ({listing}); they are NOT shipped: the instance runs commit {short}"
             )
+        elif state.untracked and len(state.untracked) == len(state.dirty):
+            report.failures.append(
+                f"working tree has untracked files ({listing}): outputs of a local run? add them to .gitignore "
+                "(`vast-launch init` does it for out/, runs/, checkpoints/...), commit them, or pass --allow-dirty"
+            )
         else:
             report.failures.append(
                 f"working tree has uncommitted changes ({listing}): commit and push them, "

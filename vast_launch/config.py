@@ -266,6 +266,19 @@ class LaunchConfig(Strict):
                 raise ValueError(f"slurm.pipelines.{name}: no stages")
         return self
 
+    def choose_profile(self, given: Optional[str]) -> Optional[str]:
+        """The training profile a launch passes to its stages ($VL_PROFILE): --profile, else train.profile;
+        None for a config without train.profiles (then --profile is an error, not silently ignored)."""
+        profiles = self.train.profiles
+        if not profiles:
+            if given:
+                raise UserError(f"--profile {given}: {self.source or 'the config'} has no train.profiles to choose from")
+            return None
+        name = given or self.train.profile
+        if name not in profiles:
+            raise UserError(f"--profile {name}: not one of {sorted(profiles)} (train.profiles)")
+        return name
+
     @property
     def stage_names(self) -> list[str]:
         return [s.name for s in self.stages]

@@ -29,6 +29,7 @@ class GitState:
     remote: str
     remote_url: Optional[str]
     dirty: list[str] = field(default_factory=list)
+    untracked: list[str] = field(default_factory=list)  # among dirty: files git does not track (`??`)
     on_remote: Optional[bool] = None
     remote_error: Optional[str] = None
     remote_had_credentials: bool = False
@@ -134,10 +135,12 @@ def inspect(path: str | Path = ".", remote: str = "origin", ask_remote: bool = T
     url = git(["remote", "get-url", remote], cwd=root, check=False) or None
     url, with_credentials = public_url(url) if url else (None, False)
     # porcelain lines are "XY path" and X is often a space: never strip them
-    dirty = [line[3:] for line in git(["status", "--porcelain"], cwd=root, strip=False).splitlines() if line.strip()]
+    porcelain = [line for line in git(["status", "--porcelain"], cwd=root, strip=False).splitlines() if line.strip()]
+    dirty = [line[3:] for line in porcelain]
     state = GitState(
         root=root, commit=commit, branch=branch, remote=remote, remote_url=url, dirty=dirty, remote_had_credentials=with_credentials
     )
+    state.untracked = [line[3:] for line in porcelain if line.startswith("??")]
     if ask_remote and url:
         state.on_remote, state.remote_error = commit_on_remote(root, remote, commit)
         if with_credentials and state.remote_error:

@@ -30,6 +30,20 @@ def _raise(signum, frame):
 
 
 @contextmanager
+def ctrl_c_at_a_prompt():
+    """While a question waits for an answer after the first interrupt: a second Ctrl-C ends the prompt
+    (KeyboardInterrupt) instead of being ignored; SIGTERM and SIGHUP stay ignored."""
+    before = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, before)
+
+
+@contextmanager
 def signals_interrupt():
     """Within the block, the first of SIGINT/SIGTERM/SIGHUP raises Interrupted; later ones are ignored."""
     if threading.current_thread() is not threading.main_thread():

@@ -310,6 +310,13 @@ class Ledger:
         sql += " ORDER BY created_at"
         return [self._row(r) for r in self.db.execute(sql, args).fetchall()]
 
+    def kept_log_lines(self, launch_id: str) -> list[str]:
+        """The last lines of an instance's log that its follower kept (`log_tail`), for after it is gone."""
+        row = self.db.execute(
+            "SELECT detail FROM events WHERE launch_id = ? AND state = 'log_tail' ORDER BY t DESC, id DESC LIMIT 1", (launch_id,)
+        ).fetchone()
+        return list(json.loads(row[0]).get("lines") or []) if row and row[0] else []
+
     def events(self, launch_id: str) -> list[dict]:
         rows = self.db.execute("SELECT t, state, detail FROM events WHERE launch_id = ? ORDER BY t, id", (launch_id,)).fetchall()
         return [dict(r) for r in rows]

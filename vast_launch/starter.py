@@ -81,6 +81,11 @@ wandb:
   # {wandb_why}
   mode: {mode}
 
+outputs:                            # what outlives the instance: $VL_OUT, the log, result.json (`vast-launch pull ID`)
+  # url: s3://my-bucket/{name}       # any S3-compatible store; keys from AWS_* in your environment
+  # endpoint_url: https://<account-id>.r2.cloudflarestorage.com   # R2, B2, MinIO...; none for AWS
+  sync_every_minutes: 10            # --local keeps them in a folder of the state dir without any of this
+
 stages:                             # in order; a failing stage ends the run
   - name: train
     # {command_why}; $VL_OUT is a directory for outputs
@@ -88,6 +93,24 @@ stages:                             # in order; a failing stage ends the run
 """
     parse_config(yaml.safe_load(text), "the starter config")  # what init writes must load as written
     return text
+
+
+# Folders a training run leaves in the working tree; untracked, they would fail every launch's clean-tree check.
+OUTPUT_DIRS = ("out", "outputs", "runs", "checkpoints", "ckpt", "wandb", "lightning_logs", "results", "logs")
+
+
+def ignore_outputs(root: Path) -> list[str]:
+    """Append the untracked output folders at the repository's top to its .gitignore; returns them."""
+    listing = gitcheck.git(["ls-files", "--others", "--directory", "--exclude-standard"], cwd=root, check=False)
+    found = [f"/{d}" for d in listing.splitlines() if d.endswith("/") and d.count("/") == 1 and d[:-1] in OUTPUT_DIRS]
+    if found:
+        path = root / ".gitignore"
+        before = path.read_text() if path.exists() else ""
+        lines = ([""] if before and not before.endswith("\n") else []) + ["# outputs of local runs (vast-launch init)", *found]
+        with open(path, "a") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(path, user_file_mode())
+    return found
 
 
 def write_starter(cwd: Path, out: Path, force: bool) -> Path:

@@ -24,7 +24,7 @@ from .common import _fail, _ledger, _load, _provider_for, _run, config_option
 @click.option("--local", is_flag=True, help="rent this machine from the embedded local cloud (no Vast account)")
 @click.option("--dry-run", is_flag=True, help="print the offer, create payload and onstart (secrets redacted); rent nothing")
 @click.option("--follow/--detach", default=None, help="stream logs until the instance is gone (default: follow with --local)")
-@click.option("--profile", default=None, help="training profile from train.profiles (smoke, full)")
+@click.option("--profile", default=None, help="which train.profiles entry of the config the stages get ($VL_PROFILE)")
 @click.option("--allow-dirty", is_flag=True, help="launch with uncommitted changes; the instance runs the pushed commit without them")
 @click.option(
     "--wandb-mode",
@@ -161,9 +161,7 @@ def launch(
             heartbeat_seconds=heartbeat_seconds,
         )
         if sys.stdin.isatty():
-            opts.ask_destroy = lambda: click.confirm(
-                "\nDestroy the instance now? (no: detach and leave it running, its teardown armed)", default=True
-            )
+            opts.ask_destroy = _ask_destroy
             if not yes and not local:
                 opts.confirm = lambda question: click.confirm(question, default=True)
         if local:
@@ -203,6 +201,34 @@ def _launch_slurm(config, pipeline, list_pipelines, from_stage, dry_run, profile
             return slurm.launch(cfg, ledger, opts, click.echo)
 
     _run(go)
+
+
+def _ask_destroy() -> bool:
+    """After Ctrl-C while following: destroy (the default) or detach. Another Ctrl-C, or a closed terminal,
+    answers destroy. The wait wakes every 0.2 s: a signal the kernel hands to another thread (the log reader)
+    must not leave this one blocked in a read."""
+    import select
+
+    from ..interrupts import ctrl_c_at_a_prompt
+
+    try:
+        with ctrl_c_at_a_prompt():
+            click.echo("\nDestroy the instance now? (no: detach and leave it running, its teardown armed) [Y/n]: ", nl=False)
+            while True:
+                if not select.select([sys.stdin], [], [], 0.2)[0]:
+                    continue
+                answer = sys.stdin.readline()
+                if not answer:  # end of input: the terminal went away
+                    break
+                if answer.strip().lower() in ("", "y", "yes"):
+                    return True
+                if answer.strip().lower() in ("n", "no"):
+                    return False
+                click.echo("Destroy the instance now? Answer y or n [Y/n]: ", nl=False)
+    except KeyboardInterrupt:
+        pass
+    click.echo("")
+    return True
 
 
 def _extra_env(pairs) -> dict:
@@ -254,7 +280,7 @@ def _launch_local(cfg, opts, price: float, resumed=None):
 
     root = private_dir(local_home() / "cloud")  # the first launch may create the state dir itself
     with _ledger(create=True) as ledger:
-        with LocalCloud(root=root, price_dph=price) as lc:
+        with LocalCloud(root=root, price_dph=price, keep_destroyed=False) as lc:
             click.echo(f"local cloud at {lc.url} (this machine, ${price:.3f}/h)")
             provider = VastProvider(lc.api_key, lc.url)
             launcher = LocalLauncher(cfg, provider, ledger, opts, echo=click.echo)

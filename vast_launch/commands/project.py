@@ -34,7 +34,7 @@ def init(out, force):
 
     def go():
         from .. import gitcheck
-        from ..starter import write_starter
+        from ..starter import ignore_outputs, write_starter
 
         try:
             root = gitcheck.repo_root(Path.cwd())
@@ -42,14 +42,17 @@ def init(out, force):
             raise UserError(f"init needs a git repository: {exc}")
         target = Path(out) if out else root / "vast-launch.yaml"
         written = write_starter(Path.cwd(), target, force)
-        return os.path.relpath(written)
+        return os.path.relpath(written), ignore_outputs(root)
 
-    rel = _run(go)
+    rel, ignored = _run(go)
+    add = f"{rel} .gitignore" if ignored else rel
+    config = "" if rel == "vast-launch.yaml" else f" --config {rel}"
     click.echo(
-        f"wrote {rel}: read it, then\n"
-        f"  git add {rel} && git commit -m 'vast-launch config' && git push\n"
-        f"  vast-launch --local --auto-shutdown --config {rel}    # a first run on this machine\n"
-        f"  vast-launch --auto-shutdown --config {rel}            # on a rented GPU"
+        (f"added to .gitignore: {', '.join(ignored)} (outputs of local runs: a launch needs a clean tree)\n" if ignored else "")
+        + f"wrote {rel}: read it, then\n"
+        f"  git add {add} && git commit -m 'vast-launch config' && git push\n"
+        f"  vast-launch --local{config}    # a first run on this machine\n"
+        f"  vast-launch{config}            # on a rented GPU"
     )
 
 
@@ -84,7 +87,10 @@ def local_cloud():
     show_default=True,
     help="instances one offer hosts at once; a full offer leaves search until one is destroyed",
 )
-def serve(port, price, root, rentals_per_offer):
+@click.option(
+    "--keep-destroyed", is_flag=True, help="keep a destroyed instance's files (on Vast they are gone; for debugging and tests)"
+)
+def serve(port, price, root, rentals_per_offer, keep_destroyed):
     """Run the local cloud in the foreground; point the vastai CLI at it with VAST_URL.
 
     The account key is written to a file (mode 0600), never printed.
@@ -103,7 +109,14 @@ def serve(port, price, root, rentals_per_offer):
         _fail(f"--rentals-per-offer: must be >= 1 (got {rentals_per_offer})")
     keyfile = private_dir(default_home()) / "localcloud_api_key"
     try:  # the key file is hidden from every instance, as Vast's account key is from its containers
-        lc = LocalCloud(root=root, port=port, price_dph=price, rentals_per_offer=rentals_per_offer, hidden_paths=(keyfile,))
+        lc = LocalCloud(
+            root=root,
+            port=port,
+            price_dph=price,
+            rentals_per_offer=rentals_per_offer,
+            hidden_paths=(keyfile,),
+            keep_destroyed=keep_destroyed,
+        )
     except OSError as exc:
         _fail(f"local cloud: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
     with contextlib.suppress(FileNotFoundError):

@@ -48,7 +48,7 @@ def report(launch_id, with_plot, out_dir, dest, as_json):
             row = ledger.find(launch_id)
             if row is None:
                 raise UserError(f"no launch matches {launch_id!r} (see `vast-launch status`)")
-            data = rep.build(ledger, row, Path(out_dir) if out_dir else _stored_outputs(row))
+            data = rep.build(ledger, row, Path(out_dir) if out_dir else _stored_outputs(row), _log_lines(ledger, row))
         from ..state_dir import default_home
 
         dest_dir = Path(dest) if dest else default_home() / "reports"
@@ -70,6 +70,17 @@ def report(launch_id, with_plot, out_dir, dest, as_json):
             click.echo(f"written: {md}" + (f" and {png}" if png else ""))
 
     _run(go)
+
+
+def _log_lines(ledger, row) -> list[str]:
+    """The launch's log as its outputs store keeps it, else the lines its follower kept in the ledger."""
+    from ..store import LaunchOutputs, StoreSpec, attempt_of
+
+    spec = StoreSpec.of_row(row)
+    text = LaunchOutputs(spec, row["id"]).log_text(attempt_of(row)) if spec else None
+    if text is not None:
+        return text.splitlines()
+    return ledger.kept_log_lines(row["id"])
 
 
 def _stored_outputs(row):

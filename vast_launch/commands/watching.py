@@ -53,7 +53,9 @@ def status(launch_id, as_json, show_all, watch, interval):
             else:
                 rows = ledger.launches(since=None if show_all else time.time() - 7 * 86400)
             _settle(ledger, rows)
-            return status_view.collect(ledger, [ledger.get(r["id"]) for r in rows], lambda r: _slurm_stages(ledger, r))
+            rows = [ledger.get(r["id"]) for r in rows]
+            _stages_of_running_launches(ledger, rows)
+            return status_view.collect(ledger, rows, lambda r: _slurm_stages(ledger, r))
 
     shown = _run(snapshot)
     if as_json:
@@ -120,7 +122,8 @@ def logs(launch_id, tail, follow, via, identity):
                 click.echo("\n".join(text.splitlines()[-tail:]))
                 return
             if row["state"] in ENDED_BY_DESTROY:
-                kept = _kept_log_lines(row["id"])
+                with _ledger() as ledger:
+                    kept = ledger.kept_log_lines(row["id"])
                 if not kept:
                     raise UserError(f"instance {row['instance_id']} is destroyed; its log went with it (it had no outputs store)")
                 click.echo(
@@ -203,12 +206,6 @@ def _stream_to(stream):
     return lambda data: (stream.buffer.write(data), stream.buffer.flush())
 
 
-def _kept_log_lines(launch_id: str) -> list[str]:
-    with _ledger() as ledger:
-        kept = [e for e in ledger.events(launch_id) if e["state"] == "log_tail"]
-    return list(json.loads(kept[-1]["detail"]).get("lines") or []) if kept else []
-
-
 def _rest_from_the_store(row, window: list[str]) -> None:
     """Following ended with the instance: what it wrote after the last fetch is in the outputs store's copy."""
     from ..vast.progress import new_lines
@@ -282,6 +279,19 @@ def ssh(identity, launch_id, command):
             return session.run(" ".join(command), _stream_to(sys.stdout), _stream_to(sys.stderr))
 
     sys.exit(_run(go) or 0)
+
+
+def _stages_of_running_launches(ledger, rows) -> None:
+    """A launch nobody follows has no stage in the ledger: its store's events have it."""
+    from ..states import TERMINAL
+    from ..store import record_stored_stages
+
+    for row in rows:
+        if row["state"] not in TERMINAL and row["target"] != "slurm":
+            try:
+                record_stored_stages(ledger, row)
+            except UserError as exc:
+                click.echo(f"warning: {row['id']}: its stages are not known: {exc}", err=True)
 
 
 def _slurm_stages(ledger, row: dict):

@@ -46,8 +46,11 @@ class Cloud:
         ssh_port: Optional[int] = None,
         rentals_per_offer: int = 4,
         hidden_paths: tuple = (),
+        keep_destroyed: bool = True,
     ):
         self.root = Path(root)
+        # On Vast a destroyed instance's disk is gone; keeping it is a debugging aid (tests read it afterwards).
+        self.keep_destroyed = keep_destroyed
         # Each container sees only its own files and processes (containers.isolation_available); these
         # paths of this machine are hidden from it too: the account key file, the user's credentials.
         self.isolated = isolation_available()
@@ -246,6 +249,8 @@ class Cloud:
             answer()
         kill_container(inst.marker, proc, grace=0)
         remove_tmp_files(inst.workdir)
+        if not self.keep_destroyed:
+            shutil.rmtree(inst.workdir, ignore_errors=True)
         return True
 
     def stop(self, iid: int, grace: float = 2.0) -> None:

@@ -31,6 +31,7 @@ class LocalCloud:
         ssh_port: Optional[int] = None,
         rentals_per_offer: int = 4,
         hidden_paths: tuple = (),
+        keep_destroyed: bool = True,
     ):
         self._tmp = None
         if root is None:
@@ -48,6 +49,7 @@ class LocalCloud:
             ssh_port=ssh_port,
             rentals_per_offer=rentals_per_offer,
             hidden_paths=hidden_paths,
+            keep_destroyed=keep_destroyed,
         )
         self.httpd.cloud = self.cloud
         self.httpd.routes = [(v, re.compile(p), fn, needs) for v, p, fn, needs in ROUTES]

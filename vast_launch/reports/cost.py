@@ -112,9 +112,18 @@ def stage_split(launch: dict, stages: list[dict]) -> dict[str, float]:
 
 
 def stage_parts(launch: dict, stages: list[dict]) -> list[tuple[str, float, float]]:
-    """(stage, dollars, share of the launch in 0..1); a launch that cost nothing is all outside stages."""
+    """(stage, dollars, share of the launch in 0..1). A launch that cost nothing (a free local cloud) is
+    shared by wall time, so its GPU hours still go to the stages that used them."""
     total = launch["cost_usd"]
-    return [(name, usd, usd / total if total else float(name == OUTSIDE_STAGES)) for name, usd in stage_split(launch, stages).items()]
+    if total:
+        return [(name, usd, usd / total) for name, usd in stage_split(launch, stages).items()]
+    seconds = stage_split({**launch, "cost_usd": launch_seconds(launch), "dph_total": 3600.0}, stages)
+    whole = sum(seconds.values())
+    return [(name, 0.0, s / whole if whole else float(name == OUTSIDE_STAGES)) for name, s in seconds.items()]
+
+
+def launch_seconds(launch: dict) -> float:
+    return max((launch["ended_at"] or time.time()) - launch["created_at"], 0.0)
 
 
 def _group_key(row: dict, by: str) -> str:

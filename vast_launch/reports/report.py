@@ -8,6 +8,7 @@ stages logged; the evaluation table appears when the trainer wrote eval.json.
 from __future__ import annotations
 
 import json
+import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -73,7 +74,10 @@ def timeline(row: dict, events: list[dict], stages: list[dict]) -> list[dict]:
     return [ph for ph in out if not (ph["phase"].startswith("between stages") and ph["seconds"] < 0.05)]
 
 
-def build(ledger, row: dict, out_dir: Optional[Path]) -> dict:
+LOG_TAIL_LINES = 20
+
+
+def build(ledger, row: dict, out_dir: Optional[Path], log_lines: Optional[list[str]] = None) -> dict:
     events = ledger.events(row["id"])
     stages = ledger.stages(row["id"])
     est = estimate(row, events)
@@ -116,6 +120,7 @@ def build(ledger, row: dict, out_dir: Optional[Path]) -> dict:
         "curves": [c.as_dict() for c in curves],
         "curves_from": curves_from,
         "out_dir": str(out_dir) if out_dir else None,
+        "log_tail": list(log_lines or [])[-LOG_TAIL_LINES:],
     }
 
 
@@ -125,7 +130,8 @@ def to_markdown(data: dict, plot_path: Optional[Path] = None) -> str:
         f"# Launch {data['launch_id']}",
         "",
         f"- state: **{data['state']}**, {data['end_reason'] or ''}",
-        f"- commit `{(data['commit'] or '')[:12]}`, target {data['target']}, profile {data['profile']}",
+        f"- commit `{(data['commit'] or '')[:12]}`, target {data['target']}"
+        + (f", profile {data['profile']}" if data["profile"] else ""),
         f"- hardware: {hw['gpu_name'] or '-'} x{hw['num_gpus'] or '-'} (instance {hw['instance_id']}, "
         f"machine {hw['machine_id']}), ${hw['dph_total'] or 0:.3f}/h",
         f"- cost: estimate ${cost['estimate_usd']:.4f}"
@@ -157,6 +163,8 @@ def to_markdown(data: dict, plot_path: Optional[Path] = None) -> str:
     ]
     if plot_path is not None:
         lines += ["", f"![what the stages logged]({plot_path.name})"]
+    if data["log_tail"]:
+        lines += ["", f"## The log's last {len(data['log_tail'])} lines", "", "```", *data["log_tail"], "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -168,6 +176,24 @@ PLOT_DPI = 100
 def panel_count(data: dict) -> int:
     per_step = any((v or {}).get("nrmse_per_step") for v in data["evaluation"].values() if isinstance(v, dict))
     return max(len(data["curves"]) + 2 * per_step, 1)
+
+
+MARKERS = "osD^v<>pPX*h"
+
+
+def error_against_cost(ax, evaluation: dict, methods: list[str]) -> None:
+    """Each method a marker with its 95% interval, named in a legend beside the panel (labels written
+    at the points overlap where methods cost alike)."""
+    for i, name in enumerate(methods):
+        v = evaluation[name]
+        ms = max(v["wall_s_per_rollout"] * 1e3, 1e-3)  # persistence costs nothing: drawn at 1 us
+        ax.errorbar([ms], [v["nrmse"]], yerr=[v.get("nrmse_ci95") or 0], fmt=MARKERS[i % len(MARKERS)], ms=5, capsize=2, label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_title("error against cost", fontsize=9)
+    ax.set_xlabel("ms per rollout")
+    ax.set_ylabel("nRMSE (95% interval)")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
 
 
 def plot(data: dict, path: Path) -> Path:
@@ -205,20 +231,12 @@ def plot(data: dict, path: Path) -> Path:
         ax.set_ylabel("nRMSE")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
-        ax = flat[used + 1]
-        for name in methods:
-            v = data["evaluation"][name]
-            ms = max(v["wall_s_per_rollout"] * 1e3, 1e-3)  # persistence costs nothing: drawn at 1 us
-            ax.errorbar([ms], [v["nrmse"]], yerr=[v.get("nrmse_ci95") or 0], fmt="o", ms=4, capsize=2)
-            ax.annotate(name, (ms, v["nrmse"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title("error against cost", fontsize=9)
-        ax.set_xlabel("ms per rollout")
-        ax.set_ylabel("nRMSE (95% interval)")
+        error_against_cost(flat[used + 1], data["evaluation"], methods)
         used += 2
-    if used == 0:
-        flat[0].text(0.5, 0.5, f"nothing logged ({data['curves_from']})", ha="center", va="center", transform=flat[0].transAxes)
+    if used == 0:  # nothing to draw: say so in words that fit, with no empty axes
+        flat[0].axis("off")
+        why = textwrap.fill(f"Nothing was logged: {data['curves_from']}.", 40)
+        flat[0].text(0.5, 0.5, why, ha="center", va="center", fontsize=9, wrap=True, transform=flat[0].transAxes)
         used = 1
     for ax in flat[used:]:
         ax.axis("off")

@@ -70,7 +70,7 @@ def plan(
     overrides: dict,
     group: str,
     launch_id: str,
-    profile: str,
+    profile: Optional[str],
     out_dir: Path,
     extra_env: Optional[dict] = None,
 ) -> tuple[str, list[StageJob]]:
@@ -106,7 +106,7 @@ def plan(
                 "WANDB_DIR": str(out_dir),
                 "VL_LAUNCH_ID": launch_id,
                 "VL_CONFIG": config_rel,
-                "VL_PROFILE": profile,
+                "VL_PROFILE": profile or "",
                 "VL_OUT": str(out_dir),
                 "VL_STAGE": stage,
                 "VL_PIPELINE": name,
@@ -138,9 +138,7 @@ def launch(cfg: LaunchConfig, ledger, opts: SlurmOptions, echo: Callable[[str], 
     root = repo_root(Path(cfg.source).parent)
     commit = git(["rev-parse", "HEAD"], cwd=root, check=False)
     dirty = git(["status", "--porcelain", "--untracked-files=no"], cwd=root, check=False)
-    profile = opts.profile or cfg.train.profile
-    if cfg.train.profiles and profile not in cfg.train.profiles:
-        raise UserError(f"--profile {profile}: not one of {sorted(cfg.train.profiles)} (train.profiles)")
+    profile = cfg.choose_profile(opts.profile)
     pipeline, _ = resolve(cfg, opts.pipeline, opts.from_stage)
     launch_id = new_launch_id(cfg.name)
     if opts.from_stage:

@@ -206,6 +206,22 @@ def report_inputs(spec: StoreSpec, launch_id: str, cache: Path) -> Optional[Path
     return cache if n else None
 
 
+def record_stored_stages(ledger, row: dict) -> None:
+    """A running launch that nobody follows: its stage starts and ends, from the events in its store (they
+    are synced at every stage start and end), into the ledger, so status shows its stage and cost splits."""
+    spec = StoreSpec.of_row(row)
+    if spec is None:
+        return
+    for line in LaunchOutputs(spec, row["id"]).events():
+        ev = protocol.parse_stage_line(line)
+        if ev is None:
+            continue
+        if ev.phase == "start":
+            ledger.record_stage(row["id"], ev.name, ev.at)
+        else:
+            ledger.record_stage(row["id"], ev.name, ev.start or ev.at, ev.at, ev.rc)
+
+
 def attempt_of(row: dict) -> int:
     return int((row.get("extra") if isinstance(row.get("extra"), dict) else {}).get("attempt") or 1)
 

@@ -45,9 +45,7 @@ class Launcher(Following, Creating):
         self.say = Printer(echo)
         self.heartbeat = Heartbeat(opts.heartbeat_seconds)
         self.echo = echo
-        self.profile = opts.profile or cfg.train.profile
-        if cfg.train.profiles and self.profile not in cfg.train.profiles:
-            raise UserError(f"--profile {self.profile}: not one of {sorted(cfg.train.profiles)} (train.profiles)")
+        self.profile = cfg.choose_profile(opts.profile)
         self.wandb_mode = opts.wandb_mode or ("offline" if self.target == "local" else cfg.wandb.mode)
         self.auto_shutdown = cfg.lifecycle.auto_shutdown if opts.auto_shutdown is None else opts.auto_shutdown
         self.will_follow = opts.follow if opts.follow is not None else self.target == "local"

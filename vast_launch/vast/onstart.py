@@ -16,6 +16,7 @@ import shlex
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from .. import protocol
 from ..errors import UserError
@@ -46,7 +47,7 @@ class OnstartSpec:
     repo: str
     group: str
     deadline: int
-    profile: str
+    profile: Optional[str]
     config_path: str
     stages: list[tuple[str, str]]  # (name, command)
     setup: str
@@ -75,7 +76,7 @@ def render_bootstrap(spec: OnstartSpec) -> str:
         "AUTO": "1" if spec.auto_shutdown else "0",
         "IDLE_S": str(int(spec.idle_seconds)),
         "GROUP": shlex.quote(spec.group),
-        "PROFILE": shlex.quote(spec.profile),
+        "PROFILE": shlex.quote(spec.profile or ""),
         "CONFIG": shlex.quote(spec.config_path),
         "STAGES_TSV": "\n".join(f"{name}\t{cmd}" for name, cmd in spec.stages),
         "SETUP": spec.setup.strip() or "true",

@@ -19,6 +19,7 @@ for line in "${ST[@]}"; do
   echo "$name" > "$VL_W/current_stage"
   start=$(date +%s.%N)
   ev "[vast-launch] stage $k/$n $name: start at=$start"
+  sync_asked  # the store's events say which stage runs, for a launch nobody follows
   if [ -r "$S/WANDB_API_KEY" ]; then WANDB_API_KEY=$(<"$S/WANDB_API_KEY") bash -c "$cmd"; else bash -c "$cmd"; fi; rc=$?
   end=$(date +%s.%N)
   echo "$name $start $end $rc" >> "$VL_W/stage_times"
