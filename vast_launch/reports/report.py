@@ -163,7 +163,7 @@ def to_markdown(data: dict, plot_path: Optional[Path] = None) -> str:
     ]
     if plot_path is not None:
         lines += ["", f"![what the stages logged]({plot_path.name})"]
-    if data["log_tail"]:
+    if data.get("log_tail"):
         lines += ["", f"## The log's last {len(data['log_tail'])} lines", "", "```", *data["log_tail"], "```"]
     return "\n".join(lines) + "\n"
 

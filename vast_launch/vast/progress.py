@@ -77,9 +77,11 @@ class LogTail:
             except (ProviderError, TimeoutError):
                 text = None
             if text:
+                # Lines lost to a gap are fetched again before the result is acknowledged: the
+                # acknowledgement lets the instance destroy itself, and its logs with it.
+                self.absorb(text.splitlines(), events=self._fetch_events)
                 if self.on_text is not None:
                     self.on_text(text)
-                self.absorb(text.splitlines(), events=self._fetch_events)
             self._stop.wait(self.pause)
 
     def absorb(self, lines: list[str], events: Optional[Callable[[], Optional[list[str]]]] = None) -> None:
