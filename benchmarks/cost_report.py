@@ -1,25 +1,19 @@
-"""Wall time of `vast-launch cost --format json` over a ledger of 100,000 generated launches.
-
-Baseline measured in the same run: the same report with every launch's estimate replayed from
-its event timeline (what the report would cost without the estimates frozen at finish), and the
-CLI's bare start-up (`vast-launch --version`), so the ratio shows what the report itself adds.
-Usage: python benchmarks/cost_report.py [--launches 100000] [--keep DIR]
+"""`vast-launch cost` in every --by (and format) on generated ledgers of 10k, 100k and 1M launches: wall time
+and peak memory of this checkout's CLI against a baseline checkout's (an earlier commit) on the same ledger,
+interleaved, in the same run (`ledger_bench.py` runs them; `status_report.py` does the same for status).
+Usage: python benchmarks/cost_report.py --baseline CHECKOUT [--sizes 10000,100000] [--repeat 3] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
+
+import ledger_bench
 
 from vast_launch.billing import estimate
-from vast_launch.reports.cost import build_report
 
 GPUS = [("RTX 4090", 0.35), ("A100 SXM4", 1.10), ("H100 SXM", 2.20), ("L40S", 0.80)]
 STAGES = ["operator", "diffusion_residual", "consistency_distill"]
@@ -31,6 +25,9 @@ def generate_ledger(ledger, n: int, seed: int = 0, now: float | None = None, act
     now = time.time() if now is None else now
     launches, events, stages = [], [], []
     for i in range(n):
+        if len(launches) == CHUNK:  # a million launches in bounded memory
+            _insert(ledger, launches, events, stages)
+            launches, events, stages = [], [], []
         lid = f"gen-{i:06d}"
         t = now - rng.uniform(3600, 29 * 86400)
         gpu, dph_base = rng.choice(GPUS)
@@ -81,99 +78,55 @@ def generate_ledger(ledger, n: int, seed: int = 0, now: float | None = None, act
                 row["billed_usd"] = est["cost_usd"] * rng.uniform(0.99, 1.01)
         launches.append(row)
         events += [(lid, a, s, d) for a, s, d in ev]
-    cols = [
-        "id",
-        "created_at",
-        "updated_at",
-        "name",
-        "target",
-        "gpu_name",
-        "num_gpus",
-        "dph_total",
-        "dph_base",
-        "storage_dph",
-        "instance_id",
-        "wandb_project",
-        "wandb_group",
-        "state",
-        "ended_at",
-        "end_reason",
-        "gpu_seconds",
-        "storage_seconds",
-        "cost_usd",
-        "billed_usd",
-    ]
+    _insert(ledger, launches, events, stages)
+
+
+CHUNK = 50_000
+COLUMNS = [
+    "id",
+    "created_at",
+    "updated_at",
+    "name",
+    "target",
+    "gpu_name",
+    "num_gpus",
+    "dph_total",
+    "dph_base",
+    "storage_dph",
+    "instance_id",
+    "wandb_project",
+    "wandb_group",
+    "state",
+    "ended_at",
+    "end_reason",
+    "gpu_seconds",
+    "storage_seconds",
+    "cost_usd",
+    "billed_usd",
+]
+
+
+def _insert(ledger, launches: list, events: list, stages: list) -> None:
     launches.sort(key=lambda r: r["created_at"])  # a real ledger grows in creation order
     with ledger.transaction():
         ledger.db.executemany(
-            f"INSERT INTO launches ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [tuple(r.get(c) for c in cols) for r in launches],
+            f"INSERT INTO launches ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+            [tuple(r.get(c) for c in COLUMNS) for r in launches],
         )
         ledger.db.executemany("INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, ?, ?)", events)
         ledger.db.executemany("INSERT INTO stages (launch_id, name, start, end, rc) VALUES (?, ?, ?, ?, ?)", stages)
 
 
-def timed_cli(args: list[str], env: dict) -> tuple[float, str]:
-    exe = Path(sys.executable).parent / "vast-launch"
-    t0 = time.perf_counter()
-    p = subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, check=True)
-    return time.perf_counter() - t0, p.stdout
-
-
-def replayed_report_seconds(ledger) -> float:
-    """The baseline: every estimate replayed from the events table."""
-    t0 = time.perf_counter()
-    events: dict[str, list] = {}
-    for lid, t, state, detail in ledger.db.execute("SELECT launch_id, t, state, detail FROM events ORDER BY t, id"):
-        events.setdefault(lid, []).append({"t": t, "state": state, "detail": detail})
-    total = 0.0
-    for row in ledger.launches():
-        total += estimate(row, events.get(row["id"], []))["cost_usd"]
-    json.dumps(total)
-    return time.perf_counter() - t0
+COMMANDS = [["cost", "--by", by, "--format", "json"] for by in ("launch", "group", "stage", "gpu", "day")] + [
+    ["cost", "--by", "launch", "--format", "csv"],
+    ["cost", "--by", "launch"],
+]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--launches", type=int, default=100_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--keep", default=None, help="keep the generated ledger in this directory")
-    a = ap.parse_args()
-    from vast_launch.ledger import Ledger
-
-    home = Path(a.keep or tempfile.mkdtemp(prefix="vl-cost-bench-"))
-    env = {**os.environ, "VAST_LAUNCH_HOME": str(home)}
-    env.pop("VAST_API_KEY", None)
-    os.environ["VAST_LAUNCH_HOME"] = str(home)
-    t0 = time.perf_counter()
-    with Ledger() as ledger:
-        if ledger.db.execute("SELECT count(*) FROM launches").fetchone()[0] == 0:
-            generate_ledger(ledger, a.launches)
-        gen_s = time.perf_counter() - t0
-        n = ledger.db.execute("SELECT count(*) FROM launches").fetchone()[0]
-        n_events = ledger.db.execute("SELECT count(*) FROM events").fetchone()[0]
-        baseline = replayed_report_seconds(ledger)
-        in_process = min(_timed(lambda: build_report(ledger, "launch", since=None)) for _ in range(a.repeat))
-    startup = min(timed_cli(["--version"], env)[0] for _ in range(a.repeat))
-    walls = []
-    for _ in range(a.repeat):
-        wall, out = timed_cli(["cost", "--format", "json"], env)
-        walls.append(wall)
-    rows = len(json.loads(out)["rows"])
-    best = min(walls)
-    print(f"ledger: {n} launches, {n_events} events (generated in {gen_s:.1f} s) at {home}")
-    print(f"`vast-launch --version` start-up          : {startup:6.3f} s")
-    print(f"`vast-launch cost --format json` wall      : {best:6.3f} s (best of {a.repeat}; {rows} rows)")
-    print(f"report in-process (frozen estimates)       : {in_process:6.3f} s")
-    print(f"baseline: replay every timeline in-process : {baseline:6.3f} s")
-    print(f"ratio baseline / frozen (in-process)       : {baseline / in_process:6.1f}x")
-    print(f"under 1 s of wall time                     : {'yes' if best < 1.0 else 'NO'}")
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    ledger_bench.add_arguments(ap, default_sizes="10000,100000,1000000")
+    ledger_bench.run(ap.parse_args(), COMMANDS, generate_ledger)
 
 
 if __name__ == "__main__":

@@ -170,9 +170,25 @@ def repo_factory(tmp_path):
     return make
 
 
+# Commands that need no process of their own (no signals, no process tree, no terminal) run in this process
+# through Click's test runner: the same CLI, exit codes and output, without an interpreter start-up each.
+# VL_TEST_SUBPROCESS=1 runs every one as a subprocess instead (the layer's own check).
+IN_PROCESS = {"status", "report", "cost", "check", "logs", "pull", "offers", "reap", "down", "config-schema", "metrics"}
+
+
+def in_process(args: list[str]) -> bool:
+    """The commands that read or end launches. Launches stay subprocesses: in the test process a launch's
+    signal handling, its W&B child and the pid recorded as its launcher's outlived it (a worker later hung
+    in wandb.init, another died), and each test that launches pays a training or a wait more than a start-up."""
+    return bool(args) and args[0] in IN_PROCESS and "--debug" not in args
+
+
 def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 600, input: str | None = None):
-    """Run the CLI. One that outlives `timeout` gets SIGINT, then SIGTERM, then SIGKILL, so a launcher
-    can still destroy its instance; the test then fails with what it printed."""
+    """Run the CLI: in process when it can (IN_PROCESS), else as a subprocess. A subprocess that outlives
+    `timeout` gets SIGINT, then SIGTERM, then SIGKILL, so a launcher can still destroy its instance; the
+    test then fails with what it printed."""
+    if in_process(args) and input is None and os.environ.get("VL_TEST_SUBPROCESS") != "1":
+        return invoke(args, cwd, env)
     e = dict(os.environ)
     e.update(env or {})
     proc = subprocess.Popen(
@@ -217,17 +233,15 @@ def creates(lc) -> list[dict]:
 
 
 def no_live_processes(lc, timeout=10.0) -> bool:
-    """True when no process of any instance is alive (checked by pid and process group)."""
+    """True when no process of any instance is alive: none in its process group, none carrying its marker
+    (a destroyed instance's handle is gone; a daemon that left the group still carries the marker)."""
+    from vast_launch.localcloud.containers import container_pids
 
     def dead():
-        for inst in lc.cloud.instances.values():
-            if inst.proc is None:
-                continue
-            try:
-                os.killpg(inst.proc.pid, 0)
+        for inst in list(lc.cloud.instances.values()):
+            pgid = inst.proc.pid if inst.proc is not None else None
+            if container_pids(inst.marker, pgid):
                 return False
-            except ProcessLookupError:
-                continue
         return True
 
     return lc.wait_until(dead, timeout * SLACK)
@@ -337,6 +351,7 @@ def invoke(args: list[str], cwd: Path, env: dict | None = None):
     from click.testing import CliRunner
 
     from vast_launch.cli import main
+    from vast_launch.commands.common import Debug
 
     before, umask = os.getcwd(), os.umask(0o022)  # the CLI narrows the umask: this process keeps its own
     os.umask(umask)
@@ -346,4 +361,5 @@ def invoke(args: list[str], cwd: Path, env: dict | None = None):
     finally:
         os.chdir(before)
         os.umask(umask)
+        Debug.on = os.environ.get("VAST_LAUNCH_DEBUG") == "1"  # as a new process would start
     return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)

@@ -242,14 +242,17 @@ FLAGS = [
     (["--local", "--resume", "nosuch-20261124-080000-ab12"], 1, "--resume nosuch-20261124-080000-ab12: no launch matches"),
     (["pull", "nosuch"], 1, "no launch matches 'nosuch'"),
     (["status", "²"], 1, "no launch matches '²'"),
-    (["logs", "²"], 1, "no instance known for '²'"),
+    (["logs", "²"], 1, "no launch matches '²'"),
     (["local-cloud", "serve", "--port", "99999"], 2, "Invalid value for '--port'"),
     (["local-cloud", "serve", "--port", "-1"], 2, "Invalid value for '--port'"),
     (["reap", "--stuck-minutes", "0"], 2, "Invalid value for '--stuck-minutes'"),
     (["cost", "--until", "yesterday-ish"], 1, "--until"),
     (["--local", "--heartbeat-seconds", "abc"], 2, "Invalid value for '--heartbeat-seconds'"),
-    (["--local", "--target", "slurm", "--walltime", "soon"], 1, "--walltime"),
-    (["--local", "--target", "slurm", "--partition", "a b"], 1, "--partition"),
+    (["--local", "--target", "slurm", "--walltime", "soon"], 1, "--local and --target slurm: choose one"),
+    (["--target", "slurm", "--walltime", "soon"], 1, "--walltime"),
+    (["--target", "slurm", "--partition", "a b"], 1, "--partition"),
+    (["--local", "--walltime", "01:00:00"], 1, "--walltime: only with --target slurm"),
+    (["--price", "1"], 1, "--price: only with --local"),
 ]
 
 

@@ -96,7 +96,7 @@ def test_bad_config(tmp_path, name, text, expected):
 # --- CLI flags, launch ids: (argv, exit code, what the one line says) -----------------------------------------
 ID = "t-20261124-080000-ab12"
 FLAGS = [
-    (["--local", "--price", "-1"], 1, "--price: must be >= 0"),
+    (["--local", "--price", "-1"], 2, "Invalid value for '--price'"),
     (["--local", "--env", "NOEQUALS"], 1, "--env ...: expected KEY=VALUE"),
     (["--local", "--env", "1X=y"], 1, "--env 1X: expected KEY=VALUE"),
     (["--local", "--poll-seconds", "0"], 2, "Invalid value for '--poll-seconds'"),
@@ -119,8 +119,8 @@ FLAGS = [
     (["down", str(2**64), "--yes"], 1, "no launch matches"),
     (["status", "%"], 1, "no launch matches '%'"),
     (["report", ID], 1, "no launch matches"),
-    (["logs", ID], 1, f"no instance known for '{ID}'"),
-    (["ssh", ID], 1, f"no instance known for '{ID}'"),
+    (["logs", ID], 1, f"no launch matches '{ID}'"),
+    (["ssh", ID], 1, f"no launch matches '{ID}'"),
     (["down"], 1, "name launch ids, or pass --all --yes"),
     (["down", "--all"], 1, "--all destroys every active launch: add --yes"),
     (["init", "--out", "."], 2, "is a directory"),

@@ -251,3 +251,51 @@ def test_cost_formats_agree_on_a_ledger_with_real_rows(tmp_path):
     assert ended >= 20
     assert abs(sum(r["cost_usd"] for r in as_json["rows"]) - as_json["totals"]["cost_usd"]) < 1e-6
     assert "40 launches" in table and as_json["rows"][0]["launch_id"][:20] in table
+
+
+def _close(a, b, what):
+    if a is None or b is None:
+        assert a is None and b is None, what
+    else:
+        assert abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b)), (what, a, b)
+
+
+def test_the_sql_report_agrees_with_the_python_one_on_a_random_ledger():
+    """Every --by, on launches open and ended, billed and not, with bills just read, free launches, stages
+    longer than their launch (clock skew), and SLURM rows that cost leaves out."""
+    import random
+
+    sys.path.insert(0, str(PROJECT / "benchmarks"))
+    import cost_reference
+    from cost_report import generate_ledger
+
+    from vast_launch.ledger import Ledger
+    from vast_launch.reports import cost
+
+    now = time.time()
+    rng = random.Random(11)
+    with Ledger() as ledger:
+        generate_ledger(ledger, 1500, seed=5, now=now, active=40)
+        ids = [r[0] for r in ledger.db.execute("SELECT id FROM launches")]
+        with ledger.transaction():
+            for lid in rng.sample(ids, 60):  # free launches (the local cloud)
+                ledger.db.execute("UPDATE launches SET cost_usd = 0, dph_total = 0 WHERE id = ? AND cost_usd IS NOT NULL", (lid,))
+            for lid in rng.sample(ids, 30):  # a stage that outlasts its launch
+                ledger.db.execute('UPDATE stages SET "end" = "end" + 86400 WHERE launch_id = ? AND name = \'operator\'', (lid,))
+            for lid in rng.sample(ids, 20):
+                ledger.db.execute("UPDATE launches SET target = 'slurm' WHERE id = ?", (lid,))
+            for lid in rng.sample(ids, 20):  # no group, and no instance yet
+                ledger.db.execute("UPDATE launches SET wandb_group = '', gpu_name = NULL WHERE id = ?", (lid,))
+        billed = {lid: rng.uniform(0, 5) for lid in rng.sample(ids, 50)}
+        for since, until in ((None, None), (now - 10 * 86400, now - 2 * 86400)):
+            for by in cost.BY_CHOICES:
+                got = cost.build_report(ledger, by, since, until, now=now, billed=billed, left_out=("slurm",))
+                want_rows, want_totals = cost_reference.build_report(ledger, by, since, until, now=now, billed=billed)
+                for key in want_totals:
+                    _close(got.totals[key], want_totals[key], (by, key))
+                key = "launch_id" if by == "launch" else "key"
+                got_rows, want_by_key = list(got.rows), {r[key]: r for r in want_rows}
+                assert sorted(r[key] for r in got_rows) == sorted(want_by_key), by
+                for r in got_rows:
+                    for field in ("cost_usd", "billed_usd", "gpu_hours") + (("launches",) if by != "launch" else ()):
+                        _close(r[field], want_by_key[r[key]][field], (by, r[key], field))

@@ -73,7 +73,9 @@ def test_wandb_and_os_errors_are_one_line(tmp_path, repo_factory):
     blocked.write_text("")
     p = run_cli(["--local", "--config", "configs/test.yaml"], cwd=repo, env={"VAST_LAUNCH_HOME": str(blocked / "home")})
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
-    assert p.stderr.strip().splitlines() == [f"error: Not a directory: {blocked / 'home'}"], p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"error: ledger {blocked / 'home' / 'ledger.sqlite'}: Not a directory (set VAST_LAUNCH_HOME to a writable directory)"
+    ], p.stderr
 
 
 def test_dry_run_without_a_key_shows_the_query_and_onstart_but_no_offer(repo_factory):

@@ -127,3 +127,24 @@ def test_status_table_names_its_columns_and_watch_ends_when_the_launch_does(repo
     assert watch.returncode == 0 and out.rstrip().endswith("every launch shown has ended"), out[-2000:]
     last = [line for line in out.splitlines() if line.startswith("t-")][-1]
     assert " destroyed " in last and "quiet done" in last, last
+
+
+def test_the_follower_acknowledges_the_result_so_the_instance_need_not_wait_out_its_bound(repo_factory, cloud):
+    """Without an outputs store the instance keeps its log until its follower has seen the result (at most
+    protocol.ACK_WAIT_SECONDS): the follower says so in the label, and the instance stops waiting at once."""
+    repo = repo_factory(stage_config([{"name": "a", "command": "echo trained"}]))
+    p = _launch(repo, cloud, "--follow")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    (inst,) = cloud.cloud.instances.values()
+    assert inst.status == "destroyed" and inst.label.endswith(" result-seen"), inst.label
+    boot = inst.log_path.read_text()
+    assert "its launcher saw the result" in boot and "no acknowledgement" not in boot, boot[-2000:]
+    assert "stage 1/1 a" in p.stdout and "trained" in p.stdout
+
+
+def test_the_stores_copy_lacks_the_last_lines_seen_live_and_replays_nothing():
+    seen = ["a", "b", "result rc=0", "final sync: 1 file(s)", "destroying instance 7"]
+    stored = ["a", "b", "result rc=0"]  # synced before its last two lines were written
+    assert new_lines(seen, stored, stored=True) == ([], False)
+    assert new_lines(seen[:2], stored + ["late"], stored=True) == (["result rc=0", "late"], False)
+    assert new_lines(seen, stored) == (stored, True)  # a live tail that does not overlap is a gap

@@ -10,8 +10,6 @@ from conftest import BIN, cloud_env, no_live_processes, stage_config
 from test_cost import invoice_total, stamped_within
 from test_lifecycle import read_until, start_cli, status_rows
 
-from vast_launch.protocol import EXIT_WATCHDOG
-
 OFFER = {"dph_base": 3.6, "min_bid": 1.0, "storage_cost": 36.0}  # storage: $1.00/h for 20 GB
 BID = 1.5
 
@@ -89,7 +87,7 @@ def test_an_instance_outbid_until_its_deadline_is_destroyed_by_the_launcher(repo
         out = proc.communicate(timeout=900)[0]
     finally:
         proc.kill()
-    assert proc.returncode == EXIT_WATCHDOG, out[-3000:]
+    assert proc.returncode == 124, out[-3000:]
     assert inst.status == "destroyed" and inst.destroyed_by == "account", inst.destroyed_by
     (row,) = status_rows(repo, cloud_env(cloud))
     assert row["end_reason"] == "hard deadline passed while the instance was stopped; destroyed by the launcher", row

@@ -127,15 +127,58 @@ def test_no_import_cycles_even_inside_functions():
 
 
 def test_backends_do_not_import_each_other_and_the_core_imports_none():
-    """One folder per target: vast/, slurm/, localcloud/. The core (the top-level modules) and reports/ serve
-    them all and import none of them; only the CLI (cli.py, commands/) puts them together."""
+    """One folder per target: vast/, slurm/, localcloud/. The core (the top-level modules, commands/, reports/,
+    store/, targets/) serves them all and imports none of them; the registry (targets/__init__.py) names
+    them as data and imports each only when asked; only cli.py puts a backend's own command on the group."""
     for module, path in _modules():
-        imported = _package_imports(path, module, False)
-        if _under(module, "vast_launch.commands") or module == "vast_launch.cli":
+        if module == "vast_launch.cli":
             continue
+        imported = _package_imports(path, module, False)
         own = next((b for b in BACKENDS if _under(module, b)), None)
-        wrong = {i for i in imported for b in BACKENDS if _under(i, b) and b != own}
+        wrong = {i for i in imported for b in BACKENDS if _under(i, b) and b != own and b not in MAY_USE.get(own, ())}
         assert not wrong, f"{module} imports {sorted(wrong)}"
+
+
+# The local target is Vast's launch path against the embedded emulator, which it starts in-process.
+MAY_USE = {"vast_launch.vast": ("vast_launch.localcloud",)}
+TARGET_NAMES = {"vast", "local", "slurm"}
+# Vast's own instance fields: the core decides on the neutral statuses (states.py) only.
+VAST_STATUS_FIELDS = {"actual_status", "intended_status", "cur_state", "next_state"}
+
+
+def _core_modules():
+    for module, path in _modules():
+        if any(_under(module, b) for b in BACKENDS) or module in ("vast_launch.cli", "vast_launch.targets"):
+            continue
+        yield module, path
+
+
+def _strings_and_names(path):
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.value
+        elif isinstance(node, ast.Attribute):
+            yield node.attr
+        elif isinstance(node, ast.Name):
+            yield node.id
+
+
+def test_commands_and_the_core_never_name_a_target():
+    """They ask the registry (targets/) for a target and call it: a new target is a new package, not a
+    new branch in every command. (The config names its `slurm:` section: a key of the file, not a branch.)"""
+    for module, path in _core_modules():
+        if module.startswith("vast_launch.config"):
+            continue
+        named = TARGET_NAMES & set(_strings_and_names(path))
+        assert not named, f"{module} names target(s) {sorted(named)}: ask targets.get()/of_row() instead"
+
+
+def test_the_core_reads_no_vast_status_field():
+    for module, path in _core_modules():
+        named = VAST_STATUS_FIELDS & set(_strings_and_names(path))
+        assert not named, f"{module} reads Vast's {sorted(named)}: use Instance.status (states.py)"
 
 
 def test_no_module_over_400_lines():

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from vast_launch.protocol import EXIT_NO_RESULT, EXIT_WATCHDOG, Outcome, parse_stage_line
+from vast_launch.protocol import Outcome, parse_stage_line
 from vast_launch.vast.onstart import OnstartSpec, render_onstart, unpack_bootstrap
 
 
@@ -67,9 +67,9 @@ def test_result_lines(line, rc, stage, signal):
 
 def test_outcomes_map_to_reasons_and_exit_codes():
     watchdog = Outcome(watchdog="deadline")
-    assert watchdog.exit_code() == EXIT_WATCHDOG
+    assert watchdog.exit_code() == 124
     assert watchdog.end_reason() == "deadline reached (lifecycle.max_hours): destroyed by the in-instance watchdog"
-    assert Outcome().exit_code() == EXIT_NO_RESULT
+    assert Outcome().exit_code() == 3
     failed = Outcome(rc=7, failed_stage="b")
     assert failed.exit_code() == 7 and failed.end_reason().startswith("failed in stage b (exit 7)")
     done_then_idle = Outcome(rc=0, watchdog="idle")
@@ -204,8 +204,8 @@ def _workdir(tmp_path, result=None, watchdog=None, current=None, times=()):
         ({"result": "rc=0 failed_stage= signal= t=5", "times": [("a", 1, 2, 0)]}, "done", "success", 0, ""),
         ({"result": "rc=7 failed_stage=b signal= t=5"}, "done", "stage_failure", 7, "b"),
         ({"result": "rc=143 failed_stage=b signal=TERM t=5"}, "done", "signal", 143, "b"),
-        ({"current": "b\n", "watchdog": "deadline"}, "deadline", "deadline", EXIT_WATCHDOG, "b"),
-        ({"current": "b\n", "watchdog": "budget"}, "budget", "budget", EXIT_WATCHDOG, "b"),
+        ({"current": "b\n", "watchdog": "deadline"}, "deadline", "deadline", 124, "b"),
+        ({"current": "b\n", "watchdog": "budget"}, "budget", "budget", 124, "b"),
         ({"result": "rc=0 failed_stage= signal= t=5", "watchdog": "idle"}, "idle", "success", 0, ""),
     ],
 )

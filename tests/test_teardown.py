@@ -284,3 +284,30 @@ def test_reaper_destroys_instances_stuck_loading_or_exited_after_their_launcher_
             row = ledger.get(launch_id)
             assert row["state"] == "destroyed" and row["end_reason"].startswith("reaped: "), row
     assert no_live_processes(cloud)
+
+
+def _past_deadline(launch_id: str, minutes: float) -> None:
+    """The launch's hard deadline, moved `minutes` into the past (as if that much time had gone by)."""
+    from vast_launch.ledger import Ledger
+
+    with Ledger() as ledger:
+        ledger.db.execute("UPDATE launches SET deadline = ? WHERE id = ?", (time.time() - minutes * 60, launch_id))
+        ledger.db.commit()
+
+
+def test_reaper_waits_the_configs_grace_past_the_deadline_not_its_own_default(repo_factory, cloud):
+    """lifecycle.reap_grace_minutes: 2 (the default is 10): 1 min past the deadline is within the grace,
+    3 min past it is not, with no --grace-minutes given."""
+    repo = repo_factory(stage_config([{"name": "a", "command": "sleep 600"}], lifecycle={"max_hours": 1, "reap_grace_minutes": 2}))
+    cloud.cloud.faults.update({"layers_off": True})
+    assert launch(repo, cloud, follow=False).returncode == 0
+    inst = only_instance(cloud)
+    (row,) = status(repo)
+    _past_deadline(row["launch_id"], 1)
+    within = run_cli(["reap", "--dry-run"], cwd=repo, env=cloud_env(cloud))
+    assert within.returncode == 0 and "nothing to reap" in within.stdout, within.stdout + within.stderr
+    _past_deadline(row["launch_id"], 3)
+    past = run_cli(["reap", "--yes"], cwd=repo, env=cloud_env(cloud))
+    assert past.returncode == 2 and f"destroyed instance {inst.id}" in past.stdout, past.stdout + past.stderr
+    assert inst.status == "destroyed" and status(repo)[0]["end_reason"].startswith("reaped: past its deadline by 3.0 min")
+    assert no_live_processes(cloud)

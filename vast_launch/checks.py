@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import gitcheck
 from .config import LaunchConfig
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .targets.base import Target
 
 
 @dataclass
@@ -49,18 +52,9 @@ def wandb_key_present() -> bool:
         return False
 
 
-def _local_cloud(url: Optional[str]) -> bool:
-    """The local cloud on this machine (`local-cloud serve`): its instances reach this machine's paths."""
-    from urllib.parse import urlsplit
-
-    from .store import LOOPBACK_HOSTS
-
-    return urlsplit(url or "").hostname in LOOPBACK_HOSTS
-
-
 def run_checks(
     cfg: LaunchConfig,
-    target: str,
+    target: Target,
     allow_dirty: bool = False,
     wandb_mode: Optional[str] = None,
     cwd: str | Path = ".",
@@ -117,32 +111,19 @@ def run_checks(
             "the remote URL holds credentials: they are never sent to the instance; for a private repository set VAST_LAUNCH_GIT_TOKEN"
         )
 
-    if target == "vast" and report.repo_url and not gitcheck.cloneable_from_anywhere(report.repo_url):
-        if not _local_cloud(os.environ.get("VAST_URL")):
-            report.failures.append(
-                f"the remote {report.repo_url} is a path on this machine: an instance on Vast cannot clone it "
-                "(push to an https or ssh remote, or set code.repo)"
-            )
-    if target == "vast":
-        from .credentials import find_api_key
-
-        if not find_api_key():
-            if dry_run:
-                report.warnings.append("no Vast API key: the dry run shows the query and the onstart, but no offer")
-            else:
-                report.failures.append("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
+    target.check(cfg, report, dry_run)
     if cfg.outputs.url:
         from .store import StoreSpec, problems
 
         spec = StoreSpec(cfg.outputs.url, cfg.outputs.endpoint_url, cfg.outputs.region)
-        report.failures.extend(problems(spec, target, os.environ.get("VAST_URL") or "https://console.vast.ai"))
+        report.failures.extend(problems(spec, target.reaches_this_machine(), target.instances_are))
     mode = wandb_mode or cfg.wandb.mode
     if mode == "online" and not wandb_key_present():
         report.failures.append(
             "wandb.mode is online but WANDB_API_KEY is not set: export it, or set wandb.mode: offline "
             "(offline runs reach your machine only through an outputs store: outputs.url)"
         )
-    elif mode == "offline" and target == "vast" and not cfg.outputs.url:
+    elif mode == "offline" and target.disks_go_with_instances and not cfg.outputs.url:
         report.warnings.append(
             "wandb.mode is offline and there is no outputs store: the runs stay on the instance "
             "and are lost on teardown (set outputs.url)"
@@ -150,19 +131,19 @@ def run_checks(
     return report
 
 
-def resume_problems(cfg: LaunchConfig, row: dict, target: str, wandb_mode: Optional[str]) -> list[str]:
+def resume_problems(cfg: LaunchConfig, row: dict, target: Target, wandb_mode: Optional[str]) -> list[str]:
     """Why another instance of an existing launch cannot start, one line each: it runs the launch's own
     commit (which the remote must still have) from what the launch's outputs store holds."""
     from .store import StoreSpec, problems
 
     found = []
-    if row.get("target") != target:
-        found.append(f"{row['id']} ran on target {row.get('target')}, not {target}")
+    if row.get("target") != target.name:
+        found.append(f"{row['id']} ran on target {row.get('target')}, not {target.name}")
     spec = StoreSpec.of_row(row)
     if spec is None:
         found.append(f"{row['id']} has no outputs store to resume from (outputs.url was not set when it was launched)")
     else:
-        found.extend(problems(spec, target, row.get("provider_url")))
+        found.extend(problems(spec, target.reaches_this_machine(row.get("provider_url")), target.instances_are))
     try:
         root = gitcheck.repo_root(Path(cfg.source or ".").parent)
         on_remote, error = gitcheck.commit_on_remote(root, cfg.code.remote, row["commit_sha"])
@@ -172,11 +153,9 @@ def resume_problems(cfg: LaunchConfig, row: dict, target: str, wandb_mode: Optio
         found.append(
             f"commit {row['commit_sha'][:10]} of {row['id']} is not on remote '{cfg.code.remote}'" + (f": {error}" if error else "")
         )
-    if target == "vast":
-        from .credentials import find_api_key
-
-        if not find_api_key():
-            found.append("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
+    credentials = CheckReport()
+    target.check(cfg, credentials)
+    found.extend(credentials.failures)
     if (wandb_mode or cfg.wandb.mode) == "online" and not wandb_key_present():
         found.append("wandb.mode is online but WANDB_API_KEY is not set: export it, or resume with --wandb-mode offline")
     return found

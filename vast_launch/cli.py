@@ -10,8 +10,9 @@ import sys
 import click
 
 from .commands import ending, launching, outputs, project, reporting, watching
-from .commands.common import Debug, _fail
+from .commands.common import Debug, fail
 from .errors import UserError
+from .vast.serve_local_cloud import local_cloud
 
 
 class DefaultToLaunch(click.Group):
@@ -65,7 +66,7 @@ class DefaultToLaunch(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except UserError as exc:  # the user's to fix: its lines, also with --debug
-            _fail(str(exc))
+            fail(str(exc))
         except Exception as exc:
             if Debug.on:
                 raise
@@ -74,10 +75,10 @@ class DefaultToLaunch(click.Group):
                 from .ledger import ledger_problem
                 from .state_dir import default_home
 
-                _fail(ledger_problem(exc, default_home() / "ledger.sqlite"))
+                fail(ledger_problem(exc, default_home() / "ledger.sqlite"))
             from .errors import one_line
 
-            _fail(one_line(exc), getattr(exc, "exit_code", 1))
+            fail(one_line(exc), getattr(exc, "exit_code", 1))
 
 
 @click.group(cls=DefaultToLaunch, context_settings={"help_option_names": ["-h", "--help"]})
@@ -116,6 +117,6 @@ for command in (
     reporting.metrics,
     project.init,
     project.config_schema,
-    project.local_cloud,
+    local_cloud,
 ):
     main.add_command(command)

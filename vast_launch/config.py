@@ -68,6 +68,13 @@ class Resources(Strict):
         return self
 
 
+class Recover(Strict):
+    max_attempts: int = Field(3, ge=2, le=20, description="instances one launch may use in all, the first included")
+    stopped_minutes: float = Field(
+        10, ge=0, le=24 * 60, description="an instance stopped (outbid) this long is destroyed and the launch goes on elsewhere"
+    )
+
+
 class Lifecycle(Strict):
     auto_shutdown: bool = Field(True, description="the launch's default; --auto-shutdown/--no-auto-shutdown override")
     max_hours: float = Field(4.0, ge=1 / 3600, le=24 * 14, description="hard deadline; the instance destroys itself then")
@@ -79,6 +86,12 @@ class Lifecycle(Strict):
     )
     loading_timeout_minutes: float = Field(20, gt=0, le=24 * 60, description="longest wait for `running`; then the next offer")
     reap_grace_minutes: float = Field(10, ge=0, le=24 * 60 * 14, description="`vast-launch reap` waits this long past the deadline")
+    recover: Optional[Recover] = Field(
+        None,
+        description="while a launcher follows: an instance outbid or stopped too long, exited, offline or gone without a "
+        "result is destroyed and the launch resumes on another offer from its outputs store (needs outputs.url); "
+        "max_cost_usd covers every attempt",
+    )
 
 
 class Code(Strict):
@@ -253,6 +266,12 @@ class LaunchConfig(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"stages: duplicate stage names {dupes}")
+        return self
+
+    @model_validator(mode="after")
+    def _recovery_resumes_from_a_store(self) -> "LaunchConfig":
+        if self.lifecycle.recover is not None and not self.outputs.url:
+            raise ValueError("lifecycle.recover needs outputs.url: the next instance resumes from what the store holds")
         return self
 
     @model_validator(mode="after")

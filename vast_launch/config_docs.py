@@ -93,6 +93,8 @@ def reference_markdown() -> str:
             ref = prop.get("$ref") or (prop.get("items", {}).get("$ref") if prop.get("type") == "array" else None)
             if ref is None and "anyOf" in prop.get("items", {}):
                 ref = next((p["$ref"] for p in prop["items"]["anyOf"] if "$ref" in p), None)
+            if ref is None and "anyOf" in prop:  # an optional section (lifecycle.recover)
+                ref = next((p["$ref"] for p in prop["anyOf"] if "$ref" in p), None)
             if ref:
                 nested.append((f"{prefix}{name}", defs[ref.split("/")[-1]]))
             meaning = (prop.get("description") or "").replace("|", "\\|")
@@ -110,8 +112,9 @@ def reference_markdown() -> str:
         "### What a stage command gets",
         "",
         "It runs from the root of the clone at the launched commit, after `code.setup`, with: `VL_OUT` "
-        "(a directory for outputs: `--local` keeps it under the state dir; on Vast it goes with the instance, so "
-        "log what matters to W&B or copy it out), `VL_CONFIG` (this "
+        "(a directory for outputs: synced to the outputs store when `outputs.url` is set, which `--local` sets to a "
+        "folder under the state dir; `vast-launch pull ID` downloads it; without a store it goes with the instance), "
+        "`VL_CONFIG` (this "
         "config's path in the repo), `VL_PROFILE`, `VL_LAUNCH_ID`, `WANDB_PROJECT`, `WANDB_MODE` and "
         "`WANDB_RUN_GROUP` (one group for every stage of a launch). A non-zero exit ends the run: the later "
         "stages do not run, and the launch exits with that code.",

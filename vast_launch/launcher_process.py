@@ -20,6 +20,8 @@ def launcher_alive(row: dict) -> Optional[bool]:
     """True/False for a launcher on this machine; None when the row cannot tell (another host)."""
     extra = row.get("extra") if isinstance(row.get("extra"), dict) else {}
     pid = extra.get("launcher_pid")
+    if extra.get("launcher_left"):  # it returned (detached): whatever that process does now, it does not follow
+        return False
     if not pid or extra.get("launcher_host") != socket.gethostname():
         return None
     started = extra.get("launcher_started")

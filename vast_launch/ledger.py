@@ -15,84 +15,9 @@ from typing import Any, Optional
 
 from .billing import estimate
 from .errors import UserError
+from .ledger_schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION
 from .state_dir import default_home, private_dir
 from .states import TERMINAL
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS launches (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    name TEXT, config_path TEXT, config_hash TEXT, profile TEXT,
-    commit_sha TEXT, repo TEXT, target TEXT, provider_url TEXT,
-    offer_id INTEGER, machine_id INTEGER, gpu_name TEXT, num_gpus INTEGER,
-    dph_total REAL, dph_base REAL, storage_dph REAL,
-    instance_id INTEGER, label TEXT,
-    wandb_project TEXT, wandb_group TEXT,
-    state TEXT NOT NULL, deadline REAL,
-    ended_at REAL, end_reason TEXT,
-    extra TEXT,
-    gpu_seconds REAL, storage_seconds REAL, cost_usd REAL,
-    billed_usd REAL, billed_at REAL
-);
-CREATE TABLE IF NOT EXISTS stages (
-    launch_id TEXT NOT NULL REFERENCES launches(id),
-    name TEXT NOT NULL,
-    start REAL NOT NULL,
-    end REAL,
-    rc INTEGER,
-    PRIMARY KEY (launch_id, name, start)
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    launch_id TEXT NOT NULL REFERENCES launches(id),
-    t REAL NOT NULL,
-    state TEXT NOT NULL,
-    detail TEXT
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_launch ON events(launch_id, t);
-CREATE INDEX IF NOT EXISTS launches_created ON launches(created_at);
-CREATE INDEX IF NOT EXISTS launches_instance ON launches(instance_id);
-"""
-
-COLUMNS = {
-    "name",
-    "config_path",
-    "config_hash",
-    "profile",
-    "commit_sha",
-    "repo",
-    "target",
-    "provider_url",
-    "offer_id",
-    "machine_id",
-    "gpu_name",
-    "num_gpus",
-    "dph_total",
-    "dph_base",
-    "storage_dph",
-    "instance_id",
-    "label",
-    "wandb_project",
-    "wandb_group",
-    "state",
-    "deadline",
-    "ended_at",
-    "end_reason",
-    "extra",
-    "gpu_seconds",
-    "storage_seconds",
-    "cost_usd",
-    "billed_usd",
-    "billed_at",
-}
-# Columns added after the first release; older ledgers get them on open.
-ADDED_COLUMNS = {"gpu_seconds": "REAL", "storage_seconds": "REAL", "cost_usd": "REAL", "billed_usd": "REAL", "billed_at": "REAL"}
-
 
 LOCK_TIMEOUT_S = float(os.environ.get("VAST_LAUNCH_LEDGER_TIMEOUT") or 30)
 
@@ -143,15 +68,26 @@ class Ledger:
             raise UserError(f"ledger {self.path}: {exc.strerror or exc} (set VAST_LAUNCH_HOME to a writable directory)") from None
 
     def _prepare(self) -> None:
-        self.db.executescript(SCHEMA)
-        have = {r[1] for r in self.db.execute("PRAGMA table_info(launches)")}
-        for col, kind in ADDED_COLUMNS.items():
-            if col not in have:
-                self.db.execute(f"ALTER TABLE launches ADD COLUMN {col} {kind}")
-        # Launches whose bill is not frozen yet: `cost` looks them up on every run.
-        self.db.execute(
-            "CREATE INDEX IF NOT EXISTS launches_unbilled ON launches(created_at) WHERE billed_usd IS NULL AND target = 'vast'"
-        )
+        """Bring the ledger to SCHEMA_VERSION in one transaction (nothing is written when it is there);
+        a ledger written by a newer vast-launch is refused rather than changed."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"ledger {self.path} has schema {version}, newer than this vast-launch's ({SCHEMA_VERSION}): upgrade vast-launch"
+            )
+        self.db.execute("BEGIN IMMEDIATE")  # two commands opening an old ledger at once: one migrates
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            for number, migrate in MIGRATIONS:
+                if number > version:
+                    migrate(self.db)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -300,6 +236,33 @@ class Ledger:
     def by_instance(self, instance_id: int) -> Optional[dict]:
         row = self.db.execute("SELECT * FROM launches WHERE instance_id = ? ORDER BY created_at DESC", (instance_id,)).fetchone()
         return self._row(row) if row else None
+
+    def recent(
+        self,
+        limit: Optional[int] = 20,
+        since: Optional[float] = None,
+        states: tuple = (),
+        name: Optional[str] = None,
+        group: Optional[str] = None,
+    ) -> list[dict]:
+        """What `status` shows: the open launches and the `limit` most recent ones (None: all) that match
+        the filters, oldest first; read through indexes, whatever the ledger's size."""
+        where, args = [], []
+        if since is not None:
+            where, args = where + ["created_at >= ?"], args + [since]
+        if states:
+            where, args = where + [f"state IN ({', '.join('?' * len(states))})"], args + list(states)
+        if name:
+            where, args = where + ["name GLOB ?"], args + [name]
+        if group:
+            where, args = where + ["wandb_group = ?"], args + [group]
+        cond = " AND ".join(where) or "1"
+        latest = f"SELECT * FROM launches WHERE {cond} ORDER BY created_at DESC" + (" LIMIT ?" if limit is not None else "")
+        found = {r["id"]: r for r in self.db.execute(latest, args + ([limit] if limit is not None else []))}
+        terminal = sorted(TERMINAL)
+        open_now = f"SELECT * FROM launches WHERE ended_at IS NULL AND state NOT IN ({', '.join('?' * len(terminal))}) AND {cond}"
+        found.update((r["id"], r) for r in self.db.execute(open_now, terminal + args))
+        return [self._row(r) for r in sorted(found.values(), key=lambda r: r["created_at"])]
 
     def launches(self, since: Optional[float] = None, until: Optional[float] = None, active_only: bool = False) -> list[dict]:
         window, args = window_clause(since, until)

@@ -177,6 +177,17 @@ def workdir_name(launch_id: str) -> str:
     return f"vl-{launch_id}"
 
 
+# The local cloud's layout, as the launcher sees it (the cloud itself names these apart: it imports nothing
+# from the launcher; test_protocol keeps the two equal).
+LOCAL_INSTANCE_DIR = "instance-{id}"  # an instance's files under the cloud's root
+WORKDIR_NOTE = "/tmp/vl-{launch_id}.dir"  # where the bootstrap notes its work dir (for ssh sessions)
+
+
+def local_instance_workdir(cloud_root: Path, instance_id: int, launch_id: str) -> Path:
+    """A local-cloud instance's work dir for a launch, on this machine."""
+    return cloud_root / LOCAL_INSTANCE_DIR.format(id=instance_id) / workdir_name(launch_id)
+
+
 @dataclass
 class StageEvent:
     index: int

@@ -191,6 +191,11 @@ def store_log(attempt: int) -> str:
 
 def workdir_name(launch_id: str) -> str:
     return f'vl-{launch_id}'
+LOCAL_INSTANCE_DIR = 'instance-{id}'
+WORKDIR_NOTE = '/tmp/vl-{launch_id}.dir'
+
+def local_instance_workdir(cloud_root: Path, instance_id: int, launch_id: str) -> Path:
+    return cloud_root / LOCAL_INSTANCE_DIR.format(id=instance_id) / workdir_name(launch_id)
 
 @dataclass
 class StageEvent:
@@ -647,12 +652,18 @@ class Instance:
         return False
 
     def wait_for_acknowledgement(self, seconds: float) -> None:
-        end = time.time() + seconds
-        while time.time() < end:
+        if seconds <= 0:
+            return
+        t0 = time.time()
+        while time.time() < t0 + seconds:
             label = protocol.parse_label(str((self.call('GET').get('instances') or {}).get('label') or ''))
-            if label is None or label.result_seen or (label.followed_until or 0) < time.time():
+            if label is not None and label.result_seen:
+                log(f'its launcher saw the result ({time.time() - t0:.1f} s)')
+                return
+            if label is None or (label.followed_until or 0) < time.time():
                 return
             time.sleep(0.05)
+        log(f'no acknowledgement from its launcher within {seconds:g} s')
 
 class Agent:
 

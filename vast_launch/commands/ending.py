@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
 
-from ..errors import UserError
-from .common import _ledger, _provider_for, _run, _settle
+from .. import targets
+from ..errors import LaunchError, UserError
+from .common import find, guarded, ledger, settle_rows
 
 
 @click.command()
 @click.argument("launch_ids", nargs=-1)
 @click.option("--all", "down_all", is_flag=True, help="every active launch in the ledger")
 @click.option("--yes", "-y", is_flag=True, help="do not ask")
+@guarded
 def down(launch_ids, down_all, yes):
     """Destroy the instances of the given launches (confirmed gone before it returns).
 
@@ -24,99 +25,24 @@ def down(launch_ids, down_all, yes):
       vast-launch down burgers-20261122-120000-ab12
       vast-launch down --all --yes
     """
-
-    from ..vast.provider import DestroyUnconfirmed
-
-    def go():
-        if not launch_ids and not down_all:
-            raise UserError("name launch ids, or pass --all --yes")
-        if down_all and not yes:
-            raise UserError("--all destroys every active launch: add --yes")
-        failed = 0
-        with _ledger() as ledger:
-            rows = ledger.launches(active_only=True) if down_all else []
-            for lid in launch_ids:
-                row = ledger.find(lid)
-                if row is None:
-                    raise UserError(f"no launch matches {lid!r}")
-                rows.append(row)
-            _settle(ledger, [r for r in rows if r["target"] != "local"], warn=False)
-            for row in rows:
-                try:
-                    click.echo(f"{row['id']}: {_down_one(ledger, ledger.get(row['id']), yes)}")
-                except (UserError, DestroyUnconfirmed) as exc:
-                    failed = max(failed, exc.exit_code)
-                    click.echo(f"error: {row['id']}: {exc}", err=True)
-        if failed:
-            sys.exit(failed)
-
-    _run(go)
-
-
-def _down_one(ledger, row, yes: bool) -> str:
-    """Destroy one launch's instance after checking it is ours; returns what happened."""
-    from ..protocol import label_for, launch_id_of
-    from ..vast.provider import DestroyUnconfirmed, ProviderError
-    from ..vast.teardown import destroy_and_record, instances_by_label
-
-    if row["target"] == "slurm":
-        from ..slurm import launch as slurm
-
-        cancelled = slurm.cancel_launch(ledger, row)
-        return f"cancelled jobs {', '.join(cancelled) or '(none were left)'}"
-    if row["target"] == "local":
-        return _down_local(ledger, row)
-    provider = _provider_for(row)
-    iid = row.get("instance_id")
-    if not iid:
-        found = instances_by_label(provider, row["id"])
-        if not found:
-            if row["state"] not in ("destroyed", "aborted", "failed"):
-                ledger.finish(row["id"], "aborted", "down: no instance exists for this launch")
-            return "no instance exists for this launch"
-        iid = int(found[0]["id"])
-    inst = provider.show(int(iid))
-    if inst is None:
-        _settle(ledger, [row])
-        return f"instance {iid} was already gone"
-    label = inst.get("label") or ""
-    if launch_id_of(label) != row["id"]:
-        raise UserError(f"instance {iid} carries label {label!r}, not {label_for(row['id'])!r}: not destroyed")
-    if not yes and sys.stdin.isatty():
-        click.confirm(
-            f"Destroy instance {iid} ({inst.get('gpu_name')}, {inst.get('actual_status')}, "
-            f"${float(inst.get('dph_total') or 0):.3f}/h) of {row['id']}?",
-            abort=True,
-        )
-    final = ledger.get(row["id"])["state"] not in ("destroyed", "aborted", "failed")
-    try:
-        destroy_and_record(provider, ledger, row["id"], int(iid), "destroyed by `vast-launch down`", final=final)
-    except DestroyUnconfirmed:
-        raise
-    except ProviderError as exc:
-        raise UserError(f"instance {iid} was NOT destroyed: {exc}")
-    return f"instance {iid} destroyed (confirmed gone)"
-
-
-def _down_local(ledger, row) -> str:
-    """A local launch lives inside its launcher: end that launcher, which ends its cloud and instance."""
-    import signal
-    import time
-
-    from ..launcher_process import launcher_alive
-
-    if launcher_alive(row):
-        pid = int(row["extra"]["launcher_pid"])
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.time() + 60
-        while launcher_alive(row) and time.time() < deadline:
-            time.sleep(0.1)
-        if launcher_alive(row):
-            raise UserError(f"its launcher (pid {pid}) is still running 60 s after SIGTERM")
-        _settle(ledger, [ledger.get(row["id"])])
-        return f"its launcher (pid {pid}) was stopped; the local cloud and its instance ended with it"
-    _settle(ledger, [row])
-    return "it ran on the embedded local cloud, which ended with its launcher; nothing is left running"
+    if not launch_ids and not down_all:
+        raise UserError("name launch ids, or pass --all --yes")
+    if down_all and not yes:
+        raise UserError("--all destroys every active launch: add --yes")
+    failed = 0
+    with ledger() as led:
+        rows = led.launches(active_only=True) if down_all else []
+        rows += [find(led, lid) for lid in launch_ids]
+        settle_rows(led, rows, warn=False)
+        for row in rows:
+            row = led.get(row["id"])
+            try:
+                click.echo(f"{row['id']}: {targets.of_row(row).down(led, row, yes, click.echo)}")
+            except LaunchError as exc:
+                failed = max(failed, exc.exit_code)
+                click.echo(f"error: {row['id']}: {exc}", err=True)
+    if failed:
+        sys.exit(failed)
 
 
 # --- reap -----------------------------------------------------------------------------------
@@ -148,6 +74,7 @@ def _down_local(ledger, row) -> str:
     help="also other workspaces' instances on this account before their deadline (a teammate's, CI's): only when you know",
 )
 @click.option("--json", "as_json", is_flag=True)
+@guarded
 def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, all_workspaces, as_json):
     """Destroy this workspace's instances (label vast-launch:*) that outlived their launch.
 
@@ -163,26 +90,18 @@ def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, all_worksp
       */10 * * * *  vast-launch reap --yes     # crontab
     """
     from ..protocol import EXIT_NOT_DESTROYED
-    from ..vast import reaper
 
-    def go():
-        provider = _provider_for(url=os.environ.get("VAST_URL"))
-        with _ledger() as ledger:
-            _settle(
-                ledger,
-                [r for r in ledger.launches(active_only=True) if r["provider_url"] == provider.url or r["target"] == "local"],
-                warn=False,
-            )
-            found, left = reaper.plan(provider, ledger, grace_minutes, loading_minutes, stuck_minutes, all_workspaces=all_workspaces)
-            if found and not dry_run:
-                if not yes:
-                    if not sys.stdin.isatty():
-                        raise UserError(f"{len(found)} instance(s) to reap: pass --yes to destroy, or --dry-run")
-                    click.confirm(f"Destroy {len(found)} instance(s)?", abort=True)
-                reaper.reap(provider, ledger, found)
-        return found, left
+    def go_ahead(found) -> bool:
+        if dry_run:
+            return False
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UserError(f"{len(found)} instance(s) to reap: pass --yes to destroy, or --dry-run")
+            click.confirm(f"Destroy {len(found)} instance(s)?", abort=True)
+        return True
 
-    found, left = _run(go)
+    with ledger() as led:
+        found, left = targets.get(targets.DEFAULT).reap(led, grace_minutes, loading_minutes, stuck_minutes, all_workspaces, go_ahead)
     if as_json:
         click.echo(json.dumps([v.as_dict() for v in found] + [{**v.as_dict(), "left_alone": True} for v in left], indent=2))
     else:

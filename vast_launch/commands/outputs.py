@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from .common import _ledger, _run
+from .common import find, guarded, ledger
 
 
 @click.command()
@@ -16,6 +16,7 @@ from .common import _ledger, _run
 @click.option("--to", "dest", default=None, type=click.Path(file_okay=False), help="where to put them (default: ./<launch id>)")
 @click.option("--stage", default=None, help="only what this stage wrote ($VL_OUT/<stage>/)")
 @click.option("--list", "only_list", is_flag=True, help="list the stored files and their sizes; download nothing")
+@guarded
 def pull(launch_id, dest, stage, only_list):
     """Download what a launch's stages wrote to $VL_OUT (checkpoints, evaluations, offline W&B runs).
 
@@ -30,31 +31,26 @@ def pull(launch_id, dest, stage, only_list):
       vast-launch pull burgers-20261122-120000-ab12 --list
     """
 
-    def go():
-        from ..store import LaunchOutputs, StoreSpec
+    from ..store import LaunchOutputs, StoreSpec
 
-        with _ledger() as ledger:
-            row = ledger.find(launch_id)
-        if row is None:
-            raise UserError(f"no launch matches {launch_id!r} (see `vast-launch status`)")
-        spec = StoreSpec.of_row(row)
-        if spec is None:
-            raise UserError(f"{row['id']} had no outputs store (outputs.url): its outputs stayed on its instance")
-        found = LaunchOutputs(spec, row["id"])
-        files = found.outputs(stage)
-        if not files:
-            what = f"stage {stage}'s outputs" if stage else "outputs"
-            raise UserError(f"no {what} stored for {row['id']} at {found.where('out/')}")
-        if only_list:
-            for rel, size in files:
-                click.echo(f"{size:>12}  {rel}")
-            click.echo(f"{len(files)} file(s), {sum(s for _, s in files) / 1e6:.1f} MB at {found.where('out/')}", err=True)
-            return
-        target = Path(dest) if dest else Path(row["id"])
-        n, total = _download(found, target, stage)
-        click.echo(f"pulled {n} file(s), {total / 1e6:.1f} MB from {found.where('out/')} into {target}")
-
-    _run(go)
+    with ledger() as led:
+        row = find(led, launch_id)
+    spec = StoreSpec.of_row(row)
+    if spec is None:
+        raise UserError(f"{row['id']} had no outputs store (outputs.url): its outputs stayed on its instance")
+    found = LaunchOutputs(spec, row["id"])
+    files = found.outputs(stage)
+    if not files:
+        what = f"stage {stage}'s outputs" if stage else "outputs"
+        raise UserError(f"no {what} stored for {row['id']} at {found.where('out/')}")
+    if only_list:
+        for rel, size in files:
+            click.echo(f"{size:>12}  {rel}")
+        click.echo(f"{len(files)} file(s), {sum(s for _, s in files) / 1e6:.1f} MB at {found.where('out/')}", err=True)
+        return
+    target = Path(dest) if dest else Path(row["id"])
+    n, total = _download(found, target, stage)
+    click.echo(f"pulled {n} file(s), {total / 1e6:.1f} MB from {found.where('out/')} into {target}")
 
 
 def _download(found, target: Path, stage):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
 
+from .. import targets
 from ..errors import UserError
-from .common import _ledger, _load, _provider_for, _run, _settle
+from .common import find, guarded, ledger, load, settle_rows
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -32,6 +34,7 @@ from .common import _ledger, _load, _provider_for, _run, _settle
     "--dest", default=None, help="where the Markdown (and PNG) go (default: reports/ under the state dir, never the repository)"
 )
 @click.option("--json", "as_json", is_flag=True)
+@guarded
 def report(launch_id, with_plot, out_dir, dest, as_json):
     """After a launch: timeline, cost, hardware, evaluation table and W&B group, as Markdown.
 
@@ -41,35 +44,30 @@ def report(launch_id, with_plot, out_dir, dest, as_json):
       vast-launch report 30001 --out path/to/out --json
     """
 
-    def go():
-        from ..reports import report as rep
+    from ..reports import report as rep
 
-        with _ledger() as ledger:
-            row = ledger.find(launch_id)
-            if row is None:
-                raise UserError(f"no launch matches {launch_id!r} (see `vast-launch status`)")
-            data = rep.build(ledger, row, Path(out_dir) if out_dir else _stored_outputs(row), _log_lines(ledger, row))
-        from ..state_dir import default_home
+    with ledger() as led:
+        row = find(led, launch_id)
+        data = rep.build(led, row, Path(out_dir) if out_dir else _stored_outputs(row), _log_lines(led, row))
+    from ..state_dir import default_home
 
-        dest_dir = Path(dest) if dest else default_home() / "reports"
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        png = rep.plot(data, dest_dir / f"{row['id']}.png") if with_plot else None
-        md = dest_dir / f"{row['id']}.md"
-        text = rep.to_markdown(data, png)
-        md.write_text(text)
-        if as_json:
-            data["curves"] = [{"key": c["key"], "x": c["x"], "points": len(c["points"])} for c in data["curves"]]
-            click.echo(
-                json.dumps(
-                    {**data, "markdown": str(md), "png": str(png) if png else None, "panels": rep.panel_count(data) if png else 0},
-                    indent=2,
-                )
+    dest_dir = Path(dest) if dest else default_home() / "reports"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    png = rep.plot(data, dest_dir / f"{row['id']}.png") if with_plot else None
+    md = dest_dir / f"{row['id']}.md"
+    text = rep.to_markdown(data, png)
+    md.write_text(text)
+    if as_json:
+        data["curves"] = [{"key": c["key"], "x": c["x"], "points": len(c["points"])} for c in data["curves"]]
+        click.echo(
+            json.dumps(
+                {**data, "markdown": str(md), "png": str(png) if png else None, "panels": rep.panel_count(data) if png else 0},
+                indent=2,
             )
-        else:
-            click.echo(text)
-            click.echo(f"written: {md}" + (f" and {png}" if png else ""))
-
-    _run(go)
+        )
+    else:
+        click.echo(text)
+        click.echo(f"written: {md}" + (f" and {png}" if png else ""))
 
 
 def _log_lines(ledger, row) -> list[str]:
@@ -92,9 +90,7 @@ def _stored_outputs(row):
     spec = StoreSpec.of_row(row)
     if spec is not None:
         return report_inputs(spec, row["id"], default_home() / "cache" / row["id"] / "out")
-    extra = row["extra"] if isinstance(row.get("extra"), dict) else {}
-    out = Path(extra["out_dir"]) if extra.get("out_dir") else None
-    return out if out is not None and out.is_dir() else None
+    return targets.of_row(row).outputs_dir(row)
 
 
 # --- cost -----------------------------------------------------------------------------------
@@ -117,6 +113,7 @@ def _stored_outputs(row):
     help="read Vast's invoices for launches whose bill is not settled yet (needs the API key)",
 )
 @click.option("--sync-wandb", is_flag=True, help="write cost_usd, gpu_hours and dph_total into each W&B run's summary")
+@guarded
 def cost(since, until, by, fmt, reconcile, sync_wandb):
     """What launches cost: estimate, billed amount and the difference.
 
@@ -131,60 +128,32 @@ def cost(since, until, by, fmt, reconcile, sync_wandb):
       vast-launch cost --by stage --format csv > stages.csv
       vast-launch cost --by group --since 2026-11-01 --format json
     """
+    from ..reports import cost as costmod
     from ..timespec import parse_when
 
-    def go():
-        from ..reports import cost as costmod
+    t_since, t_until = parse_when(since, "--since"), parse_when(until, "--until")
+    notes, billed = [], {}
+    with ledger() as led:
+        settle_rows(led, led.launches(since=t_since, until=t_until, active_only=True))
+        if reconcile:
+            for name in targets.names():
+                got, more = targets.get(name).reconcile(led, t_since, t_until)
+                billed.update(got)
+                notes += more
+        report = costmod.build_report(led, by, t_since, t_until, billed=billed, left_out=targets.NOT_BILLED, stream=not sync_wandb)
+        report.notes.extend(notes)
+        if sync_wandb:
+            from ..reports.wandb_api import sync_cost_to_wandb
 
-        t_since, t_until = parse_when(since, "--since"), parse_when(until, "--until")
-        notes, billed = [], {}
-        with _ledger() as ledger:
-            _settle(ledger, ledger.launches(since=t_since, until=t_until, active_only=True))
-            if reconcile:
-                billed, notes = _reconcile_vast(ledger, t_since, t_until)
-            report = costmod.build_report(ledger, by, t_since, t_until, billed=billed)
-            report.notes.extend(notes)
-            if sync_wandb:
-                from ..reports.wandb_api import sync_cost_to_wandb
-
-                launches = report.rows if by == "launch" else costmod.launch_rows(ledger, t_since, t_until, billed=billed)
-                report.notes.append(sync_cost_to_wandb(ledger, launches))
-        return report
-
-    report = _run(go)
-    from ..reports.cost_output import render
-
-    render(report, fmt, click.echo)
-
-
-def _reconcile_vast(ledger, since, until):
-    """Billed amounts for Vast launches whose bill is not frozen; frozen once settled."""
-    import time
-
-    from ..credentials import find_api_key
-    from ..reports.cost import SETTLE_SECONDS, reconcile, unbilled_launches
-    from ..vast.provider import ProviderError
-
-    if not find_api_key():
-        n = unbilled_launches(ledger, since, until, count_only=True)
-        return {}, [f"{n} launch(es) not reconciled: no Vast API key (billed shown as unknown)"] if n else []
-    pending = unbilled_launches(ledger, since, until)
-    billed, notes = {}, []
-    now = time.time()
-    urls = {}
-    for row in pending:
-        urls.setdefault(row["provider_url"], []).append(row["id"])
-    for url, ids in urls.items():
-        provider = _provider_for(url=url)
-        try:
-            billed.update(
-                reconcile(
-                    ledger, ids, provider.invoices, settled=lambda r: bool(r["ended_at"]) and now - r["ended_at"] > SETTLE_SECONDS
-                )
+            launches = (
+                report.rows
+                if by == "launch"
+                else costmod.launch_rows(led, t_since, t_until, billed=billed, left_out=targets.NOT_BILLED)
             )
-        except (ProviderError, OSError) as exc:
-            notes.append(f"{len(ids)} launch(es) on {url} not reconciled: {exc}")
-    return billed, notes
+            report.notes.append(sync_cost_to_wandb(led, launches))
+        from ..reports.cost_output import render
+
+        render(report, fmt, sys.stdout)  # by launch the rows stream from the ledger: inside its `with`
 
 
 # --- metrics --------------------------------------------------------------------------------
@@ -207,6 +176,7 @@ def _reconcile_vast(ledger, since, until):
 @click.option("--push", type=click.Choice(["datadog"]), default=None, help="also send the gauges (needs DD_API_KEY)")
 @click.option("--time-limit", default=120.0, show_default=True, help="seconds; what was read by then is reported")
 @click.option("--sps-key", default=None, help="summary key with steps/s of push-to-main runs (default: overview/sps)")
+@guarded
 def metrics(window, project, config, offline_dir, fmt, push, time_limit, sps_key):
     """Run-health metrics from W&B: active, completed/failed, durations, GPU hours, CI and sweeps.
 
@@ -221,31 +191,27 @@ def metrics(window, project, config, offline_dir, fmt, push, time_limit, sps_key
       vast-launch metrics --offline-dir burgers-20261122-120000-ab12/ --window 7d
       DD_API_KEY=... vast-launch metrics --project my-team/burgers --push datadog
     """
+    from ..reports import collector
+    from ..reports.wandb_api import ApiRunSource, OfflineRunSource
     from ..timespec import parse_duration
 
-    def go():
-        from ..reports import collector
-        from ..reports.wandb_api import ApiRunSource, OfflineRunSource
+    window_s = parse_duration(window, "--window")
+    if time_limit <= 0:
+        raise UserError(f"--time-limit: must be > 0 (got {time_limit})")
+    if push == "datadog" and not os.environ.get("DD_API_KEY"):
+        raise UserError("--push datadog needs DD_API_KEY in the environment")
+    if offline_dir:
+        source = OfflineRunSource(offline_dir)
+    else:
+        path = project or _wandb_project(config)
+        source = ApiRunSource(path)
+    got = collector.collect(source, window_s, time_limit, sps_key)
+    for note in got.notes:
+        click.echo(f"warning: {note}", err=True)
+    if push == "datadog":
+        sent = collector.push_datadog(got.metrics, tags=[f"window:{window}"])
+        click.echo(f"sent {sent} gauges to Datadog", err=True)
 
-        window_s = parse_duration(window, "--window")
-        if time_limit <= 0:
-            raise UserError(f"--time-limit: must be > 0 (got {time_limit})")
-        if push == "datadog" and not os.environ.get("DD_API_KEY"):
-            raise UserError("--push datadog needs DD_API_KEY in the environment")
-        if offline_dir:
-            source = OfflineRunSource(offline_dir)
-        else:
-            path = project or _wandb_project(config)
-            source = ApiRunSource(path)
-        got = collector.collect(source, window_s, time_limit, sps_key)
-        for note in got.notes:
-            click.echo(f"warning: {note}", err=True)
-        if push == "datadog":
-            sent = collector.push_datadog(got.metrics, tags=[f"window:{window}"])
-            click.echo(f"sent {sent} gauges to Datadog", err=True)
-        return got
-
-    got = _run(go)
     from ..reports import collector
 
     click.echo(collector.to_prometheus(got.metrics) if fmt == "prometheus" else json.dumps(got.metrics, indent=2))
@@ -254,7 +220,7 @@ def metrics(window, project, config, offline_dir, fmt, push, time_limit, sps_key
 def _wandb_project(config) -> str:
     entity, project = os.environ.get("WANDB_ENTITY"), os.environ.get("WANDB_PROJECT")
     if not project and config:
-        project = _load(config).wandb.project
+        project = load(config).wandb.project
     if not project:
         raise UserError("no W&B project: pass --project ENTITY/PROJECT, --config, or set WANDB_PROJECT")
     if "/" in project or not entity:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Iterable, Iterator, TextIO
 
 from .cost import Report
 
@@ -25,6 +24,7 @@ LAUNCH_FIELDS = [
     "difference_usd",
 ]
 GROUP_FIELDS = ["key", "launches", "gpu_hours", "cost_usd", "billed_usd", "usd_per_gpu_hour"]
+DRAWN_ROWS = 500  # a cost table by launch longer than this is written as plain columns
 
 
 def _money(v) -> str:
@@ -33,33 +33,57 @@ def _money(v) -> str:
     return f"-${-v:,.4f}" if v < 0 else f"${v:,.4f}"
 
 
-def render(report: Report, fmt: str, echo: Callable[[str], None]) -> None:
+def render(report: Report, fmt: str, out: TextIO) -> None:
+    """Written as the rows are read: a million launches stream through in bounded memory."""
     if fmt == "json":
-        echo(to_json(report))
+        write_json(report, out)
     elif fmt == "csv":
-        echo(to_csv(report))
+        write_csv(report, out)
     else:
-        echo(to_table(report))
+        write_table(report, out)
 
 
-def to_json(report: Report) -> str:
+def _dumps():
     try:
         import orjson  # ~10x faster than json for 100k-row reports
+
+        return lambda v: orjson.dumps(v).decode()
     except ImportError:
-        return json.dumps(report.as_json(), separators=(",", ":"))
-    return orjson.dumps(report.as_json()).decode()
+        return lambda v: json.dumps(v, separators=(",", ":"))
 
 
-def to_csv(report: Report) -> str:
+def _chunks(rows: Iterable[dict], size: int = 2000) -> Iterator[list[dict]]:
+    chunk: list[dict] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def write_json(report: Report, out: TextIO) -> None:
+    """The same document as `json.dumps(report.as_json())`, compact, one chunk of rows at a time."""
+    dumps = _dumps()
+    out.write(f'{{"by":{dumps(report.by)},"since":{dumps(report.since)},"until":{dumps(report.until)},"rows":[')
+    first = True
+    for chunk in _chunks(report.rows):
+        out.write(("" if first else ",") + ",".join(map(dumps, chunk)))
+        first = False
+    out.write(f'],"totals":{dumps(report.totals)},"notes":{dumps(report.notes)}}}\n')
+
+
+def write_csv(report: Report, out: TextIO) -> None:
     fields = LAUNCH_FIELDS if report.by == "launch" else GROUP_FIELDS
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
-    w.writerows(report.rows)
-    return buf.getvalue().rstrip("\n")
+    for chunk in _chunks(report.rows):
+        w.writerows(chunk)
 
 
-def to_table(report: Report) -> str:
+def write_table(report: Report, out: TextIO) -> None:
+    """A drawn table; by launch with more than DRAWN_ROWS rows, plain columns (drawing is what costs)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -102,12 +126,23 @@ def to_table(report: Report) -> str:
     for title, key, _ in cols:
         numeric = key not in ("launch_id", "key", "state", "gpu_name", "created_at")
         t.add_column(title, footer=footers.get(key, ""), justify="right" if numeric else "left")
-    for row in report.rows:
-        t.add_row(*[fmt(row[key]) if row[key] is not None or fmt is _money else "-" for _, key, fmt in cols])
-    console = Console(file=io.StringIO(), width=160, force_terminal=False)
-    console.print(t)
+
+    def cells(row: dict) -> list[str]:
+        return [fmt(row[key]) if row[key] is not None or fmt is _money else "-" for _, key, fmt in cols]
+
+    console = Console(file=out, width=160, force_terminal=False)
+    if tot["launches"] > DRAWN_ROWS and report.by == "launch":
+        widths = [max(len(title), 22 if key == "launch_id" else 12) for title, key, _ in cols]
+        out.write("  ".join(title.ljust(w) for (title, _, _), w in zip(cols, widths)).rstrip() + "\n")
+        for chunk in _chunks(report.rows):
+            out.write("".join("  ".join(c.ljust(w) for c, w in zip(cells(row), widths)).rstrip() + "\n" for row in chunk))
+        out.write("  ".join(footers.get(key, "").ljust(w) for (_, key, _), w in zip(cols, widths)).rstrip() + "\n")
+    else:
+        rows = list(report.rows)
+        for row in rows:
+            t.add_row(*cells(row))
+        console.print(t)
+        if not rows:
+            console.print("no launches in this window (widen it with --since)")
     for note in report.notes:
         console.print(f"note: {note}")
-    if not report.rows:
-        console.print("no launches in this window (widen it with --since)")
-    return console.file.getvalue().rstrip("\n")

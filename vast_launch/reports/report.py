@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from ..billing import estimate
 from ..errors import UserError
-from .cost import estimate
 from .curves import collect as collect_curves
 
 EVAL_ORDER = (

@@ -7,9 +7,9 @@ import time
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
+from ..billing import estimate
 from ..ledger import Ledger
 from ..states import TERMINAL
-from .cost import estimate
 
 COLUMNS = ("launch", "state", "stage", "runtime", "$/h", "cost", "deadline", "end reason")
 
@@ -42,6 +42,8 @@ def collect(ledger: Ledger, rows: list[dict], scheduler_stages: Optional[Callabl
                 "wandb_group": r["wandb_group"],
                 "deadline": r["deadline"],
                 "gpu_name": r["gpu_name"],
+                "attempt": int((r.get("extra") or {}).get("attempt") or 1) if isinstance(r.get("extra"), dict) else 1,
+                "max_attempts": (r.get("extra") or {}).get("max_attempts") if isinstance(r.get("extra"), dict) else None,
                 **({"stages": slurm_stages} if slurm_stages is not None else {}),
             }
         )
@@ -62,7 +64,8 @@ def is_active(shown: dict) -> bool:
     return shown["ended_at"] is None and shown["state"] not in TERMINAL
 
 
-def table(shown: list[dict], now: Optional[float] = None):
+def table(shown: list[dict], now: Optional[float] = None, default_target: str = ""):
+    """The launches as a table; a launch on another target than the default says which."""
     from rich.table import Table  # only when a table is drawn: `status --json` and hooks start fast
 
     now = now or time.time()
@@ -74,21 +77,54 @@ def table(shown: list[dict], now: Optional[float] = None):
             min_width=max((len(o["launch_id"]) for o in shown), default=6) if name == "launch" else None,
         )
     for o in shown:
-        runtime = (o["ended_at"] or now) - o["created_at"]
-        stage = o["stage"] or "-"
-        if "stages" in o:
-            stage = ", ".join(f"{s['stage']}: {s['state']}" for s in o["stages"]) or "-"
-        t.add_row(
-            o["launch_id"],
-            o["state"] + ("" if o["target"] == "vast" else f" ({o['target']})"),
-            stage,
-            _span(runtime),
-            f"{o['dph_total']:.3f}" if o["dph_total"] else "-",
-            f"${o['cost_usd']:.4f}",
-            _deadline(o["deadline"], now) if is_active(o) else "-",
-            o["end_reason"] or "",
-        )
+        t.add_row(*cells(o, now, default_target))
     return t
+
+
+DRAWN_ROWS = 200  # more rows than this are written as plain columns: drawing 24,000 rows took 65 s
+
+
+def cells(o: dict, now: float, default_target: str = "") -> tuple:
+    runtime = (o["ended_at"] or now) - o["created_at"]
+    stage = o["stage"] or "-"
+    if "stages" in o:
+        stage = ", ".join(f"{s['stage']}: {s['state']}" for s in o["stages"]) or "-"
+    return (
+        o["launch_id"],
+        o["state"] + ("" if o["target"] in (default_target, None) else f" ({o['target']})") + _attempt(o),
+        stage,
+        _span(runtime),
+        f"{o['dph_total']:.3f}" if o["dph_total"] else "-",
+        f"${o['cost_usd']:.4f}",
+        _deadline(o["deadline"], now) if is_active(o) else "-",
+        o["end_reason"] or "",
+    )
+
+
+def _attempt(o: dict) -> str:
+    """` (attempt 2/3)` for a launch that may recover, or did; nothing for a launch of one instance."""
+    if o.get("attempt", 1) > 1 or o.get("max_attempts"):
+        return f" (attempt {o['attempt']}/{o['max_attempts'] or o['attempt']})"
+    return ""
+
+
+def write_plain(shown: list[dict], out, now: Optional[float] = None, default_target: str = "") -> None:
+    """The table's columns as plain text, widths from the rows: for thousands of rows."""
+    now = now or time.time()
+    rows = [cells(o, now, default_target) for o in shown]
+    widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) for i in range(len(COLUMNS) - 1)]
+    for r in [COLUMNS, *rows]:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] + "\n")
+
+
+def write_json(shown, out) -> None:
+    """A JSON array, one launch at a time, as `json.dumps(list, indent=2)` would print it."""
+    import json
+
+    out.write("[")
+    for i, o in enumerate(shown):
+        out.write(("," if i else "") + "\n  " + json.dumps(o, indent=2).replace("\n", "\n  "))
+    out.write("\n]\n" if shown else "]\n")
 
 
 def _span(seconds: float) -> str:

@@ -14,13 +14,11 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
-from urllib.parse import urlsplit
 
 from .. import protocol
 from ..errors import UserError
 
 STORE_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -46,11 +44,6 @@ class StoreSpec:
         return cls(spec["url"], spec.get("endpoint_url"), spec.get("region"))
 
 
-def local_default(home: Path) -> StoreSpec:
-    """`--local` launches keep their outputs in a directory store under the state dir."""
-    return StoreSpec((home / "local" / "store").resolve().as_uri())
-
-
 def credentials(environ: Optional[dict] = None) -> dict:
     """The S3 keys from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), else
     from the named profile (AWS_PROFILE, else `default`) of ~/.aws/credentials; {} when there are none."""
@@ -72,8 +65,9 @@ def credentials(environ: Optional[dict] = None) -> dict:
     return {k: v.strip() for k, v in found.items() if v and v.strip()} if found["AWS_ACCESS_KEY_ID"] else {}
 
 
-def problems(spec: StoreSpec, target: str, provider_url: Optional[str]) -> list[str]:
-    """Why a launch could not use this store, one line each (for `check` and every launch)."""
+def problems(spec: StoreSpec, reaches_this_machine: bool, who: str = "the target's instances") -> list[str]:
+    """Why a launch could not use this store, one line each (for `check` and every launch); a directory
+    store only where the instances run on this machine."""
     found = []
     if spec.url.startswith("s3:"):
         if not credentials():
@@ -81,13 +75,11 @@ def problems(spec: StoreSpec, target: str, provider_url: Optional[str]) -> list[
                 f"outputs.url is {spec.url} but there are no S3 credentials: export AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE with ~/.aws/credentials)"
             )
-    elif spec.is_dir and target == "vast":
-        host = urlsplit(provider_url or "").hostname
-        if host not in LOOPBACK_HOSTS:
-            found.append(
-                f"outputs.url is {spec.url}, a directory on this machine, which an instance on Vast cannot reach: "
-                "use an s3:// bucket (AWS, R2, B2, MinIO...)"
-            )
+    elif spec.is_dir and not reaches_this_machine:
+        found.append(
+            f"outputs.url is {spec.url}, a directory on this machine, which {who} cannot reach: "
+            "use an s3:// bucket (AWS, R2, B2, MinIO...)"
+        )
     return found
 
 

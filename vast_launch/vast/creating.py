@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from ..protocol import FOLLOW_LEASE_SECONDS, Label
 from ..store import STORE_SECRETS, credentials
+from ..targets.base import LaunchResult
 from .instance_env import instance_env, offer_deadline, redact
 from .offers import RankedOffer, billed_rates
 from .onstart import assert_no_secrets
-from .options import Attempt, LaunchResult
+from .options import Attempt
 
 if TYPE_CHECKING:
     from ..config import LaunchConfig
@@ -30,7 +31,7 @@ class Creating:
     ledger: Ledger
     opts: LaunchOptions
     store: Optional[StoreSpec]
-    target: str
+    rents_this_machine: bool
     wandb_mode: str
     auto_shutdown: bool
     will_follow: bool
@@ -56,7 +57,7 @@ class Creating:
             self.wandb_mode,
             self.opts.extra_env,
             deadline,
-            send_git_token=self.target != "local",
+            send_git_token=not self.rents_this_machine,
         )
         env["VL_ATTEMPT"] = str(at.attempt)
         if self.store is not None and not self.store.is_dir:
@@ -73,7 +74,7 @@ class Creating:
         return label.text()
 
     def _dry_run(self, at: Attempt, best: RankedOffer, spec, onstart, bootstrap, boot_env) -> LaunchResult:
-        deadline = offer_deadline(self.cfg, time.time(), best.offer)
+        deadline = offer_deadline(self.cfg, time.time(), best.offer, at.spent_usd)
         env, found = self._instance_env(at, best.offer, deadline)
         assert_no_secrets(onstart + bootstrap, found)
         payload = self._payload(self._label_text(at, deadline[0]), {**env, **boot_env}, onstart)

@@ -23,7 +23,7 @@ from ..protocol import (
     parse_label,
     parse_stage_line,
 )
-from ..states import ENDED_BY_DESTROY, STOPPED_WITHOUT_TEARDOWN
+from ..states import ENDED_BY_DESTROY, ENDED_WITHOUT_TEARDOWN, RUNNING, STOPPED
 from .progress import LogTail
 from .provider import ProviderError
 from .teardown import destroy_and_record
@@ -31,7 +31,8 @@ from .teardown import destroy_and_record
 if TYPE_CHECKING:
     from ..ledger import Ledger
     from ..store import StoreSpec
-    from .options import LaunchOptions, LaunchResult
+    from ..targets.base import LaunchResult
+    from .options import LaunchOptions
     from .progress import Heartbeat, Printer
     from .provider import Provider
 
@@ -66,24 +67,27 @@ class Following:
         tail = LogTail(self.provider, iid, self.opts.poll_seconds, on_text=self._acknowledger(launch_id, iid))
         self.heartbeat.heard()
         renewed = 0.0
+        recover = self.recovery()
+        recover_why, stopped_since = None, None
         try:
             while True:
                 if time.time() - renewed > FOLLOW_RENEW_SECONDS:
                     renewed = time.time()
                     self._say_following(launch_id, iid, True)
                 asked = time.time()
-                row = self.provider.show(iid)
-                if row is None:
+                inst = self.provider.show(iid)
+                if inst is None:
                     gone_at, within = bracketed(last_asked, time.time())
                     self.ledger.event(launch_id, "gone", {"within_s": within}, set_state=False, t=gone_at)
                     break
-                status = row.get("actual_status")
+                status = inst.status
                 if status != last_status:
                     t, within = bracketed(last_asked, time.time())
                     self.ledger.event(launch_id, status, {"within_s": within}, t=t)
-                    self.say("instance", f"{iid} is {status}" + (PAUSED if status == "stopped" else ""))
+                    self.say("instance", f"{iid} is {status}" + (PAUSED if status == STOPPED else ""))
                     self.heartbeat.heard()
                     last_status = status
+                    stopped_since = time.time() if status == STOPPED else None
                 last_asked = asked
                 self._print_new_log(launch_id, outcome, tail)
                 beat = self.heartbeat.due(status)
@@ -95,15 +99,21 @@ class Following:
                     reported_at = time.time()
                     if not self.auto_shutdown:
                         return self._leave_running(launch_id, iid, outcome, result)
-                if status in STOPPED_WITHOUT_TEARDOWN:
+                if status in ENDED_WITHOUT_TEARDOWN:
                     self.say("teardown", f"instance {iid} is {status} without tearing down: destroying it")
                     destroy_and_record(self.provider, self.ledger, launch_id, iid, f"instance {status}; destroyed by the launcher")
+                    recover_why = f"instance {iid} {status} without a result" if recover else None
+                    break
+                if recover and stopped_since is not None and time.time() - stopped_since > recover.stopped_minutes * 60:
+                    recover_why = f"instance {iid} stopped (outbid) for more than {recover.stopped_minutes:g} min"
+                    self.say("teardown", f"{recover_why}: destroying it")
+                    destroy_and_record(self.provider, self.ledger, launch_id, iid, f"{recover_why}; destroyed by the launcher")
                     break
                 past = time.time() - deadline
-                if past > 0 and (status != "running" or past > self.opts.teardown_grace):
+                if past > 0 and (status != RUNNING or past > self.opts.teardown_grace):
                     # Stopped (outbid), the in-instance watchdog is stopped too; running, it had its grace.
                     why = f"hard deadline passed while the instance was {status}" + (
-                        f" and its watchdog had not destroyed it {past:.0f} s later" if status == "running" else ""
+                        f" and its watchdog had not destroyed it {past:.0f} s later" if status == RUNNING else ""
                     )
                     self.say("teardown", f"{why}: destroying instance {iid}")
                     destroy_and_record(self.provider, self.ledger, launch_id, iid, f"{why}; destroyed by the launcher")
@@ -136,15 +146,27 @@ class Following:
         if outcome.rc is not None or outcome.watchdog:
             self._record_result(launch_id, outcome)
         row = self.ledger.get(launch_id)
-        if row["state"] not in ENDED_BY_DESTROY:
+        ended_elsewhere = row["state"] in ENDED_BY_DESTROY  # `down`, the reaper: nothing to recover
+        if not ended_elsewhere:
             self.ledger.finish(launch_id, "destroyed", outcome.end_reason(), t=gone_at)
         self.after_follow(launch_id, iid)
+        if recover and recover_why is None and not ended_elsewhere and outcome.rc is None and not outcome.watchdog:
+            recover_why = f"instance {iid} gone without a result"
+        if recover_why is not None:
+            return self.recover(launch_id, result, recover_why)
         row = self.ledger.get(launch_id)
         result.state, result.end_reason = row["state"], row["end_reason"]
         result.exit_code = EXIT_WATCHDOG if deadline_hit else outcome.exit_code()
         result.outputs = self.outputs_location(launch_id)
         self.say("done", f"{result.end_reason}" + (f"; outputs in {result.outputs}" if result.outputs else ""))
         return result
+
+    def recovery(self):
+        """lifecycle.recover when this launch may recover (the Launcher's; None: it ends where it stops)."""
+        return None
+
+    def recover(self, launch_id: str, result: LaunchResult, why: str) -> LaunchResult:
+        raise NotImplementedError
 
     def _leave_running(self, launch_id: str, iid: int, outcome: Outcome, result: LaunchResult) -> LaunchResult:
         """auto-shutdown is off: the stages ended, the instance stays; say so and return."""
@@ -297,7 +319,7 @@ class Following:
         recorded once, matched against what was seen by content."""
         outcome = Outcome()
         if lines:
-            tail.absorb(lines, events=lambda: lines)
+            tail.absorb(lines, events=lambda: lines, stored=True)
             for line in tail.take():
                 self._handle_line(launch_id, line, outcome)
         return outcome

@@ -15,12 +15,13 @@ def redact(env: dict) -> dict:
     return {k: ("***redacted***" if k in SECRET_ENV and v else v) for k, v in env.items()}
 
 
-def offer_deadline(cfg: LaunchConfig, start: float, offer: dict) -> tuple[int, str]:
-    """The instance's hard deadline on this offer: max_hours, or earlier where max_cost_usd runs out."""
+def offer_deadline(cfg: LaunchConfig, start: float, offer: dict, spent_usd: float = 0.0) -> tuple[int, str]:
+    """The instance's hard deadline on this offer: max_hours, or earlier where what is left of max_cost_usd
+    (after `spent_usd`, what earlier attempts of the launch cost) runs out."""
     deadline, why = start + cfg.lifecycle.max_hours * 3600, "deadline"
     dph = float(offer.get("dph_total") or 0)
     if cfg.lifecycle.max_cost_usd is not None and dph > 0:
-        budget_end = start + cfg.lifecycle.max_cost_usd / dph * 3600
+        budget_end = start + max(cfg.lifecycle.max_cost_usd - spent_usd, 0.0) / dph * 3600
         if budget_end < deadline:
             deadline, why = budget_end, "budget"
     return int(deadline), why

@@ -19,36 +19,43 @@ from ..errors import CheckFailed, UserError
 from ..gitcheck import archive_url
 from ..launcher_process import process_start_time
 from ..ledger import Ledger
-from ..protocol import ACK_WAIT_SECONDS, FOLLOW_RENEW_SECONDS, label_for, new_launch_id
-from ..states import STOPPED_WITHOUT_TEARDOWN, TERMINAL
+from ..protocol import ACK_WAIT_SECONDS, EXIT_NO_RESULT, FOLLOW_RENEW_SECONDS, label_for, new_launch_id
+from ..states import ENDED_WITHOUT_TEARDOWN, RUNNING, TERMINAL
 from ..store import StoreSpec
+from ..targets.base import LaunchResult
 from .creating import Creating
 from .following import Following, bracketed
 from .instance_env import offer_deadline
 from .offers import RankedOffer, billed_rates, build_query, describe_query, rank_offers
 from .onstart import OnstartSpec, assert_no_secrets, render_onstart
-from .options import Attempt, LaunchOptions, LaunchResult
+from .options import Attempt, LaunchOptions
 from .progress import Heartbeat, Printer
 from .provider import CreateFailed, OfferGone, Provider, ProviderError
 from .teardown import destroy_and_record, instances_by_label
 
 
 class Launcher(Following, Creating):
-    """The launch path for a cloud reached through `Provider` (Vast, or the local cloud over HTTP)."""
+    """The launch path for a cloud reached through `Provider` (Vast, or the local cloud over HTTP).
 
-    target = "vast"
+    `target` is the Target whose launch this is (the ledger records its name; its checks run first)."""
+
+    target_name = "vast"
+    rents_this_machine = False  # the local cloud: GPU and region filters do not apply
 
     def __init__(
         self, cfg: LaunchConfig, provider: Optional[Provider], ledger: Ledger, opts: LaunchOptions, echo: Callable[[str], None] = print
     ):
+        from ..targets import get
+
+        self.target = get(self.target_name)
         self.cfg, self.provider, self.ledger, self.opts = cfg, provider, ledger, opts
         self.say = Printer(echo)
         self.heartbeat = Heartbeat(opts.heartbeat_seconds)
         self.echo = echo
         self.profile = cfg.choose_profile(opts.profile)
-        self.wandb_mode = opts.wandb_mode or ("offline" if self.target == "local" else cfg.wandb.mode)
+        self.wandb_mode = opts.wandb_mode or self.target.default_wandb_mode or cfg.wandb.mode
         self.auto_shutdown = cfg.lifecycle.auto_shutdown if opts.auto_shutdown is None else opts.auto_shutdown
-        self.will_follow = opts.follow if opts.follow is not None else self.target == "local"
+        self.will_follow = opts.follow if opts.follow is not None else self.target.follows_by_default
         self.store = self.store_spec()
 
     def store_spec(self) -> Optional[StoreSpec]:
@@ -95,13 +102,49 @@ class Launcher(Following, Creating):
         attempt = int(extra.get("attempt") or 1) + 1
         config_rel = extra.get("config_rel") or Path(row["config_path"]).as_posix()
         self.profile = row.get("profile") or self.profile
-        return self._launch(Attempt(row["id"], row["commit_sha"], row["repo"], config_rel, row["wandb_group"], attempt))
+        spent = estimate(row, self.ledger.events(row["id"]))["cost_usd"]
+        at = Attempt(row["id"], row["commit_sha"], row["repo"], config_rel, row["wandb_group"], attempt, spent)
+        return self._launch(at)
+
+    def recovery(self):
+        return self.cfg.lifecycle.recover if self.store is not None else None
+
+    def recover(self, launch_id: str, result: LaunchResult, why: str) -> LaunchResult:
+        """The instance is gone (destroyed by the follower, or lost) without a result: the launch goes on
+        with another instance, from its outputs store, while attempts and budget last."""
+        rec, life = self.cfg.lifecycle.recover, self.cfg.lifecycle
+        row = self.ledger.get(launch_id)
+        attempt = int((row.get("extra") or {}).get("attempt") or 1)
+        spent = estimate(row, self.ledger.events(launch_id))["cost_usd"]
+        stop = None
+        if attempt >= rec.max_attempts:
+            stop = f"recovery stopped: {attempt} of {rec.max_attempts} attempts used"
+        elif life.max_cost_usd is not None and spent >= life.max_cost_usd:
+            stop = f"recovery stopped: the budget (max_cost_usd ${life.max_cost_usd:g}) is spent (${spent:.4f})"
+        if stop is not None:
+            self.ledger.update(launch_id, end_reason=f"{row['end_reason']}; {stop}")
+            self.say("done", f"{row['end_reason']}; {stop}")
+            result.state, result.end_reason = row["state"], f"{row['end_reason']}; {stop}"
+            result.exit_code = EXIT_NO_RESULT
+            return result
+        self.say("recover", f"{why}: attempt {attempt + 1}/{rec.max_attempts} on another offer, from the outputs store")
+        self.ledger.event(launch_id, "recovering", {"why": why, "attempt": attempt + 1}, set_state=False)
+        self.opts.confirm = None  # the launch was confirmed once: its recovery does not wait for an answer
+        return self.resume(self.ledger.get(launch_id))
 
     def _launch(self, at: Attempt) -> LaunchResult:
+        result = self._rent_and_follow(at)
+        row = self.ledger.get(at.launch_id) if result.state != "dry-run" else None
+        if row is not None and row["state"] not in TERMINAL:  # detached, or auto-shutdown off: nobody follows now
+            extra = row["extra"] if isinstance(row.get("extra"), dict) else {}
+            self.ledger.update(at.launch_id, extra={**extra, "launcher_left": time.time()})
+        return result
+
+    def _rent_and_follow(self, at: Attempt) -> LaunchResult:
         life = self.cfg.lifecycle
         deadline = int(time.time() + life.max_hours * 3600)
         res = self.cfg.resources
-        query, order, offer_type = build_query(res, local=self.target == "local")
+        query, order, offer_type = build_query(res, local=self.rents_this_machine)
         self.say("search", describe_query(query))
         if self.provider is None:  # a dry run without a Vast key: everything but the offer
             ranked = [RankedOffer({"id": None, "dph_total": 0, "note": "no Vast API key: no offer searched"}, 0, "not searched")]
@@ -185,7 +228,7 @@ class Launcher(Following, Creating):
             profile=self.profile,
             commit_sha=at.commit,
             repo=at.repo,
-            target=self.target,
+            target=self.target_name,
             provider_url=self.provider.url,
             wandb_project=self.cfg.wandb.project,
             wandb_group=at.group,
@@ -203,10 +246,12 @@ class Launcher(Following, Creating):
             "launcher_pid": os.getpid(),
             "launcher_host": socket.gethostname(),
             "launcher_started": process_start_time(os.getpid()),
+            "launcher_left": None,  # set when it returns while the launch goes on (a resume follows anew)
             "auto_shutdown": self.auto_shutdown,
             "reap_grace_minutes": life.reap_grace_minutes,
             "loading_timeout_minutes": life.loading_timeout_minutes,
             "attempt": at.attempt,
+            "max_attempts": life.recover.max_attempts if life.recover is not None and self.store is not None else None,
             "config_rel": at.config_rel,
             **({"store": self.store.as_dict()} if self.store else {}),
         }
@@ -223,7 +268,7 @@ class Launcher(Following, Creating):
             if offer.get("machine_id") in skip_machines:
                 continue
             tried += 1
-            deadline = offer_deadline(self.cfg, time.time(), offer)
+            deadline = offer_deadline(self.cfg, time.time(), offer, at.spent_usd)
             env, found = self._instance_env(at, offer, deadline)
             assert_no_secrets(onstart + bootstrap, found)
             self.ledger.event(
@@ -269,7 +314,7 @@ class Launcher(Following, Creating):
                             self.provider,
                             self.ledger,
                             launch_id,
-                            int(row["id"]),
+                            row.id,
                             "create failed but made an instance; destroyed",
                             final=False,
                         )
@@ -297,7 +342,7 @@ class Launcher(Following, Creating):
         row = self.ledger.get(launch_id)
         ids = set(self.ledger.instance_ids(launch_id))
         try:
-            ids |= {int(r["id"]) for r in instances_by_label(self.provider, launch_id)}
+            ids |= {i.id for i in instances_by_label(self.provider, launch_id)}
             for iid in sorted(ids):
                 self.say("abort", f"interrupted: destroying instance {iid}")
                 destroy_and_record(self.provider, self.ledger, launch_id, iid, "interrupted during launch", final=False)
@@ -315,20 +360,18 @@ class Launcher(Following, Creating):
         seen, last_asked, renewed = None, start, start
         while time.time() - start < limit:
             asked = time.time()
-            row = self.provider.show(iid)
-            status = (row or {}).get("actual_status") or ("gone" if row is None else "provisioning")
+            inst = self.provider.show(iid)
+            status = "gone" if inst is None else inst.status
             if status != seen:
                 t, within = bracketed(last_asked, time.time())
                 if status != "gone":
-                    self.ledger.event(
-                        launch_id, status if status != "provisioning" else "created", {"within_s": within}, set_state=True, t=t
-                    )
+                    self.ledger.event(launch_id, status, {"within_s": within}, set_state=True, t=t)
                 self.say("instance", f"{iid} is {status}")
                 seen = status
             last_asked = asked
-            if status in ("running", "gone"):
+            if status in (RUNNING, "gone"):
                 return status
-            if status in STOPPED_WITHOUT_TEARDOWN:
+            if status in ENDED_WITHOUT_TEARDOWN:
                 return None
             if time.time() - renewed > FOLLOW_RENEW_SECONDS:
                 renewed = time.time()

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ..protocol import local_instance_workdir
 from ..state_dir import default_home
-from ..store import StoreSpec, local_default
+from ..store import StoreSpec
 from .launcher import Launcher
 from .provider import ProviderError
 
@@ -21,11 +22,20 @@ def local_home() -> Path:
     return default_home() / "local"
 
 
+def local_workdir(row: dict) -> Optional[Path]:
+    """The work dir of a local launch's instance on this machine, while it runs (its files go with it)."""
+    if not row.get("instance_id"):
+        return None
+    return local_instance_workdir(local_home() / "cloud", int(row["instance_id"]), row["id"])
+
+
 class LocalLauncher(Launcher):
-    target = "local"
+    target_name = "local"
+    rents_this_machine = True  # its instances clone from this machine: the git token stays here
 
     def store_spec(self) -> Optional[StoreSpec]:
-        return super().store_spec() or local_default(default_home())
+        """Without outputs.url, a directory store under the state dir."""
+        return super().store_spec() or StoreSpec((local_home() / "store").resolve().as_uri())
 
     def repo_url(self, report) -> str:
         return str(report.git.root)

@@ -1,4 +1,4 @@
-"""What a launch is asked to do (`LaunchOptions`, from the command line) and what it returns (`LaunchResult`)."""
+"""What a Vast launch is asked to do (`LaunchOptions`, from the command line) and what one instance runs (`Attempt`)."""
 
 from __future__ import annotations
 
@@ -27,17 +27,6 @@ class LaunchOptions:
     heartbeat_seconds: float = 30.0
 
 
-@dataclass
-class LaunchResult:
-    launch_id: str
-    instance_id: Optional[int] = None
-    state: str = "planned"
-    end_reason: Optional[str] = None
-    outputs: Optional[str] = None  # where the outputs are: a folder (a directory store) or the store's URL
-    dry_run: Optional[dict] = None
-    exit_code: int = 0
-
-
 @dataclass(frozen=True)
 class Attempt:
     """What one instance of a launch runs: a launch's first, or its next after a resume or a recovery."""
@@ -48,3 +37,4 @@ class Attempt:
     config_rel: str  # the config's path in the commit ($VL_CONFIG)
     group: str
     attempt: int = 1
+    spent_usd: float = 0.0  # what the launch's earlier attempts cost: max_cost_usd covers them all

@@ -38,10 +38,25 @@ EVENTS_TAIL = 100_000
 RECENT_LINES = 200  # what the ledger keeps of each followed launch's log
 
 
-def new_lines(before: list[str], now: list[str]) -> tuple[list[str], bool]:
+# A log's copy in the outputs store is taken before the instance's last lines (the final sync, the destroy)
+# are written: those lines, already seen live, are not in it.
+UNSTORED_TAIL = 20
+
+
+def new_lines(before: list[str], now: list[str], stored: bool = False) -> tuple[list[str], bool]:
     """The lines of `now` (a later tail of the same log) that follow its overlap with `before`, and
     whether nothing overlapped (more lines were written between the two fetches than a tail holds).
-    Among overlaps the longest wins, so repeated identical lines are not printed twice."""
+    Among overlaps the longest wins, so repeated identical lines are not printed twice. `stored`: `now` is
+    the store's copy, which may lack up to UNSTORED_TAIL of the last lines seen."""
+    fresh, gap = _new_lines(before, now)
+    for cut in range(1, min(UNSTORED_TAIL, len(before) - 1) + 1) if stored and gap else ():
+        fresh, found_gap = _new_lines(before[:-cut], now)
+        if not found_gap:
+            return fresh, False
+    return fresh, gap
+
+
+def _new_lines(before: list[str], now: list[str]) -> tuple[list[str], bool]:
     if not before:
         return now, False
     last = before[-1]
@@ -84,10 +99,11 @@ class LogTail:
                     self.on_text(text)
             self._stop.wait(self.pause)
 
-    def absorb(self, lines: list[str], events: Optional[Callable[[], Optional[list[str]]]] = None) -> None:
-        """Take a newer tail of the log; after a gap, `events()` gives the bootstrap's lines, to find the lost ones."""
+    def absorb(self, lines: list[str], events: Optional[Callable[[], Optional[list[str]]]] = None, stored: bool = False) -> None:
+        """Take a newer tail of the log (`stored`: the store's copy); after a gap, `events()` gives the
+        bootstrap's lines, to find the lost ones."""
         with self._lock:
-            fresh, gap = new_lines(self._window, lines)
+            fresh, gap = new_lines(self._window, lines, stored)
             # A first fetch that fills a whole tail may already have lost the lines before it.
             gap = gap or (not self._window and len(lines) >= API_DEFAULT_TAIL)
             self._window = lines

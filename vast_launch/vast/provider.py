@@ -7,6 +7,7 @@ from typing import Optional, Protocol
 
 from ..errors import LaunchError
 from ..protocol import EXIT_NOT_DESTROYED
+from ..targets.base import Instance
 
 
 class ProviderError(LaunchError):
@@ -60,9 +61,9 @@ class Provider(Protocol):
 
     def create(self, offer_id: int, payload: dict) -> Created: ...
 
-    def show(self, instance_id: int) -> Optional[dict]: ...
+    def show(self, instance_id: int) -> Optional[Instance]: ...
 
-    def list(self, label_prefix: Optional[str] = None) -> list[dict]: ...
+    def list(self, label_prefix: Optional[str] = None) -> list[Instance]: ...
 
     def destroy(self, instance_id: int) -> bool: ...
 

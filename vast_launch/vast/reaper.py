@@ -17,7 +17,8 @@ from typing import Optional
 
 from ..ledger import Ledger
 from ..protocol import LABEL_PREFIX, parse_label
-from ..states import LOADING, STOPPED_WITHOUT_TEARDOWN, TERMINAL
+from ..states import ENDED_WITHOUT_TEARDOWN, NOT_YET_RUNNING, PENDING, TERMINAL
+from ..targets.base import Instance
 from .provider import DestroyUnconfirmed, Provider, ProviderError
 from .teardown import destroy_and_record
 
@@ -57,19 +58,14 @@ def _launch_setting(launch: dict, key: str, given: Optional[float], default: flo
     return float(value) if value is not None else default
 
 
-def instance_deadline(row: dict, label) -> Optional[float]:
+def instance_deadline(inst: Instance, label) -> Optional[float]:
     """An instance's own hard deadline: its label's, else the VL_DEADLINE it was created with."""
     if label is not None and label.deadline:
         return label.deadline
-    env = row.get("extra_env") or []
-    pairs = env.items() if isinstance(env, dict) else (p for p in env if isinstance(p, (list, tuple)) and len(p) == 2)
-    for key, value in pairs:
-        if key == "VL_DEADLINE":
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                return None
-    return None
+    try:
+        return float(inst.env["VL_DEADLINE"])
+    except (KeyError, ValueError):
+        return None
 
 
 def plan(
@@ -85,18 +81,18 @@ def plan(
     now = time.time() if now is None else now
     me = ledger.workspace()
     verdicts, left = [], []
-    for row in provider.list(label_prefix=LABEL_PREFIX):
-        label = parse_label(row.get("label"))
+    for inst in provider.list(label_prefix=LABEL_PREFIX):
+        label = parse_label(inst.label)
         launch_id = label.launch_id if label else None
         launch = ledger.get(launch_id) if launch_id else None
-        status = row.get("actual_status")
-        started = float(row.get("start_date") or now)
+        status = inst.status
+        started = inst.started_at or now
         owner = label.workspace if label else None
         reason = None
         if launch is None:
-            reason, alone = _not_in_this_ledger(row, label, me, grace_minutes, now, all_workspaces)
+            reason, alone = _not_in_this_ledger(inst, label, me, grace_minutes, now, all_workspaces)
             if alone:
-                left.append(Verdict(int(row["id"]), launch_id, status, float(row.get("dph_total") or 0), alone, workspace=owner))
+                left.append(Verdict(inst.id, launch_id, status, inst.dph_total, alone, workspace=owner))
         else:
             grace = _launch_setting(launch, "reap_grace_minutes", grace_minutes, DEFAULT_GRACE_MINUTES)
             loading = _launch_setting(launch, "loading_timeout_minutes", loading_minutes, DEFAULT_LOADING_MINUTES)
@@ -104,22 +100,24 @@ def plan(
                 reason = f"its launch ended ({launch['state']}) but the instance still exists"
             elif launch.get("deadline") and now > launch["deadline"] + grace * 60:
                 reason = f"past its deadline by {(now - launch['deadline']) / 60:.1f} min"
-            elif status in LOADING and now - _first_seen(ledger, launch_id, "loading", started) > loading * 60:
+            elif status in NOT_YET_RUNNING and now - _first_seen(ledger, launch_id, PENDING, started) > loading * 60:
                 reason = f"stuck in {status or 'provisioning'} for more than {loading:g} min"
-            elif status in STOPPED_WITHOUT_TEARDOWN and now - _first_seen(ledger, launch_id, status, started) > stuck_minutes * 60:
+            elif status in ENDED_WITHOUT_TEARDOWN and now - _first_seen(ledger, launch_id, status, started) > stuck_minutes * 60:
                 reason = f"{status} for more than {stuck_minutes:g} min (it never runs again)"
         if reason:
-            verdicts.append(Verdict(int(row["id"]), launch_id, status, float(row.get("dph_total") or 0), reason, workspace=owner))
+            verdicts.append(Verdict(inst.id, launch_id, status, inst.dph_total, reason, workspace=owner))
     return verdicts, left
 
 
-def _not_in_this_ledger(row, label, me: str, grace_minutes, now: float, all_workspaces: bool) -> tuple[Optional[str], Optional[str]]:
+def _not_in_this_ledger(
+    inst: Instance, label, me: str, grace_minutes, now: float, all_workspaces: bool
+) -> tuple[Optional[str], Optional[str]]:
     """(why reap it, why leave it alone) for an instance this ledger does not know."""
     owner = label.workspace if label else None
     if owner == me:
         return "labeled by this workspace but unknown to its ledger", None
     whose = f"workspace {owner}'s" if owner else "a launch no ledger here knows (its label names no workspace)"
-    deadline = instance_deadline(row, label)
+    deadline = instance_deadline(inst, label)
     grace = DEFAULT_GRACE_MINUTES if grace_minutes is None else grace_minutes
     if deadline is not None and now > deadline + grace * 60:
         return f"{whose}, past its own deadline by {(now - deadline) / 60:.1f} min", None

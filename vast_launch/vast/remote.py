@@ -17,22 +17,17 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import UserError
+from ..protocol import BOOT_LOG, WORKDIR_NOTE, workdir_name
 
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 EOF_GRACE_S = 5.0
 
 
-def endpoint(row: Optional[dict]) -> Optional[tuple[str, int]]:
-    """(host, port) of the instance's SSH server, if the instance shows one."""
-    if not row or not row.get("ssh_host") or not row.get("ssh_port"):
-        return None
-    return str(row["ssh_host"]), int(row["ssh_port"])
-
-
 def log_path_command(launch_id: str) -> str:
     """Shell that prints the path of the launch's log on the instance (the bootstrap records its workdir)."""
-    lid = shlex.quote(launch_id)
-    return f'W=$(cat /tmp/vl-{lid}.dir 2>/dev/null || echo "${{DATA_DIRECTORY:-$HOME}}/vl-{lid}"); echo "$W/boot.log"'
+    note = shlex.quote(WORKDIR_NOTE.format(launch_id=launch_id))
+    default = "${DATA_DIRECTORY:-$HOME}/" + shlex.quote(workdir_name(launch_id))
+    return f'W=$(cat {note} 2>/dev/null || echo {default}); echo "$W/{BOOT_LOG}"'
 
 
 class Session:

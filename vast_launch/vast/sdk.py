@@ -18,6 +18,8 @@ from vastai.api import instances, offers
 from vastai.api.client import VastClient
 
 from ..errors import UserError, network_cause
+from ..targets.base import Instance
+from .instances import instance_of
 from .provider import AuthRejected, Created, CreateFailed, DestroyUnconfirmed, OfferGone, ProviderError, Unreachable
 
 T = TypeVar("T")
@@ -64,6 +66,7 @@ class VastProvider:
         max_seconds: float = 90,
         initial_wait: float = 0.2,
         on_retry: Optional[Callable[[str], None]] = None,
+        timeout: float = 60,
     ):
         if not api_key or not api_key.strip():
             raise UserError("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
@@ -74,7 +77,7 @@ class VastProvider:
         if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in self.url):
             raise UserError(f"VAST_URL {self.url!r}: expected http(s)://host[:port], e.g. {DEFAULT_URL}")
         # The SDK's own retry loop is turned off (1 attempt): tenacity below owns retries.
-        self.client = VastClient(api_key=api_key, server_url=self.url, retry=1, timeout=60)
+        self.client = VastClient(api_key=api_key, server_url=self.url, retry=1, timeout=timeout)
         self.attempts, self.max_seconds, self.initial_wait = attempts, max_seconds, initial_wait
         self.on_retry = on_retry
         self.retries = 0
@@ -144,14 +147,12 @@ class VastProvider:
             raise CreateFailed(f"create on offer {offer_id} answered {answer.get('msg') or 'no contract'}", body=answer)
         return Created(instance_id=int(answer["new_contract"]))
 
-    def show(self, instance_id: int) -> Optional[dict]:
-        return self._call(f"show instance {instance_id}", lambda: instances.show_instance(self.client, instance_id))
+    def show(self, instance_id: int) -> Optional[Instance]:
+        return instance_of(self._call(f"show instance {instance_id}", lambda: instances.show_instance(self.client, instance_id)))
 
-    def list(self, label_prefix: Optional[str] = None) -> list[dict]:
-        rows = self._call("list instances", lambda: instances.show_instances(self.client))
-        if label_prefix:
-            rows = [r for r in rows if (r.get("label") or "").startswith(label_prefix)]
-        return rows
+    def list(self, label_prefix: Optional[str] = None) -> list[Instance]:
+        rows = [instance_of(r) for r in self._call("list instances", lambda: instances.show_instances(self.client))]
+        return [r for r in rows if r.label.startswith(label_prefix or "")]
 
     def destroy(self, instance_id: int, confirm_seconds: float = 30, attempts: int = 4) -> bool:
         """Destroy and confirm it is gone; False when it was already gone. Vast can acknowledge a DELETE and

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from ..errors import LaunchError, UserError
 from ..launcher_process import launcher_alive
 from ..ledger import Ledger
-from ..protocol import Outcome, workdir_name
+from ..protocol import BOOT_LOG, Outcome
 from ..states import TERMINAL
 from ..store import attempt_result
 from .provider import AuthRejected, Provider, ProviderError, Unreachable
@@ -79,50 +78,53 @@ def _gone_at(provider: Provider, row: dict, iid: int) -> float:
 
 def _local_end(row: dict) -> float:
     """A local launch ended with its launcher: the instance's log was last written about then."""
-    from .local import local_home
+    from .local import local_workdir
 
     t = float(row.get("updated_at") or row["created_at"])
-    if row.get("instance_id"):
-        log = local_home() / "cloud" / f"instance-{row['instance_id']}" / workdir_name(row["id"]) / "boot.log"
-        try:
-            t = max(t, log.stat().st_mtime)
-        except OSError:
-            pass
+    workdir = local_workdir(row)
+    try:
+        t = max(t, (workdir / BOOT_LOG).stat().st_mtime) if workdir else t
+    except OSError:
+        pass
     return min(t, time.time())
 
 
+def settle_local(ledger: Ledger, rows: list[dict]) -> None:
+    """A local launch whose launcher is gone ended with it: the embedded cloud lived in that process."""
+    for row in rows:
+        if row["state"] not in TERMINAL and launcher_alive(row) is False:
+            ledger.finish(
+                row["id"],
+                "destroyed",
+                "the launcher ended before the launch did; the embedded local cloud and its instance ended with it",
+                t=_local_end(row),
+            )
+
+
 def settle(ledger: Ledger, rows: list[dict], provider_for: Callable[[dict], Provider]) -> list[str]:
-    """Settle the open rows among `rows`; returns notes for rows that could not be settled."""
+    """Settle the open rows among `rows` with their cloud; returns notes for rows that could not be settled."""
     notes: list[str] = []
     providers: dict[str, Provider] = {}
-    unreachable: dict[str, Exception] = {}
+    unreachable: dict[str, tuple[Exception, list[str]]] = {}
     for row in rows:
-        if row["state"] in TERMINAL or row.get("target") not in ("vast", "local"):
-            continue
-        alive = launcher_alive(row)
-        if alive:
-            continue
-        if row["target"] == "local":
-            if alive is False:
-                ledger.finish(
-                    row["id"],
-                    "destroyed",
-                    "the launcher ended before the launch did; the embedded local cloud and its instance ended with it",
-                    t=_local_end(row),
-                )
+        if row["state"] in TERMINAL or launcher_alive(row):
             continue
         url = row.get("provider_url") or ""
         if url in unreachable:
-            notes.append(f"{row['id']}: not settled ({unreachable[url]})")
+            unreachable[url][1].append(row["id"])
             continue
         try:
             if url not in providers:
                 providers[url] = provider_for(row)
             _settle_vast(ledger, row, providers[url])
         except LaunchError as exc:
-            notes.append(f"{row['id']}: not settled ({exc})")
             if isinstance(exc, (UserError, Unreachable, AuthRejected)):
-                unreachable[url] = exc  # one wait on a dead or keyless provider, not one per row; never another row's error
+                # one wait on a dead or keyless provider, not one per row, and one line; never another row's error
+                unreachable[url] = (exc, [row["id"]])
+            else:
+                notes.append(f"{row['id']}: not settled ({exc})")
+    for exc, ids in unreachable.values():
+        notes.append(f"{ids[0]}: not settled ({exc})" if len(ids) == 1 else f"{len(ids)} open launches not settled ({exc})")
     return notes
 
 
@@ -133,7 +135,7 @@ def _settle_vast(ledger: Ledger, row: dict, provider: Provider) -> None:
         if not found:
             ledger.finish(launch_id, "aborted", "no instance exists for this launch: its launcher ended before one was created")
             return
-        iid = int(found[0]["id"])
+        iid = found[0].id
         ledger.event(launch_id, "created", {"instance_id": iid, "adopted": "found by its label"}, instance_id=iid)
         row = ledger.get(launch_id)
     inst = provider.show(int(iid))
@@ -141,14 +143,5 @@ def _settle_vast(ledger: Ledger, row: dict, provider: Provider) -> None:
         reason = outcome_of_gone(ledger, row).end_reason()
         ledger.finish(launch_id, "destroyed", reason, t=_gone_at(provider, row, int(iid)))
         return
-    status = inst.get("actual_status") or "created"
-    if status != row["state"]:
-        ledger.event(launch_id, status, {"instance_id": iid, "seen_by": "settle"})
-
-
-def local_workdir(row: dict) -> Optional[Path]:
-    from .local import local_home
-
-    if not row.get("instance_id"):
-        return None
-    return local_home() / "cloud" / f"instance-{row['instance_id']}" / workdir_name(row["id"])
+    if inst.status != row["state"]:
+        ledger.event(launch_id, inst.status, {"instance_id": iid, "seen_by": "settle"})

@@ -10,6 +10,7 @@ from typing import Optional
 
 from ..ledger import Ledger
 from ..protocol import LABEL_PREFIX, launch_id_of
+from ..targets.base import Instance
 from .provider import Provider, ProviderError
 
 
@@ -39,6 +40,6 @@ def destroy_and_record(
     return existed
 
 
-def instances_by_label(provider: Provider, launch_id: str) -> list[dict]:
+def instances_by_label(provider: Provider, launch_id: str) -> list[Instance]:
     """Instances carrying this launch's label (a launcher killed mid-create left no id)."""
-    return [r for r in provider.list(label_prefix=LABEL_PREFIX) if launch_id_of(r.get("label")) == launch_id]
+    return [i for i in provider.list(label_prefix=LABEL_PREFIX) if launch_id_of(i.label) == launch_id]

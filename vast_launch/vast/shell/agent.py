@@ -80,13 +80,20 @@ class Instance:
         return False
 
     def wait_for_acknowledgement(self, seconds: float) -> None:
-        """While the label says a launcher follows, wait (at most `seconds`) until it saw the result."""
-        end = time.time() + seconds
-        while time.time() < end:
+        """While the label says a launcher follows, wait (at most `seconds`) until it saw the result; the log
+        says which ended the wait."""
+        if seconds <= 0:
+            return
+        t0 = time.time()
+        while time.time() < t0 + seconds:
             label = protocol.parse_label(str((self.call("GET").get("instances") or {}).get("label") or ""))
-            if label is None or label.result_seen or (label.followed_until or 0) < time.time():
+            if label is not None and label.result_seen:
+                log(f"its launcher saw the result ({time.time() - t0:.1f} s)")
                 return
+            if label is None or (label.followed_until or 0) < time.time():
+                return  # nobody follows: no one to wait for
             time.sleep(0.05)
+        log(f"no acknowledgement from its launcher within {seconds:g} s")
 
 
 class Agent:
