@@ -160,3 +160,26 @@ def test_status_of_thousands_of_rows_is_written_as_plain_columns(tmp_path, year)
     lines = p.stdout.splitlines()
     assert lines[0].split()[:3] == ["launch", "state", "stage"] and len(lines) == 501
     assert {ln.split()[0] for ln in lines[1:]} == {r["id"] for r in year}
+
+
+def test_a_provider_that_does_not_answer_costs_one_short_wait_said_once(tmp_path, year, monkeypatch):
+    """Six open launches to settle, a key, and a provider that accepts connections and never answers: one
+    bounded wait (SETTLE_TIMEOUT_S, not a launch's retries), one line, and the rows shown as they are."""
+    import socket
+    import threading
+
+    from vast_launch.vast.target import SETTLE_TIMEOUT_S
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()), daemon=True).start()
+    monkeypatch.setenv("VAST_API_KEY", "k" * 64)
+    monkeypatch.setenv("VAST_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    t0 = time.monotonic()
+    shown, warnings = _status(tmp_path, "--state", "running")
+    waited = time.monotonic() - t0
+    silent.close()
+    assert len(shown) == 6 and {o["state"] for o in shown} == {"running"}
+    lines = [ln for ln in warnings.splitlines() if ln.startswith("warning:")]
+    assert len(lines) == 1 and "6 open launches not settled" in lines[0] and "cannot reach" in lines[0], warnings
+    assert waited < 6 * SETTLE_TIMEOUT_S  # one wait, not one per launch (each would be SETTLE_TIMEOUT_S)

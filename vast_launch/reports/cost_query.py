@@ -66,13 +66,13 @@ FROM base GROUP BY 1
 # A launch's cost over its stages at its all-in rate, scaled down when (clock skew) the stages add up to more
 # than the launch; the rest is OUTSIDE_STAGES. A launch that cost nothing is split by wall time instead.
 _BY_STAGE = """
-WITH base AS ({base}),
-b AS (SELECT launch_id, gpu_hours, billed_usd, cost_usd,
+WITH base AS MATERIALIZED ({base}),
+b AS MATERIALIZED (SELECT launch_id, gpu_hours, billed_usd, cost_usd,
              CASE WHEN cost_usd != 0 THEN cost_usd ELSE max(COALESCE(ended_at, :now) - created_at, 0) END AS basis,
              CASE WHEN cost_usd != 0 THEN COALESCE(dph_total, 0) / 3600.0 ELSE 1.0 END AS per_s,
              COALESCE(ended_at, :now) AS end_t
       FROM base),
-s AS (SELECT b.launch_id, st.name, sum(max(COALESCE(st."end", b.end_t) - st.start, 0)) * b.per_s AS raw
+s AS MATERIALIZED (SELECT b.launch_id, st.name, sum(max(COALESCE(st."end", b.end_t) - st.start, 0)) * b.per_s AS raw
       FROM stages st JOIN b ON b.launch_id = st.launch_id GROUP BY b.launch_id, st.name),
 inside AS (SELECT launch_id, sum(raw) AS total FROM s GROUP BY launch_id),
 scaled AS (SELECT b.*, COALESCE(i.total, 0) AS inside,
@@ -85,7 +85,7 @@ parts AS (SELECT x.launch_id, s.name, s.raw * x.scale AS part, x.basis, x.cost_u
 shared AS (SELECT launch_id, name, CASE WHEN cost_usd != 0 THEN part ELSE 0.0 END AS usd,
                   CASE WHEN basis > 0 THEN part / basis ELSE CAST(name = :outside AS REAL) END AS share, gpu_hours, billed_usd
            FROM parts)
-SELECT name AS key, count(DISTINCT launch_id) AS launches, sum(usd) AS cost_usd,
+SELECT name AS key, count(*) AS launches, sum(usd) AS cost_usd,
        CASE WHEN sum(billed_usd IS NULL) = 0 THEN sum(billed_usd * share) END AS billed_usd, sum(gpu_hours * share) AS gpu_hours
 FROM shared GROUP BY name
 """

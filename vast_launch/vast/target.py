@@ -58,7 +58,7 @@ class VastTarget(Target):
             raise UserError("no Vast API key: set VAST_API_KEY or run `vastai set api-key KEY`")
         from .sdk import VastProvider  # the vastai SDK takes a third of a second to import: only with a key
 
-        bounds = dict(attempts=2, max_seconds=SETTLE_TIMEOUT_S, timeout=SETTLE_TIMEOUT_S) if quick else {}
+        bounds = dict(attempts=1, max_seconds=SETTLE_TIMEOUT_S, timeout=SETTLE_TIMEOUT_S) if quick else {}
         return VastProvider(key, url or os.environ.get("VAST_URL"), on_retry=self.retry_notice, **bounds)
 
     def provider_for(self, row: dict):
