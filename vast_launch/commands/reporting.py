@@ -72,10 +72,9 @@ def report(launch_id, with_plot, out_dir, dest, as_json):
 
 def _log_lines(ledger, row) -> list[str]:
     """The launch's log as its outputs store keeps it, else the lines its follower kept in the ledger."""
-    from ..store import LaunchOutputs, StoreSpec, attempt_of
+    from ..store import attempt_log
 
-    spec = StoreSpec.of_row(row)
-    text = LaunchOutputs(spec, row["id"]).log_text(attempt_of(row)) if spec else None
+    text, _ = attempt_log(row)
     if text is not None:
         return text.splitlines()
     return ledger.kept_log_lines(row["id"])

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 from ..billing import estimate
 from ..ledger import Ledger
 from ..states import TERMINAL
+from ..store import attempt_of
 
 COLUMNS = ("launch", "state", "stage", "runtime", "$/h", "cost", "deadline", "end reason")
 
@@ -42,7 +43,7 @@ def collect(ledger: Ledger, rows: list[dict], scheduler_stages: Optional[Callabl
                 "wandb_group": r["wandb_group"],
                 "deadline": r["deadline"],
                 "gpu_name": r["gpu_name"],
-                "attempt": int((r.get("extra") or {}).get("attempt") or 1) if isinstance(r.get("extra"), dict) else 1,
+                "attempt": attempt_of(r),
                 "max_attempts": (r.get("extra") or {}).get("max_attempts") if isinstance(r.get("extra"), dict) else None,
                 **({"stages": slurm_stages} if slurm_stages is not None else {}),
             }

@@ -218,6 +218,17 @@ def attempt_of(row: dict) -> int:
     return int((row.get("extra") if isinstance(row.get("extra"), dict) else {}).get("attempt") or 1)
 
 
+def attempt_log(row: dict) -> tuple[Optional[str], Optional[str]]:
+    """(the log of the launch's current attempt, where in its outputs store); (None, None) without a store
+    or a log. Raises UserError when the store cannot be read."""
+    spec = StoreSpec.of_row(row)
+    if spec is None:
+        return None, None
+    found, attempt = LaunchOutputs(spec, row["id"]), attempt_of(row)
+    text = found.log_text(attempt)
+    return (text, found.where(protocol.store_log(attempt))) if text is not None else (None, None)
+
+
 def attempt_result(row: dict) -> Optional[dict]:
     """The result.json that the launch's current attempt left in its outputs store; None when there is no
     store, no result, or only an earlier attempt's. Raises UserError when the store cannot be read."""

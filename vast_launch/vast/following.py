@@ -328,12 +328,10 @@ class Following:
     def final_log(self, launch_id: str, iid: int) -> Optional[list[str]]:
         """The whole log of this attempt, once the instance is gone: the outputs store's copy."""
         from ..errors import UserError
-        from ..store import LaunchOutputs, attempt_of
+        from ..store import attempt_log
 
-        if self.store is None:
-            return None
         try:
-            text = LaunchOutputs(self.store, launch_id).log_text(attempt_of(self.ledger.get(launch_id)))
+            text, _ = attempt_log(self.ledger.get(launch_id))
         except UserError:
             return None
         return text.splitlines() if text else None

@@ -8,9 +8,9 @@ import time
 from typing import Callable, Optional
 
 from ..errors import UserError
-from ..protocol import BOOT_LOG, store_log
+from ..protocol import BOOT_LOG
 from ..states import ENDED_BY_DESTROY
-from ..store import LaunchOutputs, StoreSpec, attempt_of
+from ..store import attempt_log
 from . import remote
 from .progress import new_lines
 from .provider import Provider, ProviderError
@@ -18,20 +18,10 @@ from .provider import Provider, ProviderError
 Echo = Callable[[str], None]
 
 
-def stored_log(row: dict) -> tuple[Optional[str], Optional[str]]:
-    """(the log of the launch's current attempt, where it came from) from its outputs store; (None, None)."""
-    spec = StoreSpec.of_row(row)
-    if spec is None:
-        return None, None
-    found = LaunchOutputs(spec, row["id"])
-    text = found.log_text(attempt_of(row))
-    return (text, found.where(store_log(attempt_of(row)))) if text is not None else (None, None)
-
-
 def show_log(ledger, row: dict, provider: Optional[Provider], tail: int, follow: bool, via: str, identity, echo: Echo) -> None:
     """The launch's log: live from its instance, else what the store or the follower kept."""
     if row["state"] in ENDED_BY_DESTROY or provider is None:
-        text, where = stored_log(row)
+        text, where = attempt_log(row)
         if text is not None:
             echo_err(f"(instance {row['instance_id']} is gone: its log from {where})")
             echo("\n".join(text.splitlines()[-tail:]))
@@ -56,7 +46,7 @@ def show_log(ledger, row: dict, provider: Optional[Provider], tail: int, follow:
                 echo_err(f"note: {exc}; using the Vast logs API")
     window = _over_api(provider, iid, tail, follow, echo)
     if follow:  # the instance is gone: what it wrote after the last fetch is in the store's copy
-        text, _ = stored_log(ledger.get(row["id"]) or row)
+        text, _ = attempt_log(ledger.get(row["id"]) or row)
         for line in new_lines(window, text.splitlines(), stored=True)[0] if text else []:
             echo(line)
 

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from dataclasses import dataclass, fields
+
+from ..targets.base import LaunchRequest
 
 
 @dataclass
-class LaunchOptions:
-    auto_shutdown: Optional[bool] = None  # None: lifecycle.auto_shutdown
-    dry_run: bool = False
-    follow: Optional[bool] = None  # None: follow in local mode, detach otherwise
-    profile: Optional[str] = None
-    allow_dirty: bool = False
-    wandb_mode: Optional[str] = None
+class LaunchOptions(LaunchRequest):
+    """The command line's request, and what only the Vast launcher tunes (tests set these)."""
+
     max_offers: int = 3
-    poll_seconds: float = 1.0
-    extra_env: dict = field(default_factory=dict)  # e.g. test knobs; never secrets
-    # Asked once the offer is chosen, before anything is rented: the question, showing offer, $/h, deadline.
-    confirm: Optional[Callable[[str], bool]] = None
-    # On Ctrl-C while following: True to destroy now, False to detach (None: no terminal, destroy).
-    ask_destroy: Optional[Callable[[], bool]] = None
     # After the instance reported its result, how long it may take to destroy itself before the launcher does.
     teardown_grace: float = 120.0
-    # While following: a progress line when the instance has printed nothing for this long (0: never).
-    heartbeat_seconds: float = 30.0
+
+    @classmethod
+    def of(cls, request: LaunchRequest) -> "LaunchOptions":
+        return cls(**{f.name: getattr(request, f.name) for f in fields(LaunchRequest)})
 
 
 @dataclass(frozen=True)

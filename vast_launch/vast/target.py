@@ -26,23 +26,6 @@ SETTLE_TIMEOUT_S = 5.0
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def options_of(request: LaunchRequest, **more) -> LaunchOptions:
-    return LaunchOptions(
-        auto_shutdown=request.auto_shutdown,
-        dry_run=request.dry_run,
-        follow=request.follow,
-        profile=request.profile,
-        allow_dirty=request.allow_dirty,
-        wandb_mode=request.wandb_mode,
-        extra_env=request.extra_env,
-        poll_seconds=request.poll_seconds,
-        heartbeat_seconds=request.heartbeat_seconds,
-        ask_destroy=request.ask_destroy,
-        confirm=request.confirm,
-        **more,
-    )
-
-
 class VastTarget(Target):
     name = "vast"
     instances_are = "an instance on Vast"
@@ -92,7 +75,7 @@ class VastTarget(Target):
         from .launcher import Launcher
 
         provider = None if request.dry_run and not find_api_key() else self.provider()
-        launcher = Launcher(cfg, provider, ledger, options_of(request), echo=echo)
+        launcher = Launcher(cfg, provider, ledger, LaunchOptions.of(request), echo=echo)
         return launcher.resume(ledger.get(request.resume["id"])) if request.resume else launcher.run()
 
     def offers(self, cfg, limit: int) -> tuple[str, list]:
@@ -121,8 +104,8 @@ class VastTarget(Target):
         return looking.shell(self.provider_for(row), row, command, identity)
 
     def down(self, ledger, row, yes: bool, echo) -> str:
-        """Destroy the launch's instance after checking it is ours; what happened."""
-        self.settle(ledger, [row])
+        """Destroy the launch's instance after checking it is ours; what happened (the `down` command has
+        settled the row)."""
         provider = self.provider_for(row)
         iid = row.get("instance_id")
         if not iid:
@@ -213,7 +196,7 @@ class LocalTarget(VastTarget):
         root = private_dir(local_home() / "cloud")  # the first launch may create the state dir itself
         with LocalCloud(root=root, price_dph=price, keep_destroyed=False) as lc:
             echo(f"local cloud at {lc.url} (this machine, ${price:.3f}/h)")
-            launcher = LocalLauncher(cfg, VastProvider(lc.api_key, lc.url), ledger, options_of(request), echo=echo)
+            launcher = LocalLauncher(cfg, VastProvider(lc.api_key, lc.url), ledger, LaunchOptions.of(request), echo=echo)
             try:
                 result = launcher.resume(ledger.get(request.resume["id"])) if request.resume else launcher.run()
             finally:
