@@ -1,6 +1,7 @@
 """Fault soak: N launches against a standalone local cloud (loopback only), with mixed faults.
 
     python benchmarks/soak.py [--launches 100] [--store s3|file] [--out soak.json]
+    python benchmarks/soak.py --mix interruptible [--launches 100] [--outbid-rate 0.05] [--parallel 4]
 
 Each launch is a real `vast-launch` process talking to `vast-launch local-cloud serve` through the
 vastai SDK, with its outputs store on a real S3 API server on loopback (moto) or in a directory;
@@ -342,7 +343,24 @@ def main() -> int:
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all, in turn)")
     ap.add_argument("--out", default=None, help="write every launch's result as JSON here")
     ap.add_argument("--store", choices=["s3", "file"], default="s3", help="the outputs store: moto's S3 server, or a directory")
+    ap.add_argument(
+        "--mix",
+        choices=["faults", "interruptible"],
+        default="faults",
+        help="faults: the cases above in turn; interruptible: bid offers with random outbids, lost machines and offline hosts",
+    )
+    ap.add_argument("--on-demand", type=int, default=None, help="--mix interruptible: on-demand launches beside (default: launches/4)")
+    ap.add_argument(
+        "--outbid-rate", type=float, default=0.05, help="--mix interruptible: outbids per running second of a bid instance"
+    )
+    ap.add_argument("--parallel", type=int, default=4, help="--mix interruptible: launches at once")
+    ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
+    if args.mix == "interruptible":
+        from soak_market import run_market_soak
+
+        on_demand = args.launches // 4 if args.on_demand is None else args.on_demand
+        return run_market_soak(args.launches, on_demand, args.outbid_rate, args.parallel, args.store, args.seed)
     cases = [c for c in CASES if not args.cases or c.name in args.cases.split(",")]
     work = Path(tempfile.mkdtemp(prefix="vast-launch-soak-"))
     soak = Soak(work, args.store)

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .commands import ending, launching, outputs, project, reporting, watching
+from .commands import ending, launching, outputs, project, reporting, supervising, watching
 from .commands.common import Debug, fail
 from .errors import UserError
 from .vast.serve_local_cloud import local_cloud
@@ -112,6 +112,7 @@ for command in (
     outputs.pull,
     ending.down,
     ending.reap,
+    supervising.watch,
     reporting.report,
     reporting.cost,
     reporting.metrics,

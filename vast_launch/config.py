@@ -88,9 +88,9 @@ class Lifecycle(Strict):
     reap_grace_minutes: float = Field(10, ge=0, le=24 * 60 * 14, description="`vast-launch reap` waits this long past the deadline")
     recover: Optional[Recover] = Field(
         None,
-        description="while a launcher follows: an instance outbid or stopped too long, exited, offline or gone without a "
-        "result is destroyed and the launch resumes on another offer from its outputs store (needs outputs.url); "
-        "max_cost_usd covers every attempt",
+        description="an instance outbid or stopped too long, exited, offline or gone without a result is destroyed and the "
+        "launch resumes on another offer from its outputs store (needs outputs.url), by its following launcher or, "
+        "detached, by `vast-launch watch` / `reap --recover`; max_cost_usd covers every attempt",
     )
 
 

@@ -73,9 +73,14 @@ def down(launch_ids, down_all, yes):
     is_flag=True,
     help="also other workspaces' instances on this account before their deadline (a teammate's, CI's): only when you know",
 )
+@click.option(
+    "--recover",
+    is_flag=True,
+    help="first move interruptible launches that lost their instance (lifecycle.recover) to another offer, as `watch` does",
+)
 @click.option("--json", "as_json", is_flag=True)
 @guarded
-def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, all_workspaces, as_json):
+def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, all_workspaces, recover, as_json):
     """Destroy this workspace's instances (label vast-launch:*) that outlived their launch.
 
     Reaped: this ledger's launches past the deadline + grace, stuck in loading/exited/unknown/offline,
@@ -88,6 +93,7 @@ def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, all_worksp
     Examples:
       vast-launch reap --dry-run
       */10 * * * *  vast-launch reap --yes     # crontab
+      */10 * * * *  vast-launch reap --yes --recover     # and recover interruptible launches
     """
     from ..protocol import EXIT_NOT_DESTROYED
 
@@ -101,7 +107,14 @@ def reap(dry_run, yes, grace_minutes, loading_minutes, stuck_minutes, all_worksp
         return True
 
     with ledger() as led:
-        found, left = targets.get(targets.DEFAULT).reap(led, grace_minutes, loading_minutes, stuck_minutes, all_workspaces, go_ahead)
+        if recover and dry_run:
+            raise UserError("--recover rents instances: it cannot be a dry run")
+        if recover and not yes:
+            raise UserError("--recover rents instances: pass --yes with it")
+        say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+        found, left = targets.get(targets.DEFAULT).reap(
+            led, grace_minutes, loading_minutes, stuck_minutes, all_workspaces, go_ahead, recover=say if recover else None
+        )
     if as_json:
         click.echo(json.dumps([v.as_dict() for v in found] + [{**v.as_dict(), "left_alone": True} for v in left], indent=2))
     else:

@@ -176,7 +176,7 @@ def _resumed_row(resume_id: str, target) -> dict:
             raise UserError(f"--resume {row['id']}: it ran on target {row['target']} (launch it with {flag})")
         settle_rows(led, [row])
         row = led.get(row["id"])
-        if row["state"] not in TERMINAL:
+        if row["state"] not in TERMINAL and row["state"] != "gone":  # gone: its instance is, waiting for recovery
             raise UserError(f"--resume {row['id']}: it is still {row['state']}; end it first (`vast-launch down {row['id']}`)")
         return row
 

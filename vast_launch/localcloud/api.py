@@ -9,16 +9,17 @@ import base64
 import json
 import re
 import secrets
+import time
 from typing import Callable, Optional
 
-from .http import Plumbing
+from .control import LocalControl
 from .offers import priced_offer
 from .search import comes_after, matches, sort_rows, sort_values
 
 LOGS_DEFAULT_TAIL = 1000  # the logs API's default (vastai CLI: "--tail ... (default '1000')")
 
 
-class VastApi(Plumbing):
+class VastApi(LocalControl):
     def current_user(self, who, query):
         self._send(
             200,
@@ -70,6 +71,8 @@ class VastApi(Plumbing):
                 # Rented by someone else between search and create: it leaves search, as on Vast.
                 cloud.faults.vanish_on_create.discard(oid)
                 cloud.offers[oid]["rented"] = True
+            if cloud.faults.min_bid_at_next_create and oid in cloud.offers:
+                cloud.offers[oid]["min_bid"], cloud.faults.min_bid_at_next_create = cloud.faults.min_bid_at_next_create, 0.0
         gone = {"success": False, "error": "no_such_ask", "msg": f"Instance type {oid} is no longer available."}
         if not cloud.rentable(oid):
             self._send(404, gone)
@@ -81,6 +84,20 @@ class VastApi(Plumbing):
         inst = cloud.rent(oid, body)
         if inst is None:  # the last place went to another create meanwhile
             self._send(404, gone)
+            return
+        if cloud.faults.slow_create_answer_s:
+            time.sleep(cloud.faults.slow_create_answer_s)
+        if inst.outbid:  # the bid is under the machine's minimum: made, stopped, and answered as an error
+            self._send(
+                200,
+                {
+                    "success": False,
+                    "error": "insufficient_bid",
+                    "msg": f"bid ${inst.bid:.4f}/h is below the current minimum bid ${float(inst.offer.get('min_bid') or 0):.4f}/h: "
+                    "the instance was created stopped",
+                    "new_contract": inst.id,
+                },
+            )
             return
         if cloud.faults.take("create_error_but_creates"):
             self._send(500, {"success": False, "error": "internal_error", "msg": "create timed out", "new_contract": inst.id})
@@ -101,7 +118,9 @@ class VastApi(Plumbing):
         self._send(200, {"instances": inst.row() if inst else None})
 
     def list_v0(self, who, query):
-        self._send(410, {"error": "gone", "msg": "use /api/v1/instances/"})
+        self._send(
+            410, {"success": False, "error": "deprecated_endpoint", "msg": "This endpoint is deprecated; use /api/v1/instances/"}
+        )
 
     def list_v1(self, who, query):
         cloud = self.server.cloud
@@ -262,32 +281,6 @@ class VastApi(Plumbing):
         self._send(200, _page([], query))
 
     # --- local control (tests, debugging) -----------------------------------------------------
-    def local_events(self, who, query):
-        with self.server.cloud.lock:
-            self._send(200, {"events": list(self.server.cloud.events)})
-
-    def local_instances(self, who, query):
-        self._send(200, {"instances": self.server.cloud.describe()})
-
-    def local_faults(self, who, query):
-        try:
-            self.server.cloud.faults.update(self._body())
-        except KeyError as exc:
-            self._send(400, {"error": f"unknown fault {exc}"})
-            return
-        self._send(200, {"success": True})
-
-    def local_offer(self, who, query, oid):
-        cloud = self.server.cloud
-        if int(oid) not in cloud.offers:
-            self._send(404, {"error": "no such offer"})
-            return
-        self._send(200, {"offer": cloud.set_offer(int(oid), **self._body())})
-
-    def local_restart(self, who, query, iid):
-        self.server.cloud.restart(int(iid))
-        self._send(200, {"success": True})
-
     def change_bid(self, who, query, iid):
         inst = self._instance_for(who, int(iid))
         if inst is None or who != "account":
@@ -295,22 +288,6 @@ class VastApi(Plumbing):
             return
         price = self._body().get("price")
         self.server.cloud.change_bid(inst.id, None if price is None else float(price))
-        self._send(200, {"success": True})
-
-    def local_outbid(self, who, query, iid):
-        self.server.cloud.outbid(int(iid), float(self._body().get("winning_bid") or 0.0))
-        self._send(200, {"success": True})
-
-    def local_rival_gone(self, who, query, iid):
-        self.server.cloud.bid_lost_its_rival(int(iid))
-        self._send(200, {"success": True})
-
-    def local_exit(self, who, query, iid):
-        self.server.cloud.mark_exited(int(iid))
-        self._send(200, {"success": True})
-
-    def local_signal(self, who, query, iid):
-        self.server.cloud.signal_group(int(iid))
         self._send(200, {"success": True})
 
 
@@ -385,4 +362,6 @@ ROUTES: list[tuple[str, str, Callable, str]] = [
     ("POST", r"/_local/instances/(\d+)/outbid", H.local_outbid, "account"),
     ("POST", r"/_local/instances/(\d+)/rival_gone", H.local_rival_gone, "account"),
     ("POST", r"/_local/instances/(\d+)/sigterm", H.local_signal, "account"),
+    ("POST", r"/_local/instances/(\d+)/take_machine", H.local_take_machine, "account"),
+    ("POST", r"/_local/instances/(\d+)/host_offline", H.local_host_offline, "account"),
 ]

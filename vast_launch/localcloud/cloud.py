@@ -28,11 +28,12 @@ from .containers import (
 )
 from .faults import Faults
 from .image import container_env
-from .instance import Instance
+from .instance import Instance, port_bindings
+from .market import InterruptibleMarket
 from .offers import default_offers
 
 
-class Cloud:
+class Cloud(InterruptibleMarket):
     """Offers and instances of this machine. Thread-safe; owned by the HTTP server."""
 
     def __init__(
@@ -152,6 +153,9 @@ class Cloud:
             if body.get("runtype") == "args" or body.get("args"):
                 inst.runtype = "args"
                 inst.args = body.get("args")
+            elif isinstance(body.get("runtype"), str) and body["runtype"].strip():
+                inst.runtype = body["runtype"].strip()
+            inst.ports = port_bindings(body.get("env") or {})
             inst.workdir.mkdir(parents=True, exist_ok=True)
             inst.has_vastai_cli = not self.faults.no_vastai_cli
             inst.has_git = not self.faults.no_git
@@ -160,6 +164,12 @@ class Cloud:
             inst.set_state("loading")
             self.instances[iid] = inst
             loading_forever = self.faults.loading_forever
+            if inst.bid is not None and inst.bid < float(offer.get("min_bid") or 0.0):
+                # As on Vast: a bid under the machine's current minimum makes the instance, stopped, and the
+                # create answers an error that names it (dstack's client destroys it).
+                inst.outbid, inst.intended = True, "stopped"
+                inst.set_state("stopped")
+                return inst
         if not loading_forever:
             inst.loading_timer = threading.Timer(self.loading_seconds, self._loaded, args=(iid,))
             inst.loading_timer.start()
@@ -253,71 +263,41 @@ class Cloud:
             shutil.rmtree(inst.workdir, ignore_errors=True)
         return True
 
-    def stop(self, iid: int, grace: float = 2.0) -> None:
-        """As `docker stop`: TERM, a grace period, then KILL; storage stays (and is billed)."""
+    def stop(self, iid: int, grace: float = 2.0, intended: str = "stopped") -> None:
+        """As `docker stop`: TERM, a grace period, then KILL; storage stays (and is billed). `intended`: what
+        Vast then shows as intended_status (a reboot's stop is followed by a start)."""
         with self.lock:
             inst = self.instances[iid]
             proc, inst.proc = inst.proc, None
             if inst.status != "destroyed":
                 inst.set_state("stopped")
+                inst.intended = intended
         kill_container(inst.marker, proc, grace=grace)
 
     def start(self, iid: int) -> None:
-        """As Vast: a stopped or exited container starts again (its onstart runs again)."""
+        """As Vast: a stopped or exited container starts again (its onstart runs again). An outbid one waits
+        for its bid to win; one whose GPU another renter took cannot start."""
         with self.lock:
             inst = self.instances[iid]
-            if inst.status not in ("stopped", "exited") or inst.outbid:  # outbid: it waits for its bid to win
+            if inst.status not in ("stopped", "exited"):
+                return
+            inst.intended = "running"
+            if inst.outbid or inst.machine_lost:
                 return
         self._start(iid)
 
     def restart(self, iid: int) -> None:
         """A container restart (`reboot`): the processes die and onstart runs again in the same filesystem."""
-        self.stop(iid)
+        self.stop(iid, intended="running")
         self.start(iid)
 
     def recycle(self, iid: int) -> None:
         """As Vast's recycle: the container is recreated in place from its image, its files gone."""
-        self.stop(iid, grace=0.5)
+        self.stop(iid, grace=0.5, intended="running")
         inst = self.instances[iid]
         for entry in inst.workdir.iterdir():
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         self.start(iid)
-
-    def outbid(self, iid: int, winning_bid: float) -> None:
-        """Someone bids `winning_bid` on this machine: an interruptible instance bidding less is stopped
-        (its programs killed, its storage still billed) until its bid is the highest again."""
-        with self.lock:
-            inst = self.instances[iid]
-            if inst.bid is None:
-                raise ValueError(f"instance {iid} is on demand: only interruptible instances are outbid")
-            inst.offer["min_bid"] = winning_bid
-            if inst.bid >= winning_bid or inst.status not in ("running", "loading"):
-                return
-            inst.outbid = True
-        self.stop(iid)
-
-    def change_bid(self, iid: int, price: Optional[float]) -> None:
-        """`vastai change bid`: no price means a winning one; an outbid instance that now wins starts again."""
-        with self.lock:
-            inst = self.instances[iid]
-            if inst.bid is None:
-                raise ValueError(f"instance {iid} is on demand: it has no bid")
-            winning = float(inst.offer.get("min_bid") or 0.0)
-            inst.bid = float(price) if price is not None else winning
-            regains = inst.outbid and inst.bid >= winning
-            if regains:
-                inst.outbid = False
-        if regains:
-            self.start(iid)
-
-    def bid_lost_its_rival(self, iid: int) -> None:
-        """The higher bid's job finished: the outbid instance is the highest bidder again and starts."""
-        with self.lock:
-            inst = self.instances[iid]
-            inst.offer["min_bid"] = inst.bid
-            regains, inst.outbid = inst.outbid, False
-        if regains:
-            self.start(iid)
 
     def mark_exited(self, iid: int) -> None:
         with self.lock:

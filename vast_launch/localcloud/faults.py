@@ -12,6 +12,11 @@ class Faults:
     rate_limit: dict[str, int] = field(default_factory=dict)
     # offer ids that disappear when someone tries to rent them
     vanish_on_create: set[int] = field(default_factory=set)
+    # the min_bid the machine of the next create's offer has by the time it arrives (outbid between search and create)
+    min_bid_at_next_create: float = 0.0
+    # creates that make the instance, then wait this long before answering (a client killed meanwhile never
+    # learns the id)
+    slow_create_answer_s: float = 0.0
     # create requests that answer 500 although the instance was created
     create_error_but_creates: int = 0
     # destroy requests that fail, and with which status
@@ -53,6 +58,10 @@ class Faults:
             for key, value in spec.items():
                 if key == "rate_limit":
                     self.rate_limit.update({str(k): int(v) for k, v in value.items()})
+                elif key == "slow_create_answer_s":
+                    self.slow_create_answer_s = float(value)
+                elif key == "min_bid_at_next_create":
+                    self.min_bid_at_next_create = float(value)
                 elif key == "vanish_on_create":
                     self.vanish_on_create.update(int(v) for v in value)
                 elif key in ("create_error_but_creates", "destroy_failures", "destroy_failure_status", "destroy_ignored"):

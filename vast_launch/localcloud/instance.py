@@ -13,8 +13,26 @@ from typing import Optional
 
 from .offers import HOURS_PER_MONTH
 
+CLOSED_PORT = 1  # an ssh port for an instance of a cloud without an sshd: nothing listens there
+DIRECT_PORTS = (40000, 40999)  # where `-p` bindings land on the host, as an offer's direct port range
+
+
+def port_bindings(env: dict, first: int = DIRECT_PORTS[0]) -> dict:
+    """`-p HOST:CONTAINER` entries of a create's env as Docker reports bindings (dstack's client reads
+    ports["10022/tcp"][0]["HostPort"] right after create): each container port on its own host port."""
+    out: dict = {}
+    for key in env:
+        parts = str(key).split()
+        if len(parts) == 2 and parts[0] == "-p" and ":" in parts[1]:
+            container = parts[1].split(":")[1]
+            proto = "udp" if container.endswith("/udp") else "tcp"
+            out[f"{container.split('/')[0]}/{proto}"] = [{"HostIp": "0.0.0.0", "HostPort": str(first + len(out))}]
+    return out
+
+
 # States in which the GPU is billed; storage is billed in every state until destroyed.
 GPU_BILLED = {"running"}
+UNBILLED = {"offline"}  # Vast charges nothing while the host is offline
 
 
 @dataclass
@@ -51,6 +69,13 @@ class Instance:
     bid: Optional[float] = None
     args: Optional[object] = None  # the args run type's argv (a list, or one string)
     outbid: bool = False
+    # What the owner (or the market) wants: `vastai stop` and an outbid set "stopped", a start or a won bid
+    # "running". Vast shows it as intended_status and next_state; cur_state follows the container.
+    intended: str = "running"
+    # Stopped, and another renter took its GPU: it cannot start again (on Vast it waits for a GPU that may
+    # never come back).
+    machine_lost: bool = False
+    ports: dict = field(default_factory=dict)  # "-p H:C" env entries, as Docker's bindings: {"C/tcp": [...]}
 
     def main_command(self) -> str:
         """What the container runs: the onstart; for the args run type, the entrypoint (sent as onstart by
@@ -85,21 +110,32 @@ class Instance:
         gpu_s = storage_s = 0.0
         for state, start, end in self.segments:
             seconds = (end if end is not None else now) - start
-            storage_s += seconds
+            if state not in UNBILLED:
+                storage_s += seconds
             if state in GPU_BILLED:
                 gpu_s += seconds
         gpu = self.gpu_dph * gpu_s / 3600
         storage = self.storage_dph * storage_s / 3600
         return {"gpu_seconds": gpu_s, "storage_seconds": storage_s, "gpu_usd": gpu, "storage_usd": storage, "total_usd": gpu + storage}
 
+    def status_msg(self) -> str:
+        if self.machine_lost:
+            return "stopped: its GPU was rented by another user; the instance cannot start until it is free again"
+        if self.outbid:
+            return "outbid: paused until its bid is the highest again"
+        if self.status == "offline":
+            return "host offline: the machine stopped reporting"
+        return f"local instance is {self.status}"
+
     def row(self) -> dict:
         """The instance as the Vast API shows it."""
         return {
             "id": self.id,
             "actual_status": self.status,
-            "intended_status": "running",
-            "cur_state": "running" if self.status in ("running", "loading") else "stopped",
-            "status_msg": "outbid: paused until its bid is the highest again" if self.outbid else f"local instance is {self.status}",
+            "intended_status": self.intended,
+            "next_state": self.intended,
+            "cur_state": "running" if self.status in ("running", "loading", "offline") else "stopped",
+            "status_msg": self.status_msg(),
             "is_bid": self.bid is not None,
             "min_bid": self.offer.get("min_bid"),
             "label": self.label,
@@ -116,9 +152,16 @@ class Instance:
             "end_date": self.created_at + self.offer.get("duration", 0),
             "machine_id": self.offer["machine_id"],
             "host_id": self.offer["host_id"],
-            "ssh_host": "127.0.0.1" if self.ssh_port else None,
-            "ssh_port": self.ssh_port,
+            # Vast sets both for the ssh run types (SkyPilot waits for ssh_port; `vastai ssh-url` reads them)
+            "ssh_host": "127.0.0.1" if self.runtype.startswith("ssh") else None,
+            "ssh_port": (self.ssh_port or CLOSED_PORT) if self.runtype.startswith("ssh") else None,
+            "ssh_idx": "1",
+            "ports": self.ports,
             "public_ipaddr": "127.0.0.1",
+            "local_ipaddrs": ["127.0.0.1"],
+            "direct_port_start": DIRECT_PORTS[0],
+            "direct_port_end": DIRECT_PORTS[1],
+            "image_runtype": self.runtype,
             "image_uuid": self.image,
             "gpu_util": 0.0,
             "extra_env": [[k, v] for k, v in self.env.items()],

@@ -128,11 +128,25 @@ class Target:
     def down(self, ledger: Ledger, row: dict, yes: bool, echo: Echo) -> str:
         raise UserError(f"target {self.name} cannot end {row['id']}")
 
-    def reap(self, ledger: Ledger, grace, loading, stuck, all_workspaces: bool, go_ahead: Callable[[list], bool]):
+    def reap(
+        self,
+        ledger: Ledger,
+        grace,
+        loading,
+        stuck,
+        all_workspaces: bool,
+        go_ahead: Callable[[list], bool],
+        recover: Optional[Echo] = None,
+    ):
         """(reaped, left alone): this workspace's instances that outlived their launch; `go_ahead(found)`
         says whether to destroy them (it may ask). Each verdict has instance_id, launch_id, status,
-        dph_total, reason, destroyed, error, unconfirmed and as_dict()."""
+        dph_total, reason, destroyed, error, unconfirmed and as_dict(). `recover`: first recover the launches
+        that may go on elsewhere (`supervisor`), saying what was done through it."""
         raise UserError(f"target {self.name} keeps no instances to reap")
+
+    def supervisor(self, ledger: Ledger, echo: Echo):
+        """What recovers this target's launches nobody follows (`watch`, `reap --recover`); None: nothing does."""
+        return None
 
     def outputs_dir(self, row: dict) -> Optional[Path]:
         """Where the launch's outputs are on this machine, when they are not in an outputs store."""

@@ -37,10 +37,8 @@ if TYPE_CHECKING:
     from .provider import Provider
 
 
-PAUSED = (
-    " (outbid, or stopped outside the launcher): its programs and watchdog are stopped, its storage still"
-    " bills; waiting for it to run again, and destroying it at the hard deadline"
-)
+PAUSED_BRIEF = " (outbid, or stopped outside the launcher): its programs and watchdog are stopped, its storage still bills"
+PAUSED = PAUSED_BRIEF + "; waiting for it to run again, and destroying it at the hard deadline"
 
 
 class Following:
@@ -84,7 +82,12 @@ class Following:
                 if status != last_status:
                     t, within = bracketed(last_asked, time.time())
                     self.ledger.event(launch_id, status, {"within_s": within}, t=t)
-                    self.say("instance", f"{iid} is {status}" + (PAUSED if status == STOPPED else ""))
+                    paused = (
+                        PAUSED
+                        if recover is None
+                        else f"{PAUSED_BRIEF}; replaced if still stopped after {recover.stopped_minutes:g} min"
+                    )
+                    self.say("instance", f"{iid} is {status}" + (paused if status == STOPPED else ""))
                     self.heartbeat.heard()
                     last_status = status
                     stopped_since = time.time() if status == STOPPED else None

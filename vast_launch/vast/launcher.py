@@ -23,6 +23,7 @@ from ..protocol import ACK_WAIT_SECONDS, EXIT_NO_RESULT, FOLLOW_RENEW_SECONDS, l
 from ..states import ENDED_WITHOUT_TEARDOWN, RUNNING, TERMINAL
 from ..store import StoreSpec
 from ..targets.base import LaunchResult
+from .attempts import attempt_of, stop_reason
 from .creating import Creating
 from .following import Following, bracketed
 from .instance_env import offer_deadline
@@ -114,13 +115,8 @@ class Launcher(Following, Creating):
         with another instance, from its outputs store, while attempts and budget last."""
         rec, life = self.cfg.lifecycle.recover, self.cfg.lifecycle
         row = self.ledger.get(launch_id)
-        attempt = int((row.get("extra") or {}).get("attempt") or 1)
-        spent = estimate(row, self.ledger.events(launch_id))["cost_usd"]
-        stop = None
-        if attempt >= rec.max_attempts:
-            stop = f"recovery stopped: {attempt} of {rec.max_attempts} attempts used"
-        elif life.max_cost_usd is not None and spent >= life.max_cost_usd:
-            stop = f"recovery stopped: the budget (max_cost_usd ${life.max_cost_usd:g}) is spent (${spent:.4f})"
+        attempt = attempt_of(row)
+        stop = stop_reason(row, self.ledger.events(launch_id), rec.max_attempts, life.max_cost_usd)
         if stop is not None:
             self.ledger.update(launch_id, end_reason=f"{row['end_reason']}; {stop}")
             self.say("done", f"{row['end_reason']}; {stop}")
@@ -252,6 +248,11 @@ class Launcher(Following, Creating):
             "loading_timeout_minutes": life.loading_timeout_minutes,
             "attempt": at.attempt,
             "max_attempts": life.recover.max_attempts if life.recover is not None and self.store is not None else None,
+            "recover_stopped_minutes": life.recover.stopped_minutes if life.recover is not None else None,
+            "max_cost_usd": life.max_cost_usd,
+            # what a supervisor needs to rent the next attempt as this launcher would have
+            "wandb_mode": self.wandb_mode,
+            "extra_env": dict(self.opts.extra_env or {}),
             "config_rel": at.config_rel,
             **({"store": self.store.as_dict()} if self.store else {}),
         }

@@ -21,6 +21,7 @@ from ..ledger import Ledger
 from ..protocol import BOOT_LOG, Outcome
 from ..states import TERMINAL
 from ..store import attempt_result
+from .attempts import AWAITING, awaits_recovery
 from .provider import AuthRejected, Provider, ProviderError, Unreachable
 from .teardown import instances_by_label
 
@@ -116,7 +117,7 @@ def settle(ledger: Ledger, rows: list[dict], provider_for: Callable[[dict], Prov
         try:
             if url not in providers:
                 providers[url] = provider_for(row)
-            _settle_vast(ledger, row, providers[url])
+            settle_one(ledger, row, providers[url])
         except LaunchError as exc:
             if isinstance(exc, (UserError, Unreachable, AuthRejected)):
                 # one wait on a dead or keyless provider, not one per row, and one line; never another row's error
@@ -128,7 +129,7 @@ def settle(ledger: Ledger, rows: list[dict], provider_for: Callable[[dict], Prov
     return notes
 
 
-def _settle_vast(ledger: Ledger, row: dict, provider: Provider) -> None:
+def settle_one(ledger: Ledger, row: dict, provider: Provider) -> None:
     launch_id, iid = row["id"], row.get("instance_id")
     if not iid:
         found = instances_by_label(provider, launch_id)
@@ -140,8 +141,14 @@ def _settle_vast(ledger: Ledger, row: dict, provider: Provider) -> None:
         row = ledger.get(launch_id)
     inst = provider.show(int(iid))
     if inst is None:
-        reason = outcome_of_gone(ledger, row).end_reason()
-        ledger.finish(launch_id, "destroyed", reason, t=_gone_at(provider, row, int(iid)))
+        if row["state"] == "gone":
+            return  # already seen gone, waiting for recovery
+        outcome = outcome_of_gone(ledger, row)
+        if outcome.rc is None and not outcome.watchdog and awaits_recovery(ledger, row):
+            ledger.event(launch_id, "gone", {"instance_id": iid, "seen_by": "settle"}, t=_gone_at(provider, row, int(iid)))
+            ledger.update(launch_id, end_reason=f"{outcome.end_reason()}; {AWAITING}")
+            return
+        ledger.finish(launch_id, "destroyed", outcome.end_reason(), t=_gone_at(provider, row, int(iid)))
         return
     if inst.status != row["state"]:
         ledger.event(launch_id, inst.status, {"instance_id": iid, "seen_by": "settle"})

@@ -118,6 +118,10 @@ class VastTarget(Target):
         inst = provider.show(int(iid))
         if inst is None:
             self.settle(ledger, [ledger.get(row["id"])])
+            if ledger.get(row["id"])["state"] not in TERMINAL:  # gone, waiting for recovery: it is not to be recovered
+                ledger.finish(
+                    row["id"], "destroyed", f"instance {iid} gone without a result; not recovered: ended by `vast-launch down`"
+                )
             return f"instance {iid} was already gone"
         if launch_id_of(inst.label) != row["id"]:
             raise UserError(f"instance {iid} carries label {inst.label!r}, not {label_for(row['id'])!r}: not destroyed")
@@ -156,10 +160,36 @@ class VastTarget(Target):
                 notes.append(f"{len(ids)} launch(es) on {url} not reconciled: {exc}")
         return billed, notes
 
-    def reap(self, ledger, grace, loading, stuck, all_workspaces: bool, go_ahead):
+    def supervisor(self, ledger, echo):
+        from .recovery import Supervisor
+
+        return Supervisor(ledger, self.provider_for, lambda row: self.resume_detached(ledger, row, echo), echo)
+
+    def resume_detached(self, ledger, row: dict, echo):
+        """The next attempt of a launch nobody follows (a supervisor's recovery): rented as its own launcher
+        would have rented it (its config, profile, W&B mode, --env), then left to run, detached."""
+        from ..config import load_config
+        from .launcher import Launcher
+
+        extra = row["extra"] if isinstance(row.get("extra"), dict) else {}
+        cfg = load_config(row["config_path"])
+        if cfg.config_hash() != row.get("config_hash"):
+            echo(f"WARNING: {row['config_path']} changed since {row['id']} was launched: its next attempt uses it as it is now")
+        request = LaunchRequest(
+            auto_shutdown=extra.get("auto_shutdown"),
+            follow=False,
+            profile=row.get("profile"),
+            wandb_mode=extra.get("wandb_mode"),
+            extra_env=dict(extra.get("extra_env") or {}),
+        )
+        return Launcher(cfg, self.provider_for(row), ledger, LaunchOptions.of(request), echo=echo).resume(row)
+
+    def reap(self, ledger, grace, loading, stuck, all_workspaces: bool, go_ahead, recover=None):
         from . import reaper
 
         provider = self.provider()
+        if recover is not None:  # launches that may go on elsewhere do, before anything of theirs looks stuck to the reaper
+            self.supervisor(ledger, recover).pass_once()
         self.settle(ledger, [r for r in ledger.launches(active_only=True) if r["provider_url"] == provider.url])
         found, left = reaper.plan(provider, ledger, grace, loading, stuck, all_workspaces=all_workspaces)
         if found and go_ahead(found):
