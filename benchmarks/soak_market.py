@@ -171,6 +171,7 @@ def judge(run: Run, instances: list[dict], hits: Counter) -> dict:
         wrong.append("the ledger says ended, the cloud still has it")
     return {
         "kind": run.kind,
+        "launch_id": run.launch_id,
         "completed": completed,
         "attempts": len(mine),
         "preemptions": sum(hits[i["id"]] for i in mine),
@@ -256,7 +257,10 @@ def run_market_soak(launches: int, on_demand: int, rate: float, parallel: int, s
     print(f"all: {len(results)} launches in {time.time() - t0:.0f} s; processes left {len(processes)}")
     for r in results:
         if r["wrong"]:
-            print(f"WRONG {r['kind']}: {'; '.join(r['wrong'])}")
-    shutil.rmtree(work, ignore_errors=True)
+            print(f"WRONG {r['kind']} {r['launch_id']}: {'; '.join(r['wrong'])}")
     bad = processes or any(r["wrong"] or r["instances_left"] for r in results)
+    if bad:
+        print(f"kept for a look: {work} (instances' files under cloud/, the ledger under home/, the watch's log)")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 1 if bad else 0

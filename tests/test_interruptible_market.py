@@ -88,3 +88,40 @@ def test_rows_carry_the_ssh_ports_and_address_fields_other_clients_read(cloud):
     h = {"Authorization": f"Bearer {cloud.api_key}"}
     gone = requests.get(f"{cloud.url}/api/v0/instances/", headers=h, timeout=30)
     assert gone.status_code == 410 and gone.json()["error"] == "deprecated_endpoint"
+
+
+def test_a_container_stopped_mid_fetch_fetches_again_when_it_starts(repo_factory, cloud):
+    """Outbid during the code fetch, the container starts again on what it left: a repository without the commit
+    and git's lock. (Seeded before the first start: the bootstrap meets it as a restart would.)"""
+    import os
+    import subprocess
+
+    from conftest import BIN, cloud_env, no_live_processes, stage_config
+    from test_lifecycle import status_rows
+
+    repo = repo_factory(stage_config([{"name": "a", "command": "echo fetched-and-ran"}]))
+    cloud.cloud.loading_seconds = 3600  # it stays loading until the work dir is seeded
+    proc = subprocess.Popen(
+        [str(BIN / "vast-launch"), "--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--follow", "--poll-seconds", "0.1"],
+        cwd=repo,
+        env={**os.environ, **cloud_env(cloud)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: len(cloud.cloud.instances) == 1, 120)
+        (inst,) = cloud.cloud.instances.values()
+        launch_id = inst.label.split()[0].split(":", 1)[1]
+        work = inst.workdir / f"vl-{launch_id}"
+        subprocess.run(["git", "init", "-q", str(work / "repo")], check=True)
+        (work / "repo" / ".git" / "shallow.lock").write_text("")
+        cloud.cloud._loaded(inst.id)
+        out = proc.communicate(timeout=600)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "| fetched-and-ran" in out, out[-3000:]
+    assert inst.status == "destroyed" and inst.destroyed_by == "instance"
+    (row,) = status_rows(repo, cloud_env(cloud))
+    assert row["end_reason"] == "completed: all stages done; the instance destroyed itself", row
+    assert no_live_processes(cloud)

@@ -267,8 +267,8 @@ class Ledger:
     def launches(self, since: Optional[float] = None, until: Optional[float] = None, active_only: bool = False) -> list[dict]:
         window, args = window_clause(since, until)
         sql = "SELECT * FROM launches WHERE 1=1" + window
-        if active_only:
-            sql += f" AND state NOT IN ({', '.join('?' * len(TERMINAL))})"
+        if active_only:  # an open row has no ended_at (finish sets it, reopen clears it): the partial index finds them
+            sql += f" AND ended_at IS NULL AND state NOT IN ({', '.join('?' * len(TERMINAL))})"
             args.extend(sorted(TERMINAL))
         sql += " ORDER BY created_at"
         return [self._row(r) for r in self.db.execute(sql, args).fetchall()]

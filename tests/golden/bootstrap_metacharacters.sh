@@ -917,15 +917,19 @@ fetch_code(){
     log "no git in the image and it could not be installed (needs root and apt-get; or a GitHub remote or code.archive_url)"
     return 1; }
   [ -f repo/.vl-commit ] && return  # the archive above brought it
-  if [ ! -d repo/.git ]; then
-    git init -q repo && git -C repo remote add origin "$REPO" || return 1
-    git_auth -C repo fetch -q --depth 1 origin "$SHA" || git_auth -C repo fetch -q origin || return 1
-  fi
+  # A container stopped mid-fetch (outbid) starts this again on what it left: its locks, a repo without the commit.
+  [ -d repo/.git ] || git init -q repo || return 1
+  rm -f repo/.git/*.lock
+  git -C repo remote get-url origin >/dev/null 2>&1 || git -C repo remote add origin "$REPO" || return 1
+  git -C repo cat-file -e "$SHA^{commit}" 2>/dev/null \
+    || git_auth -C repo fetch -q --depth 1 origin "$SHA" || git_auth -C repo fetch -q origin || return 1
   git -C repo checkout -q --detach "$SHA" || { log "commit $SHA not found in $REPO"; return 1; }
 }
 # obstore for an s3:// store, into .vl/py: nothing of it reaches the image's or the user's environment.
 store_lib(){ case $STORE in s3://*) ;; *) return 0 ;; esac; [ -d "$V/py/obstore" ] && return 0
-  python3 -m pip install -q --no-deps --target "$V/py" obstore==0.12.1 >/dev/null 2>&1 && return
+  # into a side folder, moved in whole: an install a stop cut short is not taken for a complete one
+  rm -rf "$V/py.part" && python3 -m pip install -q --no-deps --target "$V/py.part" obstore==0.12.1 >/dev/null 2>&1 \
+    && rm -rf "$V/py" && mv "$V/py.part" "$V/py" && return
   log "could not install obstore==0.12.1 for the outputs store (it needs python3 >= 3.11 and pip in the image)"; return 1; }
 trap finish EXIT
 trap 'SIG=TERM; exit 143' TERM
