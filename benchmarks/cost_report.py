@@ -13,6 +13,7 @@ import time
 
 import ledger_bench
 
+from vast_launch import cost_rollup
 from vast_launch.billing import estimate
 
 GPUS = [("RTX 4090", 0.35), ("A100 SXM4", 1.10), ("H100 SXM", 2.20), ("L40S", 0.80)]
@@ -79,6 +80,8 @@ def generate_ledger(ledger, n: int, seed: int = 0, now: float | None = None, act
         launches.append(row)
         events += [(lid, a, s, d) for a, s, d in ev]
     _insert(ledger, launches, events, stages)
+    with ledger.transaction():  # written around the ledger's own writes: its cost rollup is built once here
+        cost_rollup.rebuild(ledger.db)
 
 
 CHUNK = 50_000

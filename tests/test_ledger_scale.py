@@ -70,7 +70,9 @@ def test_an_unversioned_ledger_is_migrated_in_place_and_keeps_its_launches(tmp_p
     with Ledger(path) as ledger:
         assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert ledger.get("old-1")["cost_usd"] == 0.5 and ledger.get("old-1")["state"] == "destroyed"
-    assert {"launches_open", "launches_unbilled_by_target", "launches_group"} <= _indexes(path)
+        # the old ledger's ended launch is in the cost rollup it gained
+        assert [tuple(r) for r in ledger.db.execute("SELECT launches, cost_usd FROM cost_rollup WHERE dim = 'all'")] == [(1, 0.5)]
+    assert {"launches_open", "launches_unbilled_by_target", "launches_group", "launches_unfrozen"} <= _indexes(path)
     assert "launches_unbilled" not in _indexes(path)
     os.chmod(path, 0o400)  # at its version nothing is written: a read-only ledger still reads
     try:
@@ -183,3 +185,44 @@ def test_a_provider_that_does_not_answer_costs_one_short_wait_said_once(tmp_path
     lines = [ln for ln in warnings.splitlines() if ln.startswith("warning:")]
     assert len(lines) == 1 and "6 open launches not settled" in lines[0] and "cannot reach" in lines[0], warnings
     assert waited < 6 * SETTLE_TIMEOUT_S  # one wait, not one per launch (each would be SETTLE_TIMEOUT_S)
+
+
+def _rollup(db) -> list:
+    rows = db.execute(
+        "SELECT hour, target, dim, key, launches, cost_usd, billed_usd, unbilled, gpu_hours, billed_cost_usd FROM cost_rollup"
+    )
+    return sorted((*r[:4], r[4], *(round(v, 9) for v in r[5:])) for r in rows if r[4])
+
+
+def test_the_cost_rollup_follows_every_write_that_changes_an_ended_launch(tmp_path):
+    """After each write of the ledger's own, the rollup is what a rebuild from the launches would make."""
+    from vast_launch import cost_rollup
+
+    def same_as_rebuilt(led):
+        kept = _rollup(led.db)
+        with led.transaction():
+            cost_rollup.rebuild(led.db)
+        assert kept == _rollup(led.db)
+        return kept
+
+    t0 = time.time() - 7200
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        led.create("a", "searching", target="vast", gpu_name="RTX 4090", num_gpus=2, wandb_group="g")
+        led.event(
+            "a", "creating", {"offer_id": 1, "dph_base": 1.0, "storage_dph": 0.1}, t=t0, dph_total=1.1, dph_base=1.0, storage_dph=0.1
+        )
+        led.event("a", "running", t=t0 + 10)
+        led.record_stage("a", "operator", t0 + 20, t0 + 1000, 0)
+        assert same_as_rebuilt(led) == []  # open: not in the rollup
+        led.finish("a", "destroyed", "completed", t=t0 + 1200)
+        assert {r[2] for r in same_as_rebuilt(led)} == {"all", "gpu", "stage"}
+        led.record_stage("a", "diffusion_residual", t0 + 1000, t0 + 1100, 0)  # learnt from the store after the end
+        assert "diffusion_residual" in {r[3] for r in same_as_rebuilt(led)}
+        led.update("a", billed_usd=0.42, billed_at=time.time())  # the bill settles
+        assert all(r[7] == 0 for r in same_as_rebuilt(led))
+        led.reopen("a", {"attempt": 2})  # resumed on another instance: open again, out of the rollup
+        assert same_as_rebuilt(led) == []
+        led.event("a", "running", t=t0 + 1300)
+        led.finish("a", "destroyed", "completed", t=t0 + 1500)
+        (whole,) = [r for r in same_as_rebuilt(led) if r[2] == "all"]
+        assert whole[4] == 1 and whole[5] == round(led.get("a")["cost_usd"], 9)

@@ -13,11 +13,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
+from . import cost_rollup
 from .billing import estimate
 from .errors import UserError
 from .ledger_schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION
 from .state_dir import default_home, private_dir
 from .states import TERMINAL
+
+# The columns a launch's cost rollup depends on: a write to none of them leaves the rollup alone.
+ROLLED_COLUMNS = frozenset(
+    {"created_at", "ended_at", "target", "gpu_name", "num_gpus", "dph_total", "gpu_seconds", "cost_usd", "billed_usd"}
+)
 
 LOCK_TIMEOUT_S = float(os.environ.get("VAST_LAUNCH_LEDGER_TIMEOUT") or 30)
 
@@ -120,7 +126,7 @@ class Ledger:
     def reopen(self, launch_id: str, detail: dict) -> None:
         """A launch starts another attempt (resume, recovery): it is open again, its cost no longer frozen."""
         now = time.time()
-        with self.transaction():
+        with self.transaction(), self._rolled(launch_id):
             self.db.execute(
                 "INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, 'resuming', ?)", (launch_id, now, json.dumps(detail))
             )
@@ -157,8 +163,22 @@ class Ledger:
         fields = self._clean(fields)
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
-        with self.transaction():
+        with self.transaction(), self._rolled(launch_id, fields):
             self.db.execute(f"UPDATE launches SET {sets} WHERE id = ?", [*fields.values(), launch_id])
+
+    @contextmanager
+    def _rolled(self, launch_id: str, fields: Optional[dict] = None):
+        """Inside a transaction: a write that may change what an ended launch adds to the cost rollup takes its old
+        contribution out before and puts the new one in after (cost_rollup.py)."""
+        if fields is not None and not ROLLED_COLUMNS.intersection(fields):
+            yield
+            return
+        old = cost_rollup.of_launch(self.db, launch_id)
+        yield
+        new = cost_rollup.of_launch(self.db, launch_id)
+        if old != new:
+            cost_rollup.apply(self.db, old, -1)
+            cost_rollup.apply(self.db, new, +1)
 
     def event(
         self, launch_id: str, state: str, detail: Any = None, t: Optional[float] = None, set_state: bool = True, **fields: Any
@@ -171,7 +191,7 @@ class Ledger:
             fields["state"] = state
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
-        with self.transaction():
+        with self.transaction(), self._rolled(launch_id, fields):
             self.db.execute("INSERT INTO events (launch_id, t, state, detail) VALUES (?, ?, ?, ?)", (launch_id, t, state, text))
             self.db.execute(f"UPDATE launches SET {sets} WHERE id = ?", [*fields.values(), launch_id])
 
@@ -184,7 +204,7 @@ class Ledger:
 
     def record_stage(self, launch_id: str, name: str, start: float, end: Optional[float] = None, rc: Optional[int] = None) -> None:
         """A stage's wall time as the instance reported it (its start identifies it across updates)."""
-        with self.transaction():
+        with self.transaction(), self._rolled(launch_id):
             self.db.execute(
                 "INSERT OR REPLACE INTO stages (launch_id, name, start, end, rc) VALUES (?, ?, ?, ?, ?)",
                 (launch_id, name, start, end, rc),

@@ -103,7 +103,21 @@ def _index_for_status_and_cost(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS launches_group ON launches(wandb_group, created_at)")
 
 
+def _cost_rollup(db: sqlite3.Connection) -> None:
+    """Hourly rollups of the frozen launches' costs (cost_rollup.py), built once from what the ledger holds."""
+    import sys
+
+    from .cost_rollup import SCHEMA, rebuild
+
+    db.execute(SCHEMA)
+    db.execute("CREATE INDEX IF NOT EXISTS launches_unfrozen ON launches(created_at) WHERE cost_usd IS NULL")
+    n = db.execute("SELECT count(*) FROM launches WHERE cost_usd IS NOT NULL").fetchone()[0]
+    if n > 10_000:
+        print(f"vast-launch: summing the cost of {n} ended launches by the hour (once, for fast cost reports)", file=sys.stderr)
+    rebuild(db)
+
+
 # The ledger's schema, numbered (PRAGMA user_version); an unnumbered ledger (0) is any earlier release's,
 # and every step is written to apply to it whatever it already has.
-MIGRATIONS = [(1, _create_tables), (2, _add_cost_columns), (3, _index_for_status_and_cost)]
+MIGRATIONS = [(1, _create_tables), (2, _add_cost_columns), (3, _index_for_status_and_cost), (4, _cost_rollup)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -69,17 +69,17 @@ def write_json(report: Report, out: TextIO) -> None:
     out.write(f'{{"by":{dumps(report.by)},"since":{dumps(report.since)},"until":{dumps(report.until)},"rows":[')
     first = True
     for chunk in _chunks(report.rows):
-        out.write(("" if first else ",") + ",".join(map(dumps, chunk)))
+        out.write(("" if first else ",") + dumps(chunk)[1:-1])  # a chunk as one array, less its brackets
         first = False
     out.write(f'],"totals":{dumps(report.totals)},"notes":{dumps(report.notes)}}}\n')
 
 
 def write_csv(report: Report, out: TextIO) -> None:
     fields = LAUNCH_FIELDS if report.by == "launch" else GROUP_FIELDS
-    w = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(fields)
     for chunk in _chunks(report.rows):
-        w.writerows(chunk)
+        w.writerows([row[f] for f in fields] for row in chunk)
 
 
 def write_table(report: Report, out: TextIO) -> None:
@@ -131,12 +131,19 @@ def write_table(report: Report, out: TextIO) -> None:
         return [fmt(row[key]) if row[key] is not None or fmt is _money else "-" for _, key, fmt in cols]
 
     console = Console(file=out, width=160, force_terminal=False)
-    if tot["launches"] > DRAWN_ROWS and report.by == "launch":
-        widths = [max(len(title), 22 if key == "launch_id" else 12) for title, key, _ in cols]
-        out.write("  ".join(title.ljust(w) for (title, _, _), w in zip(cols, widths)).rstrip() + "\n")
+    if tot["launches"] > DRAWN_ROWS and report.by in ("launch", "group"):  # a row per launch, or nearly
+        widths = [max(len(title), 22 if key in ("launch_id", "key") else 12) for title, key, _ in cols]
+        line = "  ".join(f"{{:<{w}}}" for w in widths)
+        if report.by == "launch":  # the start time by the minute, formatted once per minute
+            minutes: dict = {}
+            fmts = {k: f for _, k, f in cols}
+            when = fmts["created_at"]
+            fmts["created_at"] = lambda v: minutes.get(v // 60) or minutes.setdefault(v // 60, when(v))
+            cols = [(t, k, fmts[k]) for t, k, _ in cols]
+        out.write(line.format(*(title for title, _, _ in cols)).rstrip() + "\n")
         for chunk in _chunks(report.rows):
-            out.write("".join("  ".join(c.ljust(w) for c, w in zip(cells(row), widths)).rstrip() + "\n" for row in chunk))
-        out.write("  ".join(footers.get(key, "").ljust(w) for (_, key, _), w in zip(cols, widths)).rstrip() + "\n")
+            out.write("".join(line.format(*cells(row)).rstrip() + "\n" for row in chunk))
+        out.write(line.format(*(footers.get(key, "") for _, key, _ in cols)).rstrip() + "\n")
     else:
         rows = list(report.rows)
         for row in rows:

@@ -7,8 +7,14 @@ from typing import Optional
 
 from ..errors import UserError
 from ..targets.base import LaunchRequest, LaunchResult, Target
-from . import launch as slurm
 from .jobs import job_log
+
+
+def _slurm():
+    """The SLURM launch path: it needs the config's models (pydantic), which `cost` and `status` do not."""
+    from . import launch
+
+    return launch
 
 
 class SlurmTarget(Target):
@@ -21,22 +27,22 @@ class SlurmTarget(Target):
         if request.resume:
             raise UserError("--resume: SLURM launches resume with --from-stage STAGE")
         if opts.pop("list_pipelines", None):
-            for name, stages in slurm.pipelines(cfg).items():
+            for name, stages in _slurm().pipelines(cfg).items():
                 echo(f"{name}:")
                 for stage, r in stages.items():
                     echo(f"  {stage:<22} {r.walltime:>10} {r.memory:>6} {r.cpus:>3} CPU {r.gpus} GPU")
             return LaunchResult(launch_id="", state="listed")
-        run = slurm.launch(
+        run = _slurm().launch(
             cfg,
             ledger,
-            slurm.SlurmOptions(dry_run=request.dry_run, profile=request.profile, wandb_mode=request.wandb_mode, **opts),
+            _slurm().SlurmOptions(dry_run=request.dry_run, profile=request.profile, wandb_mode=request.wandb_mode, **opts),
             echo,
         )
         return LaunchResult(launch_id=run["launch_id"], state=run["state"])
 
     def stages_now(self, ledger, row: dict) -> Optional[list]:
         """Its stages as the scheduler sees them now (the row brought up to date)."""
-        return slurm.refresh(ledger, row) if (row.get("extra") or {}).get("jobs") else None
+        return _slurm().refresh(ledger, row) if (row.get("extra") or {}).get("jobs") else None
 
     def logs(self, ledger, row, tail, follow, via, identity, echo) -> None:
         """Each stage's sbatch output, last `tail` lines, in pipeline order."""
@@ -55,7 +61,7 @@ class SlurmTarget(Target):
             )
 
     def down(self, ledger, row, yes: bool, echo) -> str:
-        cancelled = slurm.cancel_launch(ledger, row)
+        cancelled = _slurm().cancel_launch(ledger, row)
         return f"cancelled jobs {', '.join(cancelled) or '(none were left)'}"
 
     def outputs_dir(self, row: dict) -> Optional[Path]:
