@@ -135,7 +135,12 @@ def test_status_shows_the_open_launches_and_the_most_recent_ones(tmp_path, year)
     assert [o["created_at"] for o in shown] == sorted(o["created_at"] for o in shown)  # oldest first
     # the open rows could not be settled (no API key here): one line says so, not one per launch
     assert warnings.count("warning:") == 1 and "open launches not settled" in warnings, warnings
-    assert len(_status(tmp_path, "--all")[0]) == 500
+    every = _status(tmp_path, "--all")[0]  # streamed a chunk at a time, ended launches at their frozen cost
+    assert len(every) == 500
+    by_id = {o["launch_id"]: o for o in every}
+    for o in shown:
+        assert {k: v for k, v in by_id[o["launch_id"]].items() if k != "cost_usd"} == {k: v for k, v in o.items() if k != "cost_usd"}
+        assert abs(by_id[o["launch_id"]]["cost_usd"] - o["cost_usd"]) < 1e-3  # open ones estimated a moment apart
     assert len(_status(tmp_path, "--limit", "3")[0]) == len(
         {r["id"] for r in sorted(year, key=lambda r: -r["created_at"])[:3]} | open_ones
     )

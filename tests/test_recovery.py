@@ -50,7 +50,7 @@ def _ran_once(tmp_path, launch_id):
     return (tmp_path / "store" / launch_id / "out" / "a.txt").read_text() == "ran\n"
 
 
-@pytest.mark.parametrize("how", ["outbid", "destroyed", "machine_taken", "host_offline"])
+@pytest.mark.parametrize("how", ["outbid", "destroyed", "machine_taken", "host_offline", "exited"])
 def test_an_instance_outbid_too_long_or_lost_is_replaced_and_the_launch_completes(repo_factory, cloud, tmp_path, how):
     _priced(cloud)
     go, config = recover_config(tmp_path)
@@ -66,6 +66,8 @@ def test_an_instance_outbid_too_long_or_lost_is_replaced_and_the_launch_complete
             cloud.cloud.take_machine(first.id)
         elif how == "host_offline":
             cloud.cloud.host_offline(first.id)
+        elif how == "exited":  # its container ended without its teardown
+            cloud.cloud.mark_exited(first.id)
         else:
             cloud.cloud.destroy(first.id, by="console")  # the host took it back, a teammate's console...
         out += read_until(proc, "attempt 2/2 on another offer")

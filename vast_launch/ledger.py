@@ -11,7 +11,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from . import cost_rollup
 from .billing import estimate
@@ -283,6 +283,36 @@ class Ledger:
         open_now = f"SELECT * FROM launches WHERE ended_at IS NULL AND state NOT IN ({', '.join('?' * len(terminal))}) AND {cond}"
         found.update((r["id"], r) for r in self.db.execute(open_now, terminal + args))
         return [self._row(r) for r in sorted(found.values(), key=lambda r: r["created_at"])]
+
+    def matching(
+        self, since: Optional[float] = None, states: tuple = (), name: Optional[str] = None, group: Optional[str] = None
+    ) -> Iterator[dict]:
+        """Every launch that matches `status`'s filters, oldest first, read as it is used (`status --all` of a
+        million launches holds one chunk at a time)."""
+        where, args = ["1"], []
+        for cond, values in (
+            ("created_at >= ?", [since] if since is not None else []),
+            (f"state IN ({', '.join('?' * len(states))})", list(states)),
+            ("name GLOB ?", [name] if name else []),
+            ("wandb_group = ?", [group] if group else []),
+        ):
+            if values:
+                where, args = where + [cond], args + values
+        for r in self.db.execute(f"SELECT * FROM launches WHERE {' AND '.join(where)} ORDER BY created_at", args):
+            yield self._row(r)
+
+    def stages_of(self, launch_ids: list[str]) -> dict[str, list[dict]]:
+        """The stages of several launches in one query, each launch's in order."""
+        out: dict[str, list[dict]] = {lid: [] for lid in launch_ids}
+        sql = f'SELECT launch_id, name, start, "end", rc FROM stages WHERE launch_id IN ({", ".join("?" * len(launch_ids))})'
+        cur = self.db.execute(sql, launch_ids) if launch_ids else None
+        if cur is not None:
+            cur.row_factory = None
+            for lid, name, start, end, rc in cur:
+                out[lid].append({"launch_id": lid, "name": name, "start": start, "end": end, "rc": rc})
+        for stages in out.values():
+            stages.sort(key=lambda st: st["start"])
+        return out
 
     def launches(self, since: Optional[float] = None, until: Optional[float] = None, active_only: bool = False) -> list[dict]:
         window, args = window_clause(since, until)

@@ -69,6 +69,19 @@ def status(launch_id, as_json, limit, show_all, since, states, name, group, watc
             _stages_of_running_launches(led, rows)
             return status_view.collect(led, rows, lambda r: targets.of_row(r).stages_now(led, r))
 
+    if show_all and not launch_id and not watch:  # every launch: read, written and forgotten a chunk at a time
+        with ledger() as led:
+            open_rows = led.launches(active_only=True)
+            settle_rows(led, open_rows)
+            _stages_of_running_launches(led, [led.get(r["id"]) for r in open_rows])
+            shown = status_view.stream(
+                led, led.matching(t_since, tuple(states), name, group), lambda r: targets.of_row(r).stages_now(led, r)
+            )
+            if as_json:
+                status_view.write_json(shown, sys.stdout)
+            elif not status_view.write_plain_stream(shown, sys.stdout, default_target=targets.DEFAULT):
+                click.echo("no launch matches" if since or states or name or group else "no launches yet")
+        return
     shown = snapshot()
     if as_json:
         if launch_id:

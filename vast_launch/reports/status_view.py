@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from ..billing import estimate
 from ..ledger import Ledger
@@ -15,25 +15,45 @@ from ..store import attempt_of
 COLUMNS = ("launch", "state", "stage", "runtime", "$/h", "cost", "deadline", "end reason")
 
 
-def collect(ledger: Ledger, rows: list[dict], scheduler_stages: Optional[Callable[[dict], Optional[list]]] = None) -> list[dict]:
-    """Each row as status shows it (the JSON form; the table is drawn from it).
+def stream(ledger: Ledger, rows: Iterable[dict], scheduler_stages=None, chunk: int = 500) -> Iterator[dict]:
+    """`collect` a chunk at a time, each chunk's stages read in one query: for `status --all` of a year."""
+    batch: list[dict] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == chunk:
+            yield from collect(ledger, batch, scheduler_stages, ledger.stages_of([r["id"] for r in batch]))
+            batch = []
+    if batch:
+        yield from collect(ledger, batch, scheduler_stages, ledger.stages_of([r["id"] for r in batch]))
+
+
+def collect(
+    ledger: Ledger,
+    rows: list[dict],
+    scheduler_stages: Optional[Callable[[dict], Optional[list]]] = None,
+    stages_of: Optional[dict] = None,
+) -> list[dict]:
+    """Each row as status shows it (the JSON form; the table is drawn from it). An ended launch's cost is its
+    frozen one; an open launch's is estimated from its timeline now.
 
     scheduler_stages: for a launch a scheduler runs (SLURM), its stages as the scheduler sees them now,
-    after bringing the row up to date; None for other launches.
+    after bringing the row up to date; None for other launches. stages_of: the rows' stages, read already.
     """
     out = []
     for r in rows:
         slurm_stages = scheduler_stages(r) if scheduler_stages else None
         if slurm_stages is not None:
             r = ledger.get(r["id"])
-        est = estimate(r, ledger.events(r["id"]))
+        frozen = r["ended_at"] is not None and r["cost_usd"] is not None
+        est = {"cost_usd": r["cost_usd"]} if frozen else estimate(r, ledger.events(r["id"]))
+        stages = stages_of[r["id"]] if stages_of is not None and r["id"] in stages_of else ledger.stages(r["id"])
         out.append(
             {
                 "launch_id": r["id"],
                 "instance_id": r["instance_id"],
                 "target": r["target"],
                 "state": r["state"],
-                "stage": current_stage(ledger.stages(r["id"])),
+                "stage": current_stage(stages),
                 "commit": r["commit_sha"],
                 "created_at": r["created_at"],
                 "ended_at": r["ended_at"],
@@ -123,9 +143,22 @@ def write_json(shown, out) -> None:
     import json
 
     out.write("[")
-    for i, o in enumerate(shown):
-        out.write(("," if i else "") + "\n  " + json.dumps(o, indent=2).replace("\n", "\n  "))
-    out.write("\n]\n" if shown else "]\n")
+    n = 0
+    for n, o in enumerate(shown, 1):
+        out.write(("," if n > 1 else "") + "\n  " + json.dumps(o, indent=2).replace("\n", "\n  "))
+    out.write("\n]\n" if n else "]\n")
+
+
+def write_plain_stream(shown: Iterable[dict], out, now: Optional[float] = None, default_target: str = "") -> int:
+    """Plain columns of fixed widths, written as the rows come (`status --all` of a year); the rows written."""
+    now = now or time.time()
+    widths = (30, 24, 24, 9, 8, 10, 30)
+    n = 0
+    out.write("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)) + "  " + COLUMNS[-1] + "\n")
+    for n, o in enumerate(shown, 1):
+        r = cells(o, now, default_target)
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] + "\n")
+    return n
 
 
 def _span(seconds: float) -> str:
