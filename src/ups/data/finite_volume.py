@@ -16,7 +16,7 @@ ADVECTIVE_CFL = 0.4
 DIFFUSIVE_CFL = 0.4
 
 
-def _minmod3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def minmod3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     same = (torch.sign(a) == torch.sign(b)) & (torch.sign(b) == torch.sign(c))
     return torch.where(same, torch.sign(a) * torch.minimum(torch.minimum(a.abs(), b.abs()), c.abs()), torch.zeros_like(a))
 
@@ -30,7 +30,7 @@ class FiniteVolumeBurgers:
 
     def _rhs(self, u: torch.Tensor) -> torch.Tensor:
         left, right = torch.roll(u, 1, -1), torch.roll(u, -1, -1)
-        slope = _minmod3(2 * (u - left), 0.5 * (right - left), 2 * (right - u))
+        slope = minmod3(2 * (u - left), 0.5 * (right - left), 2 * (right - u))
         u_minus = u + 0.5 * slope  # the state just left of the interface i+1/2
         u_plus = torch.roll(u - 0.5 * slope, -1, -1)  # just right of it
         flux = torch.maximum(0.5 * torch.clamp(u_minus, min=0) ** 2, 0.5 * torch.clamp(u_plus, max=0) ** 2)
