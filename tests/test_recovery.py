@@ -148,6 +148,14 @@ DETACHED = ["--auto-shutdown", "--config", "configs/test.yaml", "--yes", "--deta
 WATCH = ["watch", "--until-done", "--interval", "0.2"]
 
 
+def _detached_recoverable_launch(repo_factory, cloud, tmp_path):
+    """(the file that lets stage b end, the repo, the first instance) of a detached launch with recovery on."""
+    _priced(cloud)
+    go, config = recover_config(tmp_path)
+    repo = repo_factory(config)
+    return go, repo, _detached_launch(repo, cloud, tmp_path)
+
+
 def _detached_launch(repo, cloud, tmp_path):
     p = start_cli(DETACHED, repo, cloud_env(cloud))
     out = p.communicate(timeout=900)[0]
@@ -171,10 +179,7 @@ def _log(inst) -> str:
 
 
 def test_watch_recovers_a_detached_launch_outbid_too_long(repo_factory, cloud, tmp_path):
-    _priced(cloud)
-    go, config = recover_config(tmp_path)
-    repo = repo_factory(config)
-    first = _detached_launch(repo, cloud, tmp_path)
+    go, repo, first = _detached_recoverable_launch(repo_factory, cloud, tmp_path)
     cloud.cloud.outbid(first.id, winning_bid=2.0)
     watch = start_cli(WATCH, repo, cloud_env(cloud))
     try:
@@ -198,10 +203,7 @@ def test_a_watch_killed_mid_recovery_and_restarted_neither_leaks_nor_rents_twice
     new instance's id), a second watch finds the instance by its label and adopts it."""
     import signal
 
-    _priced(cloud)
-    go, config = recover_config(tmp_path)
-    repo = repo_factory(config)
-    first = _detached_launch(repo, cloud, tmp_path)
+    go, repo, first = _detached_recoverable_launch(repo_factory, cloud, tmp_path)
     cloud.cloud.faults.update({"slow_create_answer_s": 30})
     cloud.cloud.outbid(first.id, winning_bid=2.0)
     watch = start_cli(WATCH, repo, cloud_env(cloud))
@@ -231,10 +233,7 @@ def test_a_watch_killed_mid_recovery_and_restarted_neither_leaks_nor_rents_twice
 
 
 def test_two_watches_at_once_rent_one_instance(repo_factory, cloud, tmp_path):
-    _priced(cloud)
-    go, config = recover_config(tmp_path)
-    repo = repo_factory(config)
-    first = _detached_launch(repo, cloud, tmp_path)
+    go, repo, first = _detached_recoverable_launch(repo_factory, cloud, tmp_path)
     cloud.cloud.outbid(first.id, winning_bid=2.0)
     watches = [start_cli(WATCH, repo, cloud_env(cloud)) for _ in range(2)]
     try:
@@ -252,10 +251,7 @@ def test_two_watches_at_once_rent_one_instance(repo_factory, cloud, tmp_path):
 def test_reap_recover_moves_a_launch_whose_host_went_offline(repo_factory, cloud, tmp_path):
     from conftest import run_cli
 
-    _priced(cloud)
-    go, config = recover_config(tmp_path)
-    repo = repo_factory(config)
-    first = _detached_launch(repo, cloud, tmp_path)
+    go, repo, first = _detached_recoverable_launch(repo_factory, cloud, tmp_path)
     cloud.cloud.host_offline(first.id)
     p = run_cli(["reap", "--yes", "--recover"], cwd=repo, env=cloud_env(cloud))
     assert p.returncode == 0, p.stdout + p.stderr  # recovered; nothing left to reap
@@ -269,10 +265,7 @@ def test_reap_recover_moves_a_launch_whose_host_went_offline(repo_factory, cloud
 
 
 def test_a_status_while_nobody_watches_leaves_a_lost_launch_open_for_recovery(repo_factory, cloud, tmp_path):
-    _priced(cloud)
-    go, config = recover_config(tmp_path)
-    repo = repo_factory(config)
-    first = _detached_launch(repo, cloud, tmp_path)
+    go, repo, first = _detached_recoverable_launch(repo_factory, cloud, tmp_path)
     cloud.cloud.destroy(first.id, by="console")
     (row,) = status_rows(repo, cloud_env(cloud))
     assert row["state"] == "gone" and "waiting for recovery" in row["end_reason"], row
@@ -335,10 +328,7 @@ def test_an_attempt_a_killed_supervisor_opened_but_never_rented_is_not_counted()
 def test_down_ends_a_lost_launch_that_waits_for_recovery(repo_factory, cloud, tmp_path):
     from conftest import run_cli
 
-    _priced(cloud)
-    _, config = recover_config(tmp_path)
-    repo = repo_factory(config)
-    first = _detached_launch(repo, cloud, tmp_path)
+    _, repo, first = _detached_recoverable_launch(repo_factory, cloud, tmp_path)
     cloud.cloud.destroy(first.id, by="console")
     (row,) = status_rows(repo, cloud_env(cloud))
     assert row["state"] == "gone", row

@@ -34,7 +34,7 @@ from .settle import settle_one
 from .teardown import destroy_and_record, instances_by_label
 
 
-def _since(events: list[dict], status: str, instance_id) -> Optional[float]:
+def _since(events: list[dict], status: str) -> Optional[float]:
     """When the current instance last entered `status` (None: it is not in it by the ledger)."""
     t = None
     for ev in events:
@@ -53,11 +53,11 @@ def trigger(row: dict, inst: Optional[Instance], events: list[dict], settings: S
     if inst.status in ENDED_WITHOUT_TEARDOWN:
         return f"instance {iid} {inst.status} without a result"
     if inst.status == STOPPED:
-        since = _since(events, STOPPED, iid) or now
+        since = _since(events, STOPPED) or now
         if now - since >= settings.stopped_minutes * 60:
             return f"instance {iid} stopped (outbid) for more than {settings.stopped_minutes:g} min"
     if inst.status in NOT_YET_RUNNING:
-        since = _since(events, "loading", iid) or float(row.get("updated_at") or now)
+        since = _since(events, "loading") or float(row.get("updated_at") or now)
         if now - since > settings.loading_minutes * 60:
             return f"instance {iid} still loading after {settings.loading_minutes:g} min"
     return None
