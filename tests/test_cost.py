@@ -253,6 +253,50 @@ def test_cost_formats_agree_on_a_ledger_with_real_rows(tmp_path):
     assert "40 launches" in table and as_json["rows"][0]["launch_id"][:20] in table
 
 
+def test_cost_limit_lists_the_most_recent_launches_and_the_totals_count_every_one(tmp_path):
+    """A table lists a bounded number of rows (a year of launches is for json/csv), and says what it left out."""
+    import csv
+    import io
+
+    sys.path.insert(0, str(PROJECT / "benchmarks"))
+    from cost_report import generate_ledger
+
+    from vast_launch.ledger import Ledger
+
+    led = Ledger()
+    generate_ledger(led, 40, seed=4, now=time.time(), active=0)
+    odd = 'team, "odd" name'  # a value the CSV must quote
+    first = led.db.execute("SELECT id FROM launches ORDER BY created_at LIMIT 1").fetchone()[0]
+    with led.db:
+        led.db.execute("UPDATE launches SET wandb_group = ? WHERE id = ?", (odd, first))
+    args = ["cost", "--since", "3650d", "--no-reconcile"]
+    full = json.loads(run_cli([*args, "--format", "json"], cwd=tmp_path).stdout)
+    assert len(full["rows"]) == 40 and not any("listed" in n for n in full["notes"])
+    newest = [r["launch_id"] for r in full["rows"]][-5:]
+
+    limited = json.loads(run_cli([*args, "--format", "json", "--limit", "5"], cwd=tmp_path).stdout)
+    assert [r["launch_id"] for r in limited["rows"]] == newest  # oldest first, as without a limit
+    assert limited["totals"] == full["totals"]
+    assert any("the 5 most recent of 40 launches are listed" in n for n in limited["notes"])
+
+    table = run_cli([*args, "--limit", "5"], cwd=tmp_path, env={"COLUMNS": "250"}).stdout
+    shown = [r["launch_id"] for r in full["rows"] if r["launch_id"] in table]
+    assert shown == newest and "40 launches" in table and "--limit 0 lists every one" in table
+    every = run_cli([*args, "--limit", "0"], cwd=tmp_path, env={"COLUMNS": "250"}).stdout
+    assert all(r["launch_id"] in every for r in full["rows"]) and "listed" not in every
+
+    groups = json.loads(run_cli([*args, "--by", "group", "--format", "json"], cwd=tmp_path).stdout)
+    top = json.loads(run_cli([*args, "--by", "group", "--format", "json", "--limit", "3"], cwd=tmp_path).stdout)
+    assert top["rows"] == groups["rows"][:3] and len(groups["rows"]) > 3
+    assert any("the 3 costliest rows are listed" in n for n in top["notes"])
+
+    as_csv = list(csv.DictReader(io.StringIO(run_cli([*args, "--format", "csv"], cwd=tmp_path).stdout)))
+    assert [r["wandb_group"] for r in as_csv] == [r["wandb_group"] or "" for r in full["rows"]]
+    assert as_csv[0]["wandb_group"] == odd
+    bad = run_cli([*args, "--limit", "-1"], cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
 def _close(a, b, what):
     if a is None or b is None:
         assert a is None and b is None, what

@@ -93,6 +93,9 @@ def _stored_outputs(row):
 
 
 # --- cost -----------------------------------------------------------------------------------
+TABLE_ROWS = 200  # a table longer than this is for nobody: the rest with --limit 0, or as json/csv
+
+
 @click.command()
 @click.option("--since", default="30d", show_default=True, help="launches created after: 24h, 7d, 2w or a date")
 @click.option("--until", default=None, help="launches created before: a duration ago or a date")
@@ -111,9 +114,16 @@ def _stored_outputs(row):
     show_default=True,
     help="read Vast's invoices for launches whose bill is not settled yet (needs the API key)",
 )
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=None,
+    help="rows listed: by launch the most recent, else the costliest; the totals count every launch "
+    f"(default: {TABLE_ROWS} in the table, every row in json and csv; 0: every row)",
+)
 @click.option("--sync-wandb", is_flag=True, help="write cost_usd, gpu_hours and dph_total into each W&B run's summary")
 @guarded
-def cost(since, until, by, fmt, reconcile, sync_wandb):
+def cost(since, until, by, fmt, reconcile, limit, sync_wandb):
     """What launches cost: estimate, billed amount and the difference.
 
     The estimate uses the rates stored at rental time (GPU + storage while running, storage
@@ -124,6 +134,7 @@ def cost(since, until, by, fmt, reconcile, sync_wandb):
     \b
     Examples:
       vast-launch cost --since 7d
+      vast-launch cost --limit 0                     # every launch of the window in the table
       vast-launch cost --by stage --format csv > stages.csv
       vast-launch cost --by group --since 2026-11-01 --format json
     """
@@ -139,14 +150,18 @@ def cost(since, until, by, fmt, reconcile, sync_wandb):
                 got, more = targets.get(name).reconcile(led, t_since, t_until)
                 billed.update(got)
                 notes += more
-        report = costmod.build_report(led, by, t_since, t_until, billed=billed, left_out=targets.NOT_BILLED, stream=not sync_wandb)
+        if limit is None:
+            limit = TABLE_ROWS if fmt == "table" else 0
+        report = costmod.build_report(
+            led, by, t_since, t_until, billed=billed, left_out=targets.NOT_BILLED, stream=not sync_wandb, limit=limit
+        )
         report.notes.extend(notes)
         if sync_wandb:
             from ..reports.wandb_api import sync_cost_to_wandb
 
             launches = (
                 report.rows
-                if by == "launch"
+                if by == "launch" and not limit
                 else costmod.launch_rows(led, t_since, t_until, billed=billed, left_out=targets.NOT_BILLED)
             )
             report.notes.append(sync_cost_to_wandb(led, launches))

@@ -66,18 +66,31 @@ def build_report(
     billed: Optional[dict] = None,
     left_out: tuple = (),
     stream: bool = False,
+    limit: Optional[int] = None,
 ) -> Report:
-    """The report, aggregated by SQLite (cost_query.py); stream: by launch, the rows as an iterator."""
+    """The report, aggregated by SQLite (cost_query.py); stream: by launch, the rows as an iterator.
+
+    limit: by launch the most recent launches only, else the costliest rows only; the totals count every launch
+    of the window, and a note says what was left out."""
     from .cost_query import CostQuery
 
     if by not in BY_CHOICES:
         raise ValueError(f"--by must be one of {', '.join(BY_CHOICES)}")
     q = CostQuery(ledger, since, until, now, billed, left_out)
     totals = q.totals()
+    notes = []
     if by == "launch":
-        return Report(by, since, until, q.launches() if stream else list(q.launches()), totals)
-    rows = q.grouped(by)
-    return Report(by, since, until, rows if stream else list(rows), totals)
+        rows = q.launches(limit)
+        if limit and totals["launches"] > limit:
+            notes.append(f"the {limit:,} most recent of {totals['launches']:,} launches are listed; --limit 0 lists every one")
+    else:
+        rows = q.grouped(by, limit + 1 if limit else None)
+        if limit:
+            rows = list(rows)
+            if len(rows) > limit:
+                rows = rows[:limit]
+                notes.append(f"the {limit:,} costliest rows are listed (the totals count every launch); --limit 0 lists all")
+    return Report(by, since, until, rows if stream else list(rows), totals, notes)
 
 
 # --- reconciliation -------------------------------------------------------------------------------

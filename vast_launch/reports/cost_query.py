@@ -186,14 +186,17 @@ class CostQuery:
             for (lid,) in db.execute(f"SELECT l.id FROM launches l WHERE 1 {where}", wargs):
                 self.rebilled.extend(cost_rollup.of_launch(db, lid))
 
-    def launches(self) -> Iterator[dict]:
-        """One row per launch, oldest first, read as it is written out. The few open launches' estimates and the
-        bills just read are filled in here from memory: joining them in SQL costs two lookups for each of a
-        million rows."""
+    def launches(self, limit: Optional[int] = None) -> Iterator[dict]:
+        """One row per launch, oldest first, read as it is written out (limit: only the most recent ones, read
+        backwards along the index). The few open launches' estimates and the bills just read are filled in here
+        from memory: joining them in SQL costs two lookups for each of a million rows."""
         db = self.ledger.db
         opens = {r[0]: r[1:] for r in db.execute("SELECT id, gpu_seconds, storage_seconds, cost_usd FROM temp.open_estimates")}
         fresh = dict(db.execute("SELECT id, usd FROM temp.fresh_bills").fetchall())
-        cur = db.execute(_PLAIN.format(where=self.window) + " ORDER BY l.created_at", self.args)
+        sql, args = _PLAIN.format(where=self.window), self.args
+        if limit:
+            sql, args = f"SELECT * FROM ({sql} ORDER BY l.created_at DESC LIMIT ?) ORDER BY 2", [*args, limit]
+        cur = db.execute(sql if limit else sql + " ORDER BY l.created_at", args)
         cur.row_factory = None  # plain tuples: several times faster than sqlite3.Row
         for lid, created, ended, state, target, group, gpu, num_gpus, iid, dph, gpu_s, storage_s, cost, billed in cur:
             if cost is None:
@@ -242,10 +245,12 @@ class CostQuery:
                     acc[i] -= v
         return sums
 
-    def grouped(self, by: str) -> Iterable[dict]:
-        """Rows by group, gpu, day or stage, costliest first (by group, an iterator: a key per launch, nearly)."""
+    def grouped(self, by: str, limit: Optional[int] = None) -> Iterable[dict]:
+        """Rows by group, gpu, day or stage, costliest first (by group, an iterator: a key per launch, nearly);
+        limit: only the costliest ones."""
         if by not in ROLLED_BY:
-            return self._streamed(_GROUPED.format(base=self.base, key=_GROUP_KEYS[by]) + " ORDER BY 3 DESC")
+            sql = _GROUPED.format(base=self.base, key=_GROUP_KEYS[by]) + " ORDER BY 3 DESC"
+            return self._streamed(sql + " LIMIT ?" if limit else sql, [*self.args, limit] if limit else self.args)
         if by == "stage":
             sql, params = _named(_BY_STAGE.format(base=self.rest), self.rest_args, {"now": self.now, "outside": OUTSIDE_STAGES})
         else:
@@ -270,10 +275,10 @@ class CostQuery:
                     "usd_per_gpu_hour": cost / gpu_hours if gpu_hours else None,
                 }
             )
-        return sorted(rows, key=lambda r: -r["cost_usd"])
+        return sorted(rows, key=lambda r: -r["cost_usd"])[: limit or None]
 
-    def _streamed(self, sql: str) -> Iterator[dict]:
-        cur = self.ledger.db.execute(sql, self.args)
+    def _streamed(self, sql: str, args: list) -> Iterator[dict]:
+        cur = self.ledger.db.execute(sql, args)
         cur.row_factory = None
         for key, launches, cost, billed, unbilled, gpu_hours in cur:
             yield {
