@@ -24,7 +24,7 @@ def test_every_default_lives_in_the_schema():
 
     full = validate({})
     assert full["operator"] == {"modes": 16, "width": 32, "layers": 4, "iters": 300, "batch": 64, "lr": 3e-3}
-    sections = {"data", "operator", "diffusion_residual", "consistency_distill", "eval"}
+    sections = {"data", "operator", "hybrid", "diffusion_residual", "consistency_distill", "eval"}
     assert set(full) == {"device", "amp", "compile", "train_seed", "checkpoint_every"} | sections
     assert (
         full["train_seed"] == 0
@@ -44,6 +44,26 @@ except SystemExit as exc:
     print("torch loaded" if "torch" in sys.modules else "torch not loaded")
     sys.exit(3)
 """
+
+
+def test_the_stage_list_is_what_the_trainer_the_profile_and_the_evaluation_use():
+    """One list of stages: each stage's module runs, its profile sections exist, its methods are evaluated."""
+    import importlib
+
+    from ups import stages
+    from ups.profile import Profile
+    from ups.train import stage_list
+
+    assert stage_list("all") == list(stages.NAMES) == ["operator", "diffusion_residual", "consistency_distill"]
+    for stage in stages.STAGES:
+        assert callable(stage.runner())
+        assert set(stage.sections) <= set(Profile.model_fields), stage
+        assert "solver_1x" in stage.evaluates
+    evaluate = importlib.import_module("ups.stages.evaluate")
+    methods = {m for s in stages.STAGES for m in s.evaluates}
+    assert methods <= set(evaluate.LEARNED) | set(stages.BASELINES)
+    help_text = subprocess.run([sys.executable, "-m", "ups.train", "--help"], capture_output=True, text=True).stdout
+    assert "operator, diffusion_residual, consistency_distill" in help_text
 
 
 def test_ups_train_refuses_bad_overrides_before_torch_loads():

@@ -54,6 +54,23 @@ class Operator(_Section):
     lr: float = _pos(3e-3, "learning rate")
 
 
+class Hybrid(_Section):
+    iters: int = _int(0, "optimizer steps of the hybrid operator, trained in the operator stage after the FNO (0: none)", ge=0)
+    coarsen: int = _int(2, "the coarse grid has data.nx / coarsen cells")
+    width: int = _int(32, "channels of the correction and lift networks")
+    layers: int = _int(4, "periodic convolutions of each network")
+    kernel: int = _int(5, "their kernel: a stencil of layers * (kernel // 2) cells either side")
+    batch: int = _int(16, "batch size (trajectory windows)")
+    lr: float = _pos(1e-3, "learning rate")
+    unroll: list[int] = Field(
+        default_factory=lambda: [1, 4, 8],
+        min_length=1,
+        description="frames unrolled through the solver per loss, in equal shares of the steps (a schedule)",
+    )
+    solver_grad: bool = Field(True, description="gradients through the solver between frames (false: the ablation)")
+    learned_lift: bool = Field(True, description="a learned lift to the scoring grid (false: the MC-limited linear one)")
+
+
 class DiffusionResidual(_Section):
     width: int = _int(48, "channels of the denoiser")
     layers: int = _int(4, "layers of the denoiser")
@@ -100,6 +117,7 @@ class Profile(_Section):
     )
     data: Data = Field(default_factory=Data)
     operator: Operator = Field(default_factory=Operator)
+    hybrid: Hybrid = Field(default_factory=Hybrid)
     diffusion_residual: DiffusionResidual = Field(default_factory=DiffusionResidual)
     consistency_distill: ConsistencyDistill = Field(default_factory=ConsistencyDistill)
     eval: Eval = Field(default_factory=Eval)

@@ -17,12 +17,7 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("operator", "diffusion_residual", "consistency_distill")
-EVALUATES = {  # after each stage; the solver on the surrogate's grid each time, for paired comparisons
-    "operator": ("persistence", "solver_half", "solver_1x", "solver_2x", "solver_4x", "operator"),
-    "diffusion_residual": ("solver_1x", "operator", "corrector_mse", "refiner_1call", "refiner"),
-    "consistency_distill": ("solver_1x", "operator", "refiner", "distilled_1step", "distilled_2step"),
-}
+from .stages import BY_NAME, NAMES  # the one list of stages (torch-free)
 
 
 def parse_args(argv=None):
@@ -34,7 +29,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--config", required=True, help="the launch YAML (uses name, wandb, train.profiles)")
     p.add_argument("--profile", default=None, help="train.profiles entry (default: train.profile)")
-    p.add_argument("--stage", default="all", help=f"one of {', '.join(STAGES)} or 'all'")
+    p.add_argument("--stage", default="all", help=f"one of {', '.join(NAMES)} or 'all'")
     p.add_argument("--out", default="runs/train", help="run directory shared by the stages")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a profile value, e.g. --set operator.iters=50"
@@ -87,9 +82,9 @@ class NoLogging:
 
 def stage_list(stage: str) -> list[str]:
     if stage == "all":
-        return list(STAGES)
-    if stage not in STAGES:
-        raise SystemExit(f"ups-train: unknown stage {stage!r}; choose from {', '.join(STAGES)} or all")
+        return list(NAMES)
+    if stage not in NAMES:
+        raise SystemExit(f"ups-train: unknown stage {stage!r}; choose from {', '.join(NAMES)} or all")
     return [stage]
 
 
@@ -140,12 +135,10 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     from .data.burgers import DataSpec, load_or_generate
-    from .stages import consistency_distill, diffusion_residual, operator
     from .stages.common import StageEnv, drop_partials
     from .stages.evaluate import evaluate
     from .utils.wandb_context import WandbContext
 
-    runners = {"operator": operator.run, "diffusion_residual": diffusion_residual.run, "consistency_distill": consistency_distill.run}
     t_start = time.time()
     spec = DataSpec(**prof["data"])
     data, cached = load_or_generate(spec, device=device if want_cuda else None)
@@ -162,7 +155,7 @@ def main(argv=None) -> int:
         for name in ("eval.json", "eval_val.json"):
             (out / name).unlink(missing_ok=True)
         env = StageEnv(cfg=run_cfg, profile=prof, out=out, device=device, data=data, ctx=NoLogging(), rank=0, world=1)
-        evaluate(env, tuple(dict.fromkeys(m for stage in stages for m in EVALUATES[stage])))  # each method once
+        evaluate(env, tuple(dict.fromkeys(m for stage in stages for m in BY_NAME[stage].evaluates)))  # each method once
         return 0
     for stage in stages:
         marker = out / stage / "done"
@@ -173,13 +166,13 @@ def main(argv=None) -> int:
         t0 = time.time()
         with WandbContext(run_cfg, stage, run_dir=out, rank=rank) as ctx:
             env = StageEnv(cfg=run_cfg, profile=prof, out=out, device=device, data=data, ctx=ctx, rank=rank, world=world)
-            result = runners[stage](env)
+            result = BY_NAME[stage].runner()(env)
             if world > 1:
                 torch.distributed.barrier()
             if rank == 0:
                 result.update({k.split("/", 1)[1]: v for k, v in env.summary.items() if k.split("/", 1)[0] == stage})
                 result["seconds"] = time.time() - t0
-                result.update({f"eval_{k}": v["nrmse"] for k, v in evaluate(env, EVALUATES[stage]).items()})
+                result.update({f"eval_{k}": v["nrmse"] for k, v in evaluate(env, BY_NAME[stage].evaluates).items()})
                 ctx.set_summary({f"{stage}/{k}": v for k, v in result.items()})
                 ctx.log_artifact(out / stage / "checkpoint.pt", name=f"{stage}-checkpoint")
                 (out / stage / "result.json").write_text(json.dumps(result, indent=2))

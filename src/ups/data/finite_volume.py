@@ -38,7 +38,7 @@ class FiniteVolumeBurgers:
         return -(flux - torch.roll(flux, 1, -1)) / self.dx
 
     def max_step(self, u: torch.Tensor) -> float:
-        speed = float(u.abs().max())
+        speed = float(u.detach().abs().max())
         limits = [DIFFUSIVE_CFL * self.dx**2 / (2 * self.diffusion)] if self.diffusion > 0 else []
         if speed > 0:
             limits.append(ADVECTIVE_CFL * self.dx / speed)

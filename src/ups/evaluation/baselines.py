@@ -7,8 +7,13 @@ import math
 
 import torch
 
-from ..data.burgers import ETDRK4Burgers, cell_average
+from ..data.burgers import ETDRK4Burgers, cell_average, pdebench_initial_conditions
 from ..data.finite_volume import FiniteVolumeBurgers
+from ..data.weno import WenoBurgers
+from .transfer import lift_constant, lift_mc, restrict
+
+CURVE_CELLS = (64, 128, 256, 512)  # the classical cost-accuracy curve's grids
+SCHEMES = {"muscl": FiniteVolumeBurgers, "weno": WenoBurgers}
 
 
 def persistence(u0: torch.Tensor, steps: int) -> torch.Tensor:
@@ -58,3 +63,53 @@ def classical(data_spec: dict, factor: float):
         return back.to(u0.dtype)
 
     return rollout
+
+
+def curve_methods(data_spec: dict) -> dict[str, tuple[str, int, str]]:
+    """The classical curve's methods (finite-volume data only): name -> (scheme, cells, lift). Coarse grids are
+    lifted to the scoring grid with the MC-limited linear reconstruction, and also (`_pc`) piecewise constant."""
+    if data_spec.get("convention") != "pdebench":
+        return {}
+    out = {}
+    for scheme in SCHEMES:
+        for cells in CURVE_CELLS:
+            out[f"{scheme}_{cells}"] = (scheme, cells, "mc")
+            if cells < data_spec["nx"]:
+                out[f"{scheme}_{cells}_pc"] = (scheme, cells, "pc")
+    return out
+
+
+def on_grid(data_spec: dict, scheme: str, cells: int, lift: str = "mc"):
+    """A rollout function: `scheme` on `cells` cells from the surrogate's initial frame moved there (restricted,
+    or lifted by MC), its frames moved back (restricted, or lifted by `lift`). Computed in float64."""
+    nx = data_spec["nx"]
+    solver = SCHEMES[scheme](cells, data_spec["nu"] / math.pi)
+    up = lift_mc if lift == "mc" else lift_constant
+
+    def rollout(u0: torch.Tensor, steps: int) -> torch.Tensor:
+        u = u0.double()
+        start = restrict(u, nx // cells) if cells < nx else up(u, cells // nx) if cells > nx else u
+        traj = solver.solve(start, data_spec["dt"], steps)[:, 1:]
+        back = up(traj, nx // cells) if cells < nx else restrict(traj, cells // nx) if cells > nx else traj
+        return back.to(u0.dtype)
+
+    return rollout
+
+
+def projection_floor(traj: torch.Tensor, cells: int, lift: str = "mc") -> torch.Tensor:
+    """The truth's frames restricted to `cells` cells and lifted back: what any method on that grid loses to the
+    transfer alone, [n, S, nx] for frames 1..S."""
+    nx = traj.shape[-1]
+    up = lift_mc if lift == "mc" else lift_constant
+    return up(restrict(traj[:, 1:].double(), nx // cells), nx // cells).to(traj.dtype)
+
+
+def reference_floor(data_spec: dict, first: int, count: int, steps: int) -> torch.Tensor:
+    """The reference scheme on twice the reference's cells from the same initial states (regenerated: their
+    draws do not depend on the grid), averaged to the scoring grid: how far the reference itself is from
+    converged. Trajectories first..first+count of the dataset, frames 1..steps."""
+    n_all = data_spec["n_train"] + data_spec["n_val"] + data_spec["n_test"]
+    cells = 2 * data_spec["solver_nx"]
+    u0 = pdebench_initial_conditions(n_all, cells, data_spec["seed"])[first : first + count]
+    traj = FiniteVolumeBurgers(cells, data_spec["nu"] / math.pi).solve(u0, data_spec["dt"], steps)[:, 1:]
+    return restrict(traj, cells // data_spec["nx"]).float()

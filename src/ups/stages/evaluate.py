@@ -22,9 +22,9 @@ from ..evaluation.metrics import paired, per_trajectory, summarise
 from ..models.denoiser import consistency_sample, heun_sample
 from .common import StageEnv
 
-BASELINES = ("persistence", "solver_half", "solver_1x", "solver_2x", "solver_4x")
 SOLVER_GRIDS = {"solver_half": 0.5, "solver_1x": 1, "solver_2x": 2, "solver_4x": 4}
-LEARNED = ("operator", "corrector_mse", "refiner_1call", "refiner", "distilled_1step", "distilled_2step")
+LEARNED = ("operator", "hybrid", "corrector_mse", "refiner_1call", "refiner", "distilled_1step", "distilled_2step")
+PAIRED_WITH = ("operator", "solver_1x", "hybrid", "muscl_256", "weno_256")  # besides the cost-matched classical point
 STOCHASTIC = {"refiner", "distilled_1step", "distilled_2step"}
 SUMMARY_METRICS = ("nrmse", "nrmse_ci95", "final_nrmse", "error_over_initial_norm", "high_correlation_time", "wall_s_per_rollout")
 Rollout = Callable[[torch.Tensor, int], torch.Tensor]
@@ -54,7 +54,7 @@ def timed(rollout: Rollout, u0: torch.Tensor, steps: int, seed: int) -> tuple[to
 
 
 def rollout_functions(env: StageEnv, which: tuple[str, ...]) -> dict[str, Rollout]:
-    from . import consistency_distill, diffusion_residual, operator
+    from . import consistency_distill, diffusion_residual, hybrid, operator
 
     fns: dict[str, Rollout] = {}
     data_spec = env.profile["data"]
@@ -63,12 +63,18 @@ def rollout_functions(env: StageEnv, which: tuple[str, ...]) -> dict[str, Rollou
             fns[name] = baselines.classical(data_spec, factor)
     if "persistence" in which:
         fns["persistence"] = baselines.persistence
+    if "curve" in which:
+        for name, (scheme, cells, lift) in baselines.curve_methods(data_spec).items():
+            fns[name] = baselines.on_grid(data_spec, scheme, cells, lift)
+    if "hybrid" in which and (model := hybrid.load(env)) is not None:
+        fns["hybrid"] = stepping(model)
+    which = tuple(m for m in which if m != "hybrid")
     if not set(LEARNED) & set(which):
         return fns
     op = operator.load(env)
     fns["operator"] = stepping(op)
     if not set(which) & (set(LEARNED) - {"operator"}):
-        return {k: v for k, v in fns.items() if k in which}
+        return fns
     den, dck = diffusion_residual.load(env)
     scale, smin, smax = dck["scale"], dck["sigma_min"], dck["sigma_max"]
 
@@ -92,13 +98,49 @@ def rollout_functions(env: StageEnv, which: tuple[str, ...]) -> dict[str, Rollou
         cm, cck = consistency_distill.load(env)
         for name, sigmas in (("distilled_1step", [cck["sigma_max"]]), ("distilled_2step", [cck["sigma_max"], cck["sigma_mid"]])):
             fns[name] = corrected(lambda u, o, sigmas=sigmas: consistency_sample(cm, u, o, sigmas, cck["sigma_min"]))
-    return {k: v for k, v in fns.items() if k in which}
+    keep = set(which) | {"hybrid"} | set(baselines.curve_methods(data_spec))
+    return {k: v for k, v in fns.items() if k in keep}
 
 
-def evaluate_split(fns: dict[str, Rollout], traj: torch.Tensor, steps: int, dt: float, seeds: int) -> dict:
+def floors(data_spec: dict, first: int, with_reference: bool, coarsen: int = 1) -> dict[str, Callable]:
+    """What no method is credited for beating, as functions of the split's trajectories: the projection floor of
+    each coarse grid of the curve and of the hybrid's (the truth restricted and lifted back, MC and piecewise
+    constant) and, on the test split, the reference floor (the reference scheme on twice its cells)."""
+    if data_spec.get("convention") != "pdebench":
+        return {}
+    out: dict[str, Callable] = {}
+    coarse = {c for c in baselines.CURVE_CELLS if c < data_spec["nx"]} | ({data_spec["nx"] // coarsen} if coarsen > 1 else set())
+    for cells in sorted(coarse):
+        for lift in ("mc", "pc"):
+            out[f"floor_projection_{cells}" + ("_pc" if lift == "pc" else "")] = lambda traj, steps, cells=cells, lift=lift: (
+                baselines.projection_floor(traj[:, : steps + 1], cells, lift)
+            )
+    if with_reference:
+        out["floor_reference"] = lambda traj, steps: baselines.reference_floor(data_spec, first, traj.shape[0], steps)
+    return out
+
+
+def cost_matched(results: dict, name: str) -> str | None:
+    """The classical curve's point (MC lift) nearest to `name` in ms per rollout, on a log scale."""
+    import math
+
+    ms = results[name]["wall_s_per_rollout"]
+    points = [k for k in results if k.split("_")[0] in baselines.SCHEMES and not k.endswith("_pc") and k != name]
+    if not ms or not points:
+        return None
+    return min(points, key=lambda k: abs(math.log(results[k]["wall_s_per_rollout"] / ms)))
+
+
+def evaluate_split(
+    fns: dict[str, Rollout], traj: torch.Tensor, steps: int, dt: float, seeds: int, oracles: dict | None = None
+) -> dict:
+    """oracles: name -> f(traj, steps), the floors: they read the truth, so they have no cost."""
     steps = min(steps, traj.shape[1] - 1)
     u0 = traj[:, 0]
     results, per_traj = {}, {}
+    for name, floor in (oracles or {}).items():
+        pred = floor(traj.cpu(), steps).to(traj.device)
+        results[name], per_traj[name] = summarise([per_trajectory(pred, traj)], dt, None)
     for name, rollout in fns.items():
         rollout(u0[:2], 1)  # warm-up: first-call allocations are not the method's cost
         runs, walls = [], []
@@ -108,9 +150,11 @@ def evaluate_split(fns: dict[str, Rollout], traj: torch.Tensor, steps: int, dt: 
             walls.append(wall)
         results[name], per_traj[name] = summarise(runs, dt, sorted(walls)[len(walls) // 2])
     for name in results:
-        for ref in ("operator", "solver_1x"):
+        for ref in PAIRED_WITH:
             if ref in per_traj and ref != name:
                 results[name][f"paired_vs_{ref}"] = paired(per_traj[name], per_traj[ref])
+        if name in LEARNED and (ref := cost_matched(results, name)) is not None:
+            results[name]["paired_vs_cost_matched"] = {"method": ref, **paired(per_traj[name], per_traj[ref])}
     return results
 
 
@@ -118,11 +162,15 @@ def evaluate(env: StageEnv, which: tuple[str, ...]) -> dict:
     ev = env.section("eval")
     wanted = tuple(m for m in which if m in LEARNED or ev["baselines"])
     fns = rollout_functions(env, wanted)
-    dt = env.profile["data"]["dt"]
+    spec = env.profile["data"]
+    dt = spec["dt"]
     out = {}
     for split, filename in (("val", "eval_val.json"), ("test", "eval.json")):
         traj = env.data[split][: ev["n_test"] if split == "test" else None].to(env.device)
-        results = evaluate_split(fns, traj, ev["rollout_steps"], dt, ev["seeds"])
+        first = spec["n_train"] + (spec["n_val"] if split == "test" else 0)
+        coarsen = env.profile["hybrid"]["coarsen"] if env.profile["hybrid"]["iters"] else 1
+        oracles = floors(spec, first, split == "test", coarsen) if "floors" in wanted else {}
+        results = evaluate_split(fns, traj, ev["rollout_steps"], dt, ev["seeds"], oracles)
         path = env.out / filename
         merged = json.loads(path.read_text()) if path.exists() else {}
         merged.update(results)
@@ -139,9 +187,16 @@ def evaluate(env: StageEnv, which: tuple[str, ...]) -> dict:
             )
             out = results
         for name, v in results.items():
-            print(
-                f"[ups] eval {split:<4} {name:<16} nRMSE {v['nrmse']:.4f} ± {v['nrmse_ci95']:.4f}  final {v['final_nrmse']:.4f}  "
-                f"{v['wall_s_per_rollout'] * 1e3:.2f} ms/rollout",
-                flush=True,
-            )
+            print(f"[ups] eval {split:<4} {table_line(name, v)}", flush=True)
     return out
+
+
+def table_line(name: str, v: dict) -> str:
+    """One method's line of the printed table: nRMSE, final-step nRMSE, cost, and its paired difference with the
+    cost-matched classical point when it has one."""
+    ms = f"{v['wall_s_per_rollout'] * 1e3:8.2f} ms/rollout" if v["wall_s_per_rollout"] is not None else "   (a floor: no cost)"
+    line = f"{name:<24} nRMSE {v['nrmse']:.4f} ± {v['nrmse_ci95']:.4f}  final {v['final_nrmse']:.4f}  {ms}"
+    if "paired_vs_cost_matched" in v:
+        p = v["paired_vs_cost_matched"]
+        line += f"  vs {p['method']}: {p['diff']:+.4f} ± {p['ci95']:.4f}"
+    return line

@@ -1,4 +1,4 @@
-"""Stage 1: an FNO trained on one-step pairs u(t) -> u(t + dt)."""
+"""Stage 1: an FNO trained on one-step pairs u(t) -> u(t + dt); with hybrid.iters, also the hybrid operator (hybrid.py)."""
 
 from __future__ import annotations
 
@@ -34,4 +34,9 @@ def run(env: StageEnv) -> dict:
     losses = train_loop(STAGE, net.parameters(), len(x), loss_fn, env, hp["iters"], hp["batch"], hp["lr"], state={"model": model})
     if env.rank == 0:
         save_checkpoint(env.stage_dir(STAGE) / "checkpoint.pt", model=unwrap(model).state_dict(), hparams=hp)
-    return {"loss_first": losses[0], "loss_last": losses[-1]}
+    result = {"loss_first": losses[0], "loss_last": losses[-1]}
+    if env.profile["hybrid"]["iters"]:
+        from . import hybrid
+
+        result.update(hybrid.train(env))
+    return result
