@@ -121,15 +121,18 @@ train:
       data: {convention: pdebench, nx: 64, solver_nx: 128, n_train: 16, n_val: 4, n_test: 4, n_steps: 4, dt: 0.05, nu: 0.001, seed: 0}
       operator: {modes: 8, width: 8, layers: 2, iters: 4, batch: 8}
       hybrid: {iters: 12, batch: 4, width: 8, layers: 2, kernel: 5, unroll: [2]}
+      diffusion_residual: {width: 8, layers: 2, iters: 4, batch: 8, sampler_steps: 2}
+      consistency_distill: {iters: 4, batch: 8, teacher_steps: 3}
       eval: {rollout_steps: 4, n_test: 4}
 """
 
 
 def test_ups_train_evaluates_the_hybrid_against_the_classical_curve_and_the_floors(tmp_path):
+    """Every stage on a tiny PDEBench-convention profile: the hybrid, the curve, the floors, the refiner on the hybrid."""
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(TINY)
     env = {**os.environ, "WANDB_MODE": "offline", "UPS_CACHE_DIR": str(tmp_path / "cache"), "WANDB_DIR": str(tmp_path)}
-    argv = ["--config", str(cfg), "--profile", "tiny", "--stage", "operator", "--out", str(tmp_path / "run")]
+    argv = ["--config", str(cfg), "--profile", "tiny", "--stage", "all", "--out", str(tmp_path / "run")]
     p = subprocess.run(
         [sys.executable, "-m", "ups.train", *argv],
         cwd=tmp_path,
@@ -151,3 +154,6 @@ def test_ups_train_evaluates_the_hybrid_against_the_classical_curve_and_the_floo
     assert trained["model"]["correction.net.2.weight"].abs().sum() > 0  # it left the coarse solver
     assert trained["hparams"]["iters"] == 12 and trained["data"]["nx"] == 64
     assert "vs muscl_" in p.stdout and "(a floor: no cost)" in p.stdout
+    # the refiner and its distillation correct the hybrid, not the FNO
+    assert json.loads((tmp_path / "run" / "diffusion_residual" / "result.json").read_text())["base"] == "Hybrid"
+    assert {"refiner", "distilled_1step"} <= set(ev) and "paired_vs_hybrid" in ev["refiner"]

@@ -77,3 +77,41 @@ def test_offline_wandb_history_is_read_with_each_metrics_step(tmp_path):
     assert source == "1 offline W&B run(s)"
     (loss,) = [c for c in curves if c.key == "train/loss"]
     assert loss.x_label == "train/step" and [p[0] for p in loss.points] == [0, 100, 200, 300, 400, 500]
+
+
+def _method(nrmse, ms, **more):
+    return {"nrmse": nrmse, "nrmse_ci95": nrmse / 10, "final_nrmse": nrmse, "wall_s_per_rollout": ms / 1e3 if ms else None, **more}
+
+
+def test_the_classical_curve_is_drawn_as_lines_the_floors_as_levels_and_learned_methods_as_points(tmp_path):
+    ev = {"floor_reference": _method(0.0004, None), "floor_projection_128": _method(0.016, None)}
+    for scheme, base in (("muscl", 1.0), ("weno", 2.5)):
+        for cells in (64, 128, 256, 512):
+            ev[f"{scheme}_{cells}"] = _method(0.05 * (64 / cells) ** 2, base * cells / 10)
+            if cells < 256:
+                ev[f"{scheme}_{cells}_pc"] = _method(0.08 * (64 / cells) ** 2, base * cells / 10)
+    ev["hybrid"] = _method(
+        0.011, 27, nrmse_per_step=[0.01, 0.012], paired_vs_cost_matched={"method": "muscl_256", "diff": 0.004, "ci95": 0.001}
+    )
+    lines = report.curve_lines(list(ev))
+    assert lines["muscl"] == [(64, "muscl_64"), (128, "muscl_128"), (256, "muscl_256"), (512, "muscl_512")]
+    assert [c for c, _ in lines["weno_pc"]] == [64, 128] and "hybrid" not in str(lines)
+    data = {"launch_id": "curve-1", "cost": {"estimate_usd": 0.0}, "evaluation": ev, "curves": [], "curves_from": "x"}
+    png = report.plot(data, tmp_path / "c.png")
+    assert _png_size(png) == (800, 400)
+    md = report.to_markdown(
+        {
+            **data,
+            "state": "destroyed",
+            "end_reason": "",
+            "commit": "",
+            "target": "vast",
+            "profile": "",
+            "hardware": {"gpu_name": None, "num_gpus": 1, "instance_id": 1, "machine_id": 1, "dph_total": 0},
+            "cost": {"estimate_usd": 0, "billed_usd": None, "gpu_hours": 0},
+            "wandb": {"project": "", "group": "", "url": None},
+            "timeline": [],
+        }
+    )
+    assert "| floor_reference | 0.0004 ± 0.0000 | 0.0004 | (floor) |  |" in md
+    assert "| hybrid | 0.0110 ± 0.0011 | 0.0110 | 27.00 | +0.0040 ± 0.0010 vs muscl_256 |" in md

@@ -8,6 +8,7 @@ stages logged; the evaluation table appears when the trainer wrote eval.json.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
@@ -150,12 +151,17 @@ def to_markdown(data: dict, plot_path: Optional[Path] = None) -> str:
         lines.append(f"| {ph['phase']} | {_utc(ph['start'])} | {ph['seconds']:.1f} s |")
     if data["evaluation"]:
         lines += ["", "## Evaluation: error against cost (test split, 95% intervals over trajectories)", ""]
-        lines += ["| method | nRMSE | final-step nRMSE | ms per rollout |", "| --- | ---: | ---: | ---: |"]
+        lines += [
+            "| method | nRMSE | final-step nRMSE | ms per rollout | paired with the cost-matched classical point |",
+            "| --- | ---: | ---: | ---: | --- |",
+        ]
         for name in eval_methods(data["evaluation"]):
             v = data["evaluation"][name]
             final = _pm(v, "final_nrmse") if "final_nrmse" in v else "-"
             ms = f"{v['wall_s_per_rollout'] * 1e3:.2f}" if v.get("wall_s_per_rollout") is not None else "(floor)"
-            lines.append(f"| {name} | {_pm(v, 'nrmse')} | {final} | {ms} |")
+            matched = v.get("paired_vs_cost_matched")
+            vs = f"{matched['diff']:+.4f} ± {matched['ci95']:.4f} vs {matched['method']}" if matched else ""
+            lines.append(f"| {name} | {_pm(v, 'nrmse')} | {final} | {ms} | {vs} |")
     lines += [
         "",
         "## Curves",
@@ -183,16 +189,61 @@ def panel_count(data: dict) -> int:
 MARKERS = "osD^v<>pPX*h"
 
 
+CURVE_POINT = re.compile(r"^(muscl|weno)_(\d+)(_pc)?$")  # the classical cost-accuracy curve's methods
+
+
+def curve_lines(methods: list[str]) -> dict[str, list[tuple[int, str]]]:
+    """The classical curve's methods by line ("muscl", "muscl_pc", ...): (cells, method), coarsest first."""
+    lines: dict[str, list[tuple[int, str]]] = {}
+    for name in methods:
+        m = CURVE_POINT.match(name)
+        if m:
+            lines.setdefault(m.group(1) + (m.group(3) or ""), []).append((int(m.group(2)), name))
+    return {k: sorted(v) for k, v in lines.items()}
+
+
 def error_against_cost(ax, evaluation: dict, methods: list[str]) -> None:
-    """Each method a marker with its 95% interval, named in a legend beside the panel (labels written
-    at the points overlap where methods cost alike)."""
-    for i, name in enumerate(methods):
+    """The classical curve as lines (each point labelled with its cells; the piecewise-constant lift dashed), the
+    floors as dotted levels labelled at the left, every other method a marker with its 95% interval, named in a
+    legend beside the panel (labels written at the points overlap where methods cost alike)."""
+    lines = curve_lines(methods)
+    on_lines = {name for pts in lines.values() for _, name in pts}
+    for i, (line, pts) in enumerate(sorted(lines.items())):
+        xs = [max(evaluation[n]["wall_s_per_rollout"] * 1e3, 1e-3) for _, n in pts]
+        ys = [evaluation[n]["nrmse"] for _, n in pts]
+        scheme = line.split("_")[0].upper().replace("WENO", "WENO5")
+        label = f"{scheme} ({'piecewise-constant' if line.endswith('_pc') else 'MC'} lift)"
+        ax.plot(
+            xs,
+            ys,
+            "--" if line.endswith("_pc") else "-",
+            marker=".",
+            lw=1,
+            color="0.55" if line.endswith("_pc") else None,
+            label=label,
+        )
+        for (cells, _), x, y in zip(pts, xs, ys):
+            if not line.endswith("_pc"):
+                ax.annotate(str(cells), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
+    k = 0
+    for name in methods:
         v = evaluation[name]
-        if v.get("wall_s_per_rollout") is None:  # a floor reads the truth: a line, not a point
-            ax.axhline(v["nrmse"], linestyle=":", linewidth=0.8, color=f"C{i % 10}", label=f"{name} (floor)")
+        if name in on_lines:
+            continue
+        if v.get("wall_s_per_rollout") is None:  # a floor reads the truth: a level, not a point
+            ax.axhline(v["nrmse"], linestyle=":", linewidth=0.8, color="0.4")
+            ax.annotate(
+                name.replace("floor_", "floor: "),
+                (0.01, v["nrmse"]),
+                xycoords=("axes fraction", "data"),
+                fontsize=5,
+                va="bottom",
+                color="0.3",
+            )
             continue
         ms = max(v["wall_s_per_rollout"] * 1e3, 1e-3)  # persistence costs nothing: drawn at 1 us
-        ax.errorbar([ms], [v["nrmse"]], yerr=[v.get("nrmse_ci95") or 0], fmt=MARKERS[i % len(MARKERS)], ms=5, capsize=2, label=name)
+        ax.errorbar([ms], [v["nrmse"]], yerr=[v.get("nrmse_ci95") or 0], fmt=MARKERS[k % len(MARKERS)], ms=5, capsize=2, label=name)
+        k += 1
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_title("error against cost", fontsize=9)
@@ -225,7 +276,8 @@ def plot(data: dict, path: Path) -> Path:
         ax.set_ylabel(curve["key"].rsplit("/", 1)[-1])
     used = len(data["curves"])
     methods = eval_methods(data["evaluation"])
-    per_step = {m: (data["evaluation"].get(m) or {}).get("nrmse_per_step") for m in methods}
+    shown = [m for m in methods if not CURVE_POINT.match(m) or m in ("muscl_128", "muscl_256")]  # the curve: its two points
+    per_step = {m: (data["evaluation"].get(m) or {}).get("nrmse_per_step") for m in shown if not m.startswith("floor_")}
     if any(per_step.values()):
         ax = flat[used]
         for name, values in per_step.items():
@@ -235,7 +287,7 @@ def plot(data: dict, path: Path) -> Path:
         ax.set_xlabel("rollout step")
         ax.set_ylabel("nRMSE")
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, ncol=2)
         error_against_cost(flat[used + 1], data["evaluation"], methods)
         used += 2
     if used == 0:  # nothing to draw: say so in words that fit, with no empty axes

@@ -30,13 +30,13 @@ STAGES = (
         "diffusion_residual",
         "diffusion_residual",
         ("diffusion_residual",),
-        ("solver_1x", "operator", "corrector_mse", "refiner_1call", "refiner"),
+        ("solver_1x", "operator", "hybrid", "corrector_mse", "refiner_1call", "refiner"),
     ),
     Stage(
         "consistency_distill",
         "consistency_distill",
         ("consistency_distill",),
-        ("solver_1x", "operator", "refiner", "distilled_1step", "distilled_2step"),
+        ("solver_1x", "operator", "hybrid", "refiner", "distilled_1step", "distilled_2step"),
     ),
 )
 NAMES = tuple(s.name for s in STAGES)

@@ -27,7 +27,7 @@ def load(env: StageEnv) -> tuple[ConsistencyModel, dict]:
 
 def run(env: StageEnv) -> dict:
     hp = env.section(STAGE)
-    op = operator.load(env)
+    op = operator.base(env)
     teacher, tck = diffusion_residual.load(env)
     x, op_x, resid = diffusion_residual.residual_data(env, op)
     r = resid / tck["scale"]

@@ -1,4 +1,5 @@
-"""Stage 2: an EDM denoiser of the scaled residual u(t+dt) - op(u(t)), conditioned on u and op(u)."""
+"""Stage 2: an EDM denoiser of the scaled residual u(t+dt) - op(u(t)), conditioned on u and op(u); op is the
+hybrid when the operator stage trained one, else the FNO (`operator.base`)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def train_corrector(env: StageEnv, hp: dict, modes: int, x, op_x, r) -> Correcto
 
 def run(env: StageEnv) -> dict:
     hp = env.section(STAGE)
-    op = operator.load(env)
+    op = operator.base(env)
     x, op_x, resid = residual_data(env, op)
     scale = resid.std().item()
     r = resid / scale
@@ -100,4 +101,4 @@ def run(env: StageEnv) -> dict:
             sigma_max=hp["sigma_max"],
             corrector=unwrap(corrector).net.state_dict() if corrector is not None else None,
         )
-    return {"loss_first": losses[0], "loss_last": losses[-1], "residual_scale": scale}
+    return {"loss_first": losses[0], "loss_last": losses[-1], "residual_scale": scale, "base": type(op).__name__}

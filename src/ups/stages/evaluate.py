@@ -77,12 +77,13 @@ def rollout_functions(env: StageEnv, which: tuple[str, ...]) -> dict[str, Rollou
         return fns
     den, dck = diffusion_residual.load(env)
     scale, smin, smax = dck["scale"], dck["sigma_min"], dck["sigma_max"]
+    base = operator.base(env)  # the hybrid when there is one
 
     def corrected(correction: Callable) -> Rollout:
-        """The operator's step plus a scaled residual correction(u, op(u))."""
+        """The base operator's step plus a scaled residual correction(u, base(u))."""
 
         def step(u):
-            o = op(u)
+            o = base(u)
             return o + scale * correction(u, o)
 
         return stepping(step)
@@ -173,7 +174,8 @@ def evaluate(env: StageEnv, which: tuple[str, ...]) -> dict:
         results = evaluate_split(fns, traj, ev["rollout_steps"], dt, ev["seeds"], oracles)
         path = env.out / filename
         merged = json.loads(path.read_text()) if path.exists() else {}
-        merged.update(results)
+        for name, v in results.items():  # a method evaluated again keeps its comparisons with methods only evaluated before
+            merged[name] = {**merged.get(name, {}), **v}
         path.write_text(json.dumps(merged, indent=2))
         env.ctx.set_summary(
             {f"eval/{split}/{k}/{metric}": v[metric] for k, v in results.items() for metric in SUMMARY_METRICS}

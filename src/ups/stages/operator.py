@@ -21,6 +21,14 @@ def load(env: StageEnv) -> OperatorNet:
     return model.eval().requires_grad_(False)
 
 
+def base(env: StageEnv) -> torch.nn.Module:
+    """What the refiner corrects and is conditioned on: the hybrid when this stage trained one, else the FNO."""
+    from . import hybrid
+
+    model = hybrid.load(env)
+    return model if model is not None else load(env)
+
+
 def run(env: StageEnv) -> dict:
     hp = env.section(STAGE)
     x, y = (t.to(env.device) for t in one_step_pairs(env.data["train"]))
