@@ -147,13 +147,43 @@ def test_ups_train_evaluates_the_hybrid_against_the_classical_curve_and_the_floo
         assert name in ev, name
     assert ev["floor_reference"]["wall_s_per_rollout"] is None and ev["muscl_64"]["wall_s_per_rollout"] > 0
     matched = ev["hybrid"]["paired_vs_cost_matched"]
-    assert matched["method"] in ev and matched["method"].split("_")[0] in ("muscl", "weno")
+    assert all(p in ev and p.split("_")[0] in ("muscl", "weno") for p in matched["against"].split(".."))
     assert "floor_projection_32" in json.loads((tmp_path / "run" / "eval_val.json").read_text())
     assert (tmp_path / "run" / "operator" / "hybrid.pt").exists()
     trained = torch.load(tmp_path / "run" / "operator" / "hybrid.pt", weights_only=False)
     assert trained["model"]["correction.net.2.weight"].abs().sum() > 0  # it left the coarse solver
     assert trained["hparams"]["iters"] == 12 and trained["data"]["nx"] == 64
-    assert "vs muscl_" in p.stdout and "(a floor: no cost)" in p.stdout
+    assert "vs the curve at equal cost (" in p.stdout and "(a floor: no cost)" in p.stdout
     # the refiner and its distillation correct the hybrid, not the FNO
     assert json.loads((tmp_path / "run" / "diffusion_residual" / "result.json").read_text())["base"] == "Hybrid"
     assert {"refiner", "distilled_1step"} <= set(ev) and "paired_vs_hybrid" in ev["refiner"]
+
+    # out of distribution: the same trained networks inside the solver at another viscosity
+    ood = [*argv[:-4], "--stage", "operator", "--out", str(tmp_path / "run"), "--evaluate", "--set", "data.nu=0.01"]
+    q = subprocess.run([sys.executable, "-m", "ups.train", *ood], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert q.returncode == 0, q.stdout[-3000:] + q.stderr[-3000:]
+    at_001 = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert set(at_001) >= {"hybrid", "muscl_64", "floor_reference"} and "refiner" not in at_001
+    assert at_001["hybrid"]["nrmse"] != ev["hybrid"]["nrmse"] and at_001["muscl_64"]["nrmse"] != ev["muscl_64"]["nrmse"]
+
+
+def test_a_learned_method_is_paired_with_the_classical_frontier_interpolated_at_its_cost():
+    from ups.stages.evaluate import classical_frontier, curve_at_equal_cost
+
+    per_traj = {
+        "muscl_128": torch.tensor([0.02, 0.04], dtype=torch.float64),
+        "muscl_256": torch.tensor([0.005, 0.01], dtype=torch.float64),
+        "weno_64": torch.tensor([0.05, 0.05], dtype=torch.float64),  # dearer than muscl_128 and worse: off the frontier
+        "muscl_128_pc": torch.tensor([0.001, 0.001], dtype=torch.float64),  # the piecewise-constant lift is not the curve
+        "hybrid": torch.tensor([0.005, 0.01], dtype=torch.float64),
+        "cheap": torch.tensor([0.1, 0.1], dtype=torch.float64),
+    }
+    cost = {"muscl_128": 0.010, "muscl_256": 0.040, "weno_64": 0.030, "muscl_128_pc": 0.010, "hybrid": 0.020, "cheap": 0.001}
+    results = {k: {"nrmse": v.mean().item(), "wall_s_per_rollout": cost[k]} for k, v in per_traj.items()}
+    assert classical_frontier(results) == ["muscl_128", "muscl_256"]
+    got = curve_at_equal_cost(results, per_traj, "hybrid")
+    assert got["against"] == "muscl_128..muscl_256" and abs(got["weight"] - 0.5) < 1e-12
+    assert abs(got["curve_nrmse"] - 0.015) < 1e-12  # per trajectory sqrt(0.02 * 0.005) = 0.01, sqrt(0.04 * 0.01) = 0.02
+    assert abs(got["diff"] + 0.0075) < 1e-12 and abs(got["ratio"] - 0.5) < 1e-12
+    below = curve_at_equal_cost(results, per_traj, "cheap")
+    assert below["against"] == "muscl_128" and abs(below["curve_nrmse"] - 0.03) < 1e-12  # never extrapolated

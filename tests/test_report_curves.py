@@ -91,7 +91,10 @@ def test_the_classical_curve_is_drawn_as_lines_the_floors_as_levels_and_learned_
             if cells < 256:
                 ev[f"{scheme}_{cells}_pc"] = _method(0.08 * (64 / cells) ** 2, base * cells / 10)
     ev["hybrid"] = _method(
-        0.011, 27, nrmse_per_step=[0.01, 0.012], paired_vs_cost_matched={"method": "muscl_256", "diff": 0.004, "ci95": 0.001}
+        0.011,
+        27,
+        nrmse_per_step=[0.01, 0.012],
+        paired_vs_cost_matched={"against": "muscl_128..muscl_256", "diff": 0.004, "ci95": 0.001, "ratio": 1.5},
     )
     lines = report.curve_lines(list(ev))
     assert lines["muscl"] == [(64, "muscl_64"), (128, "muscl_128"), (256, "muscl_256"), (512, "muscl_512")]
@@ -114,4 +117,4 @@ def test_the_classical_curve_is_drawn_as_lines_the_floors_as_levels_and_learned_
         }
     )
     assert "| floor_reference | 0.0004 ± 0.0000 | 0.0004 | (floor) |  |" in md
-    assert "| hybrid | 0.0110 ± 0.0011 | 0.0110 | 27.00 | +0.0040 ± 0.0010 vs muscl_256 |" in md
+    assert "| hybrid | 0.0110 ± 0.0011 | 0.0110 | 27.00 | +0.0040 ± 0.0010 vs muscl_128..muscl_256 (1.50×) |" in md

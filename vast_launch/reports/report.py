@@ -152,7 +152,7 @@ def to_markdown(data: dict, plot_path: Optional[Path] = None) -> str:
     if data["evaluation"]:
         lines += ["", "## Evaluation: error against cost (test split, 95% intervals over trajectories)", ""]
         lines += [
-            "| method | nRMSE | final-step nRMSE | ms per rollout | paired with the cost-matched classical point |",
+            "| method | nRMSE | final-step nRMSE | ms per rollout | paired with the classical curve at equal cost |",
             "| --- | ---: | ---: | ---: | --- |",
         ]
         for name in eval_methods(data["evaluation"]):
@@ -160,7 +160,7 @@ def to_markdown(data: dict, plot_path: Optional[Path] = None) -> str:
             final = _pm(v, "final_nrmse") if "final_nrmse" in v else "-"
             ms = f"{v['wall_s_per_rollout'] * 1e3:.2f}" if v.get("wall_s_per_rollout") is not None else "(floor)"
             matched = v.get("paired_vs_cost_matched")
-            vs = f"{matched['diff']:+.4f} ± {matched['ci95']:.4f} vs {matched['method']}" if matched else ""
+            vs = f"{matched['diff']:+.4f} ± {matched['ci95']:.4f} vs {matched['against']} ({matched['ratio']:.2f}×)" if matched else ""
             lines.append(f"| {name} | {_pm(v, 'nrmse')} | {final} | {ms} | {vs} |")
     lines += [
         "",

@@ -12,6 +12,7 @@ evaluated before it.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Callable
 
@@ -121,15 +122,41 @@ def floors(data_spec: dict, first: int, with_reference: bool, coarsen: int = 1) 
     return out
 
 
-def cost_matched(results: dict, name: str) -> str | None:
-    """The classical curve's point (MC lift) nearest to `name` in ms per rollout, on a log scale."""
-    import math
+def classical_frontier(results: dict) -> list[str]:
+    """The classical curve's points (MC lift) that no cheaper point beats, cheapest first."""
+    points = sorted(
+        (k for k in results if k.split("_")[0] in baselines.SCHEMES and not k.endswith("_pc")),
+        key=lambda k: results[k]["wall_s_per_rollout"],
+    )
+    frontier: list[str] = []
+    for k in points:
+        if not frontier or results[k]["nrmse"] < results[frontier[-1]]["nrmse"]:
+            frontier.append(k)
+    return frontier
 
+
+def curve_at_equal_cost(results: dict, per_traj: dict, name: str) -> dict | None:
+    """`name` against the classical frontier at its own ms per rollout: each trajectory's error on the frontier
+    interpolated between the two points that bracket that cost (linear in log cost and log error, as the curve
+    is drawn), or the nearest end point outside them (never extrapolated). A paired difference, with the ratio
+    of the means."""
+    frontier = classical_frontier(results)
     ms = results[name]["wall_s_per_rollout"]
-    points = [k for k in results if k.split("_")[0] in baselines.SCHEMES and not k.endswith("_pc") and k != name]
-    if not ms or not points:
+    if not ms or not frontier:
         return None
-    return min(points, key=lambda k: abs(math.log(results[k]["wall_s_per_rollout"] / ms)))
+    cost = {k: results[k]["wall_s_per_rollout"] for k in frontier}
+    lo = max((k for k in frontier if cost[k] <= ms), key=cost.get, default=frontier[0])
+    hi = min((k for k in frontier if cost[k] >= ms), key=cost.get, default=frontier[-1])
+    w = 0.0 if lo == hi else math.log(ms / cost[lo]) / math.log(cost[hi] / cost[lo])
+    curve = torch.exp((1 - w) * per_traj[lo].clamp_min(1e-12).log() + w * per_traj[hi].clamp_min(1e-12).log())
+    diff = paired(per_traj[name], curve)
+    return {
+        "against": lo if lo == hi else f"{lo}..{hi}",
+        "weight": w,
+        "curve_nrmse": curve.mean().item(),
+        "ratio": per_traj[name].mean().item() / curve.mean().item(),
+        **diff,
+    }
 
 
 def evaluate_split(
@@ -154,8 +181,8 @@ def evaluate_split(
         for ref in PAIRED_WITH:
             if ref in per_traj and ref != name:
                 results[name][f"paired_vs_{ref}"] = paired(per_traj[name], per_traj[ref])
-        if name in LEARNED and (ref := cost_matched(results, name)) is not None:
-            results[name]["paired_vs_cost_matched"] = {"method": ref, **paired(per_traj[name], per_traj[ref])}
+        if name in LEARNED and (matched := curve_at_equal_cost(results, per_traj, name)) is not None:
+            results[name]["paired_vs_cost_matched"] = matched
     return results
 
 
@@ -170,7 +197,7 @@ def evaluate(env: StageEnv, which: tuple[str, ...]) -> dict:
         traj = env.data[split][: ev["n_test"] if split == "test" else None].to(env.device)
         first = spec["n_train"] + (spec["n_val"] if split == "test" else 0)
         coarsen = env.profile["hybrid"]["coarsen"] if env.profile["hybrid"]["iters"] else 1
-        oracles = floors(spec, first, split == "test", coarsen) if "floors" in wanted else {}
+        oracles = floors(spec, first, split == "test" and ev["reference_floor"], coarsen) if "floors" in wanted else {}
         results = evaluate_split(fns, traj, ev["rollout_steps"], dt, ev["seeds"], oracles)
         path = env.out / filename
         merged = json.loads(path.read_text()) if path.exists() else {}
@@ -200,5 +227,6 @@ def table_line(name: str, v: dict) -> str:
     line = f"{name:<24} nRMSE {v['nrmse']:.4f} ± {v['nrmse_ci95']:.4f}  final {v['final_nrmse']:.4f}  {ms}"
     if "paired_vs_cost_matched" in v:
         p = v["paired_vs_cost_matched"]
-        line += f"  vs {p['method']}: {p['diff']:+.4f} ± {p['ci95']:.4f}"
+        curve = f"({p['against']}, {p['curve_nrmse']:.4f})"
+        line += f"  vs the curve at equal cost {curve}: {p['diff']:+.4f} ± {p['ci95']:.4f}, {p['ratio']:.2f}x"
     return line

@@ -41,7 +41,12 @@ def load(env: StageEnv) -> Hybrid | None:
     if not path.exists():
         return None
     ck = torch.load(path, map_location=env.device, weights_only=False)
-    model = build(ck["hparams"], ck["data"]).to(env.device)
+    spec = env.profile["data"]
+    if spec["nx"] != ck["data"]["nx"]:
+        raise ValueError(f"the hybrid was trained on {ck['data']['nx']} cells, the data has {spec['nx']}")
+    # The solver takes the data's equation (its nu and frame step): evaluating at another nu is the
+    # out-of-distribution check, with the networks as trained.
+    model = build(ck["hparams"], spec).to(env.device)
     model.load_state_dict(ck["model"])
     return model.eval().requires_grad_(False)
 
