@@ -64,3 +64,34 @@ def test_the_solver_baseline_refines_and_coarsens_without_bias():
         fine = baselines.refine(u0.double(), 4, spectral=spectral_grid)
         assert torch.allclose(baselines.coarsen(fine, 4, spectral=spectral_grid), u0.double(), atol=1e-6)
     assert torch.equal(baselines.persistence(u0, 3)[:, 2], u0)
+
+
+def test_the_seed_table_shows_every_seed_and_the_paired_curve_comparison(tmp_path, capsys):
+    import json
+
+    from ups.evaluation import seeds
+
+    runs = []
+    for seed, (hyb, ms) in enumerate([(0.010, 0.025), (0.012, 0.027), (0.011, 0.020)]):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        ev = {
+            "floor_reference": {"nrmse": 0.0004, "nrmse_ci95": 0.0, "final_nrmse": 0.0002, "wall_s_per_rollout": None},
+            "muscl_128": {"nrmse": 0.0255, "nrmse_ci95": 0.002, "final_nrmse": 0.0135, "wall_s_per_rollout": 0.015},
+            "hybrid": {
+                "nrmse": hyb,
+                "nrmse_ci95": 0.001,
+                "final_nrmse": 0.008,
+                "wall_s_per_rollout": ms,
+                "paired_vs_cost_matched": {"against": "muscl_128..muscl_256", "diff": -0.005, "ci95": 0.001, "ratio": 0.6},
+            },
+        }
+        if seed == 0:
+            ev["only_here"] = ev["muscl_128"]
+        (run / "eval.json").write_text(json.dumps(ev))
+        runs.append(run)
+    assert seeds.main([str(r) for r in runs]) == 0
+    out = capsys.readouterr().out
+    assert "| hybrid | 0.0110 | 0.0100 ± 0.0010, 0.0120 ± 0.0010, 0.0110 ± 0.0010 | 0.0080 | 25.00 |" in out
+    assert out.count("(0.60×, muscl_128..muscl_256)") == 3 and "only_here" not in out
+    assert "| floor_reference | 0.0004 |" in out and "(floor)" in out

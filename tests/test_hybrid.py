@@ -187,3 +187,19 @@ def test_a_learned_method_is_paired_with_the_classical_frontier_interpolated_at_
     assert abs(got["diff"] + 0.0075) < 1e-12 and abs(got["ratio"] - 0.5) < 1e-12
     below = curve_at_equal_cost(results, per_traj, "cheap")
     assert below["against"] == "muscl_128" and abs(below["curve_nrmse"] - 0.03) < 1e-12  # never extrapolated
+
+
+def test_each_methods_cost_is_the_fastest_of_its_timed_rollouts():
+    from ups.stages.evaluate import evaluate_split
+
+    traj = _states(n=3, nx=32).float()[:, None].expand(-1, 4, -1).contiguous()
+    calls = []
+
+    def counted(u0, steps):
+        calls.append(steps)
+        return baselines.persistence(u0, steps)
+
+    got = evaluate_split({"persistence": counted}, traj, 3, 0.05, 1, None, timing_runs=3)["persistence"]
+    assert len(got["wall_s_runs"]) == 3 and got["wall_s_per_rollout"] == min(got["wall_s_runs"])
+    assert calls == [1, 3, 3, 3]  # the warm-up, then three timed rollouts
+    assert got["nrmse"] == 0.0  # a constant trajectory: persistence is exact

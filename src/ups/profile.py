@@ -99,6 +99,7 @@ class Eval(_Section):
     n_test: int = _int(16, "test trajectories evaluated (the validation split is evaluated whole)")
     seeds: int = _int(1, "sampling seeds of the stochastic methods (refiner, distilled); results average them")
     baselines: bool = Field(True, description="also evaluate persistence and the classical solver at 0.5x, 1x, 2x, 4x the grid")
+    timing_runs: int = _int(3, "timed rollouts of each method; its ms per rollout is the fastest (a shared machine's noise)")
     reference_floor: bool = Field(
         True, description="the reference scheme on twice its cells, on the test split (PDEBench convention; the slowest baseline)"
     )
