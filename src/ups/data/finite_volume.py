@@ -53,9 +53,9 @@ class FiniteVolumeBurgers:
             t += dt
         return u
 
-    def solve(self, u0: torch.Tensor, t_out: float, n_out: int) -> torch.Tensor:
-        """Snapshots at t = 0, t_out, ..., n_out*t_out: shape [batch, n_out + 1, nx]."""
-        u = u0.to(torch.float64)
+    def solve(self, u0: torch.Tensor, t_out: float, n_out: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Snapshots at t = 0, t_out, ..., n_out*t_out: shape [batch, n_out + 1, nx], computed in `dtype`."""
+        u = u0.to(dtype)
         out = [u]
         for _ in range(n_out):
             u = self.advance(u, t_out)

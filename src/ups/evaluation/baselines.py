@@ -81,15 +81,17 @@ def curve_methods(data_spec: dict) -> dict[str, tuple[str, int, str]]:
 
 def on_grid(data_spec: dict, scheme: str, cells: int, lift: str = "mc"):
     """A rollout function: `scheme` on `cells` cells from the surrogate's initial frame moved there (restricted,
-    or lifted by MC), its frames moved back (restricted, or lifted by `lift`). Computed in float64."""
+    or lifted by MC), its frames moved back (restricted, or lifted by `lift`). Computed in the frames' own precision,
+    as the learned methods are: in float32 MUSCL on 256 cells runs 1.4x faster than in float64 on this machine and
+    its nRMSE moves by 4e-7."""
     nx = data_spec["nx"]
     solver = SCHEMES[scheme](cells, data_spec["nu"] / math.pi)
     up = lift_mc if lift == "mc" else lift_constant
 
     def rollout(u0: torch.Tensor, steps: int) -> torch.Tensor:
-        u = u0.double()
+        u = u0
         start = restrict(u, nx // cells) if cells < nx else up(u, cells // nx) if cells > nx else u
-        traj = solver.solve(start, data_spec["dt"], steps)[:, 1:]
+        traj = solver.solve(start, data_spec["dt"], steps, dtype=u0.dtype)[:, 1:]
         back = up(traj, nx // cells) if cells < nx else restrict(traj, cells // nx) if cells > nx else traj
         return back.to(u0.dtype)
 
