@@ -93,5 +93,6 @@ def test_the_seed_table_shows_every_seed_and_the_paired_curve_comparison(tmp_pat
     assert seeds.main([str(r) for r in runs]) == 0
     out = capsys.readouterr().out
     assert "| hybrid | 0.0110 | 0.0100 ± 0.0010, 0.0120 ± 0.0010, 0.0110 ± 0.0010 | 0.0080 | 25.00 |" in out
-    assert out.count("(0.60×, muscl_128..muscl_256)") == 3 and "only_here" not in out
+    assert out.count("(0.60×, muscl_128..muscl_256)") == 3
+    assert "| only_here | 0.0255 | 0.0255 ± 0.0020 | 0.0135 | 15.00 |" in out  # one run has it: that run alone
     assert "| floor_reference | 0.0004 |" in out and "(floor)" in out

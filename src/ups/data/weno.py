@@ -12,7 +12,8 @@ import torch
 
 from .finite_volume import FiniteVolumeBurgers
 
-EPSILON = 1e-40  # WENO-Z's: only guards a division by zero
+# WENO-Z's epsilon only guards a division by zero; in float32 (tau / eps)^2 must stay finite.
+EPSILON = {torch.float64: 1e-40, torch.float32: 1e-12}
 
 
 def _weno_z(um2: torch.Tensor, um1: torch.Tensor, u0: torch.Tensor, up1: torch.Tensor, up2: torch.Tensor) -> torch.Tensor:
@@ -24,9 +25,10 @@ def _weno_z(um2: torch.Tensor, um1: torch.Tensor, u0: torch.Tensor, up1: torch.T
     b1 = 13 / 12 * (um1 - 2 * u0 + up1) ** 2 + 0.25 * (um1 - up1) ** 2
     b2 = 13 / 12 * (u0 - 2 * up1 + up2) ** 2 + 0.25 * (3 * u0 - 4 * up1 + up2) ** 2
     tau = (b0 - b2).abs()
-    a0 = 0.1 * (1 + (tau / (b0 + EPSILON)) ** 2)
-    a1 = 0.6 * (1 + (tau / (b1 + EPSILON)) ** 2)
-    a2 = 0.3 * (1 + (tau / (b2 + EPSILON)) ** 2)
+    eps = EPSILON.get(u0.dtype, 1e-12)
+    a0 = 0.1 * (1 + (tau / (b0 + eps)) ** 2)
+    a1 = 0.6 * (1 + (tau / (b1 + eps)) ** 2)
+    a2 = 0.3 * (1 + (tau / (b2 + eps)) ** 2)
     return (a0 * q0 + a1 * q1 + a2 * q2) / (a0 + a1 + a2)
 
 

@@ -21,10 +21,11 @@ def load(runs: list[Path], split: str) -> list[dict]:
 
 
 def rows(evals: list[dict]) -> list[dict]:
-    """One row per method found in every run, in the first run's order."""
+    """One row per method, in the order first met; a method some runs left out (the reference floor is the same
+    for every seed) averages the runs that have it."""
     out = []
-    for method in (m for m in evals[0] if all(m in ev for ev in evals)):
-        got = [ev[method] for ev in evals]
+    for method in dict.fromkeys(m for ev in evals for m in ev):
+        got = [ev[method] for ev in evals if method in ev]
         walls = [g["wall_s_per_rollout"] for g in got if g.get("wall_s_per_rollout") is not None]
         matched = [g.get("paired_vs_cost_matched") for g in got]
         out.append(
@@ -36,6 +37,7 @@ def rows(evals: list[dict]) -> list[dict]:
                 "final_nrmse": statistics.fmean(g["final_nrmse"] for g in got),
                 "ms": statistics.median(walls) * 1e3 if walls else None,
                 "vs_curve": matched if all(matched) else None,
+                "runs": len(got),
             }
         )
     return out
