@@ -4,7 +4,7 @@ beside MUSCL, and the transfers of a coarse solution to the scoring grid, on kno
 import math
 
 import torch
-from test_burgers_data import BASDEVANT_DIFFUSION, _sine_cell_averages, sine_exact
+from test_burgers_data import steep_front_errors
 
 from ups.data.finite_volume import FiniteVolumeBurgers
 from ups.data.weno import WenoBurgers
@@ -54,13 +54,7 @@ def test_weno_converges_at_fifth_order_on_a_smooth_solution():
 
 def test_weno_follows_the_steep_front_exactly():
     """The steep case (u0 = sin(2 pi x)/2, the Basdevant front) against its exact solution as cell averages."""
-    nx = 1024
-    traj = WenoBurgers(nx, BASDEVANT_DIFFUSION).solve(_sine_cell_averages(nx, 0.5)[None], 0.4 / math.pi, 5)[0]
-    sub = (torch.arange(nx * 8, dtype=torch.float64) + 0.5) / (nx * 8)
-    errors = []
-    for i in range(1, 6):
-        exact = sine_exact(sub, 0.4 * i / math.pi, BASDEVANT_DIFFUSION, dy=2.5e-4, amplitude=0.5).reshape(nx, 8).mean(-1)
-        errors.append(((traj[i] - exact).norm() / exact.norm()).item())
+    errors, traj = steep_front_errors(WenoBurgers)
     print("WENO relative L2 error at t = 0.4/pi ... 2/pi:", [f"{e:.1e}" for e in errors])
     assert max(errors) < 1e-3
     assert errors[0] < 1e-6

@@ -71,9 +71,8 @@ def test_without_solver_gradients_an_earlier_frame_learns_nothing_from_a_later_o
     u = _states(n=2)
     losses = {}
     for solver_grad in (True, False):
-        model = Hybrid(64, 2, NU, 0.05, width=8, layers=2, kernel=3).double()
+        model = Hybrid(64, 2, NU, 0.05, width=8, layers=2, kernel=3, solver_grad=solver_grad).double()
         _randomise(model)
-        model.solver_grad = solver_grad
         c1 = model.coarse_step(restrict(u, 2))
         c1.retain_grad()
         model.coarse_step(c1).square().sum().backward()

@@ -28,6 +28,22 @@ def _png_size(path):
     return struct.unpack(">II", data[16:24])
 
 
+def _launch(data: dict) -> dict:
+    """A report's data with the launch fields a Markdown report reads, for a finished launch that cost nothing."""
+    return {
+        **data,
+        "state": "destroyed",
+        "end_reason": "",
+        "commit": "",
+        "target": "vast",
+        "profile": "",
+        "hardware": {"gpu_name": None, "num_gpus": 1, "instance_id": 1, "machine_id": 1, "dph_total": 0},
+        "cost": {"estimate_usd": 0, "billed_usd": None, "gpu_hours": 0},
+        "wandb": {"project": "", "group": "", "url": None},
+        "timeline": [],
+    }
+
+
 def test_a_plain_projects_metrics_file_is_plotted_with_named_axes(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -38,21 +54,7 @@ def test_a_plain_projects_metrics_file_is_plotted_with_named_axes(tmp_path):
     data["curves"], data["curves_from"] = [c.as_dict() for c in collect(out)[0]], "metrics.jsonl"
     png = report.plot(data, tmp_path / "p.png")
     assert _png_size(png) == (800, 400) and report.panel_count(data) == 2
-    md = report.to_markdown(
-        {
-            **data,
-            "state": "destroyed",
-            "end_reason": "",
-            "commit": "",
-            "target": "vast",
-            "profile": "",
-            "hardware": {"gpu_name": None, "num_gpus": 1, "instance_id": 1, "machine_id": 1, "dph_total": 0},
-            "cost": {"estimate_usd": 0, "billed_usd": None, "gpu_hours": 0},
-            "wandb": {"project": "", "group": "", "url": None},
-            "timeline": [],
-        },
-        png,
-    )
+    md = report.to_markdown(_launch(data), png)
     assert "Evaluation" not in md and "2 logged metric(s), from metrics.jsonl: `loss`, `acc`" in md
 
 
@@ -102,19 +104,6 @@ def test_the_classical_curve_is_drawn_as_lines_the_floors_as_levels_and_learned_
     data = {"launch_id": "curve-1", "cost": {"estimate_usd": 0.0}, "evaluation": ev, "curves": [], "curves_from": "x"}
     png = report.plot(data, tmp_path / "c.png")
     assert _png_size(png) == (800, 400)
-    md = report.to_markdown(
-        {
-            **data,
-            "state": "destroyed",
-            "end_reason": "",
-            "commit": "",
-            "target": "vast",
-            "profile": "",
-            "hardware": {"gpu_name": None, "num_gpus": 1, "instance_id": 1, "machine_id": 1, "dph_total": 0},
-            "cost": {"estimate_usd": 0, "billed_usd": None, "gpu_hours": 0},
-            "wandb": {"project": "", "group": "", "url": None},
-            "timeline": [],
-        }
-    )
+    md = report.to_markdown(_launch(data))
     assert "| floor_reference | 0.0004 ± 0.0000 | 0.0004 | (floor) |  |" in md
     assert "| hybrid | 0.0110 ± 0.0011 | 0.0110 | 27.00 | +0.0040 ± 0.0010 vs muscl_128..muscl_256 (1.50×) |" in md

@@ -208,7 +208,7 @@ def error_against_cost(ax, evaluation: dict, methods: list[str]) -> None:
     legend beside the panel (labels written at the points overlap where methods cost alike)."""
     lines = curve_lines(methods)
     on_lines = {name for pts in lines.values() for _, name in pts}
-    for i, (line, pts) in enumerate(sorted(lines.items())):
+    for line, pts in sorted(lines.items()):
         xs = [max(evaluation[n]["wall_s_per_rollout"] * 1e3, 1e-3) for _, n in pts]
         ys = [evaluation[n]["nrmse"] for _, n in pts]
         scheme = line.split("_")[0].upper().replace("WENO", "WENO5")

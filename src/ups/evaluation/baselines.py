@@ -10,7 +10,7 @@ import torch
 from ..data.burgers import ETDRK4Burgers, cell_average, pdebench_initial_conditions
 from ..data.finite_volume import FiniteVolumeBurgers
 from ..data.weno import WenoBurgers
-from .transfer import lift_constant, lift_mc, restrict
+from .transfer import LIFTS, lift_constant, restrict
 
 CURVE_CELLS = (64, 128, 256, 512)  # the classical cost-accuracy curve's grids
 SCHEMES = {"muscl": FiniteVolumeBurgers, "weno": WenoBurgers}
@@ -26,7 +26,7 @@ def refine(u: torch.Tensor, factor: int, spectral: bool) -> torch.Tensor:
     if factor == 1:
         return u
     if not spectral:
-        return u.repeat_interleave(factor, dim=-1)
+        return lift_constant(u, factor)
     nx = u.shape[-1]
     return torch.fft.irfft(torch.fft.rfft(u.double()), n=nx * factor) * factor
 
@@ -86,11 +86,10 @@ def on_grid(data_spec: dict, scheme: str, cells: int, lift: str = "mc"):
     its nRMSE moves by 4e-7."""
     nx = data_spec["nx"]
     solver = SCHEMES[scheme](cells, data_spec["nu"] / math.pi)
-    up = lift_mc if lift == "mc" else lift_constant
+    up = LIFTS[lift]
 
     def rollout(u0: torch.Tensor, steps: int) -> torch.Tensor:
-        u = u0
-        start = restrict(u, nx // cells) if cells < nx else up(u, cells // nx) if cells > nx else u
+        start = restrict(u0, nx // cells) if cells < nx else up(u0, cells // nx) if cells > nx else u0
         traj = solver.solve(start, data_spec["dt"], steps, dtype=u0.dtype)[:, 1:]
         back = up(traj, nx // cells) if cells < nx else restrict(traj, cells // nx) if cells > nx else traj
         return back.to(u0.dtype)
@@ -102,7 +101,7 @@ def projection_floor(traj: torch.Tensor, cells: int, lift: str = "mc") -> torch.
     """The truth's frames restricted to `cells` cells and lifted back: what any method on that grid loses to the
     transfer alone, [n, S, nx] for frames 1..S."""
     nx = traj.shape[-1]
-    up = lift_mc if lift == "mc" else lift_constant
+    up = LIFTS[lift]
     return up(restrict(traj[:, 1:].double(), nx // cells), nx // cells).to(traj.dtype)
 
 

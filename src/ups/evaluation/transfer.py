@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ..data.burgers import cell_average
 from ..data.finite_volume import minmod3
 
 
@@ -23,6 +24,5 @@ def lift_mc(u: torch.Tensor, factor: int) -> torch.Tensor:
     return (u[..., None] + slope[..., None] * offsets).flatten(-2)
 
 
-def restrict(u: torch.Tensor, factor: int) -> torch.Tensor:
-    """[..., n * factor] -> [..., n]: cell averages of the coarse grid."""
-    return u.unflatten(-1, (u.shape[-1] // factor, factor)).mean(-1)
+restrict = cell_average  # [..., n * factor] -> [..., n]: cell averages of the coarse grid
+LIFTS = {"mc": lift_mc, "pc": lift_constant}

@@ -73,11 +73,22 @@ class Hybrid(nn.Module):
     scoring grid is a coarse rollout lifted at every frame. solver_grad False cuts the gradient through the
     solver (the ablation: each correction learns from its own frame's error only)."""
 
-    def __init__(self, nx: int, factor: int, diffusion: float, dt: float, width: int, layers: int, kernel: int, lift: bool = True):
+    def __init__(
+        self,
+        nx: int,
+        factor: int,
+        diffusion: float,
+        dt: float,
+        width: int,
+        layers: int,
+        kernel: int,
+        lift: bool = True,
+        solver_grad: bool = True,
+    ):
         super().__init__()
         if nx % factor:
             raise ValueError(f"hybrid.coarsen ({factor}) must divide data.nx ({nx})")
-        self.factor, self.dt, self.solver_grad = factor, dt, True
+        self.factor, self.dt, self.solver_grad = factor, dt, solver_grad
         self.solver = FiniteVolumeBurgers(nx // factor, diffusion)
         self.correction = FluxCorrection(width, layers, kernel)
         self.lift = LearnedLift(factor, width, layers, kernel) if lift else None

@@ -203,11 +203,11 @@ def evaluate(env: StageEnv, which: tuple[str, ...]) -> dict:
     fns = rollout_functions(env, wanted)
     spec = env.profile["data"]
     dt = spec["dt"]
+    coarsen = env.profile["hybrid"]["coarsen"] if env.profile["hybrid"]["iters"] else 1
     out = {}
     for split, filename in (("val", "eval_val.json"), ("test", "eval.json")):
         traj = env.data[split][: ev["n_test"] if split == "test" else None].to(env.device)
         first = spec["n_train"] + (spec["n_val"] if split == "test" else 0)
-        coarsen = env.profile["hybrid"]["coarsen"] if env.profile["hybrid"]["iters"] else 1
         oracles = floors(spec, first, split == "test" and ev["reference_floor"], coarsen) if "floors" in wanted else {}
         results = evaluate_split(fns, traj, ev["rollout_steps"], dt, ev["seeds"], oracles, ev["timing_runs"])
         path = env.out / filename

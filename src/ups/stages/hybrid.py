@@ -22,7 +22,7 @@ def diffusion_of(data_spec: dict) -> float:
 
 
 def build(hp: dict, data_spec: dict) -> Hybrid:
-    model = Hybrid(
+    return Hybrid(
         data_spec["nx"],
         hp["coarsen"],
         diffusion_of(data_spec),
@@ -31,9 +31,8 @@ def build(hp: dict, data_spec: dict) -> Hybrid:
         hp["layers"],
         hp["kernel"],
         lift=hp["learned_lift"],
+        solver_grad=hp["solver_grad"],
     )
-    model.solver_grad = hp["solver_grad"]
-    return model
 
 
 def load(env: StageEnv) -> Hybrid | None:
