@@ -5,7 +5,7 @@ import math
 import torch
 
 from ups.evaluation import baselines
-from ups.evaluation.metrics import high_correlation_steps, mean_ci, paired, per_trajectory, summarise
+from ups.evaluation.metrics import ensemble_scores, high_correlation_steps, mean_ci, paired, per_trajectory, spread_skill, summarise
 
 
 def _trajectories(n=8, steps=5, nx=32):
@@ -51,6 +51,65 @@ def test_summaries_average_seeds_per_trajectory():
     assert summary["seeds"] == 2 and [round(v, 6) for v in summary["seed_nrmse"]] == [0.1, 0.3]
     assert abs(summary["nrmse"] - 0.2) < 1e-9 and torch.allclose(per_traj, torch.full((8,), 0.2, dtype=torch.float64))
     assert summary["high_correlation_time"] == 5 * 0.05 and summary["high_correlation_censored"] == 1.0
+
+
+GAUSSIAN_CRPS_AT_THE_MEAN = 2 / math.sqrt(2 * math.pi) - 1 / math.sqrt(math.pi)  # sigma * (2 phi(0) - 1/sqrt(pi))
+
+
+def test_the_crps_of_a_gaussian_ensemble_and_of_a_single_member():
+    traj = torch.zeros(4, 3, 2000, dtype=torch.float64)  # the truth at the ensemble's mean
+    g = torch.Generator().manual_seed(1)
+    members = [0.5 * torch.randn(4, 2, 2000, generator=g, dtype=torch.float64) for _ in range(20)]
+    crps = ensemble_scores(members, traj)["crps"].mean().item()
+    assert abs(crps - 0.5 * GAUSSIAN_CRPS_AT_THE_MEAN) < 0.01 * 0.5  # the closed form, within 1 %
+    one = ensemble_scores(members[:1], traj)["crps"]
+    assert torch.allclose(one, members[0].abs().mean(-1))  # one member: its mean absolute error
+    assert torch.allclose(one, per_trajectory(members[0], traj)["mae"])
+    # two members at the truth +- a: the fair estimator's spread term cancels their error exactly
+    pm = ensemble_scores([traj[:, 1:] + 0.3, traj[:, 1:] - 0.3], traj)["crps"]
+    assert pm.abs().max().item() < 1e-15
+
+
+def test_the_spread_skill_ratio_of_a_calibrated_and_an_overconfident_ensemble():
+    g = torch.Generator().manual_seed(2)
+
+    def ratio(member_std, truth_std, m=3):
+        centre = torch.randn(50, 1, 400, generator=g, dtype=torch.float64)
+        truth = torch.cat(
+            [torch.zeros_like(centre), centre + truth_std * torch.randn(centre.shape, generator=g, dtype=torch.float64)], 1
+        )
+        members = [centre + member_std * torch.randn(centre.shape, generator=g, dtype=torch.float64) for _ in range(m)]
+        e = ensemble_scores(members, truth)
+        return spread_skill(e["var"], e["mean_sq_err"], e["members"])
+
+    assert abs(ratio(1.0, 1.0) - 1.0) < 0.05  # the truth is one more draw of the same spread
+    overconfident = 0.5 * math.sqrt(4 / 3) / math.sqrt(1 + 0.25 / 3)  # members at half the truth's spread: 0.555
+    assert abs(ratio(0.5, 1.0) - overconfident) < 0.05
+    assert abs(ratio(1.0, 0.0) - 2.0) < 0.1  # the truth at the members' centre: sqrt(M + 1) with M = 3
+
+
+def test_stochastic_methods_are_scored_as_ensembles_and_deterministic_ones_by_their_mae():
+    from ups.stages.evaluate import evaluate_split
+
+    traj = _trajectories(n=16, steps=3, nx=256).float()
+    noise = 0.05
+
+    def noisy(u0, steps):  # the truth plus noise, drawn from the seed the evaluation sets before each member
+        return traj[: len(u0), 1 : steps + 1] + noise * torch.randn(u0.shape[0], steps, u0.shape[-1])
+
+    def off(u0, steps):
+        return traj[: len(u0), 1 : steps + 1] + noise
+
+    got = evaluate_split({"refiner": noisy, "hybrid": off}, traj, 3, 0.05, 4)
+    ref, hyb = got["refiner"], got["hybrid"]
+    assert ref["members"] == 4 and "spread_skill" not in hyb
+    assert abs(hyb["crps"] - noise) < 1e-6 and hyb["crps_ci95"] < 1e-6  # a constant offset: its MAE
+    assert abs(ref["crps"] - noise * GAUSSIAN_CRPS_AT_THE_MEAN) < 0.05 * noise * GAUSSIAN_CRPS_AT_THE_MEAN
+    assert abs(ref["spread_skill"] - math.sqrt(5)) < 0.15  # centred on the truth: sqrt(M + 1)
+    assert len(ref["spread_skill_per_step"]) == 3
+    assert ref["ensemble_mean_nrmse"] < ref["nrmse"]  # averaging four noisy members halves their noise
+    assert ref["crps_paired_vs_hybrid"]["diff"] < 0
+    assert ref["ensemble_wall_s"] == 4 * ref["wall_s_per_rollout"]
 
 
 def test_the_solver_baseline_refines_and_coarsens_without_bias():

@@ -128,7 +128,7 @@ train:
       hybrid: {iters: 12, batch: 4, width: 8, layers: 2, kernel: 5, unroll: [2]}
       diffusion_residual: {width: 8, layers: 2, iters: 4, batch: 8, sampler_steps: 2}
       consistency_distill: {iters: 4, batch: 8, teacher_steps: 3}
-      eval: {rollout_steps: 4, n_test: 4}
+      eval: {rollout_steps: 4, n_test: 4, seeds: 2}
 """
 
 
@@ -162,6 +162,12 @@ def test_ups_train_evaluates_the_hybrid_against_the_classical_curve_and_the_floo
     # the refiner and its distillation correct the hybrid, not the FNO
     assert json.loads((tmp_path / "run" / "diffusion_residual" / "result.json").read_text())["base"] == "Hybrid"
     assert {"refiner", "distilled_1step"} <= set(ev) and "paired_vs_hybrid" in ev["refiner"]
+    # judged as ensembles of their two sampling seeds: CRPS against the hybrid's MAE and the curve's at equal cost
+    for name in ("refiner", "distilled_1step"):
+        assert ev[name]["members"] == 2 and ev[name]["spread_skill"] > 0, name
+        assert {"crps_paired_vs_hybrid", "crps_vs_cost_matched"} <= set(ev[name]), name
+    assert ev["hybrid"]["crps"] > 0 and "members" not in ev["hybrid"]
+    assert "refiner                  as an ensemble of 2: CRPS" in p.stdout
 
     # out of distribution: the same trained networks inside the solver at another viscosity
     ood = [*argv[:-4], "--stage", "operator", "--out", str(tmp_path / "run"), "--evaluate", "--set", "data.nu=0.01"]

@@ -97,7 +97,9 @@ def test_the_classical_curve_is_drawn_as_lines_the_floors_as_levels_and_learned_
         27,
         nrmse_per_step=[0.01, 0.012],
         paired_vs_cost_matched={"against": "muscl_128..muscl_256", "diff": 0.004, "ci95": 0.001, "ratio": 1.5},
+        crps=0.00213,
     )
+    ev["refiner"] = _method(0.02, 120, crps=0.0031, members=3, spread_skill=0.42)
     lines = report.curve_lines(list(ev))
     assert lines["muscl"] == [(64, "muscl_64"), (128, "muscl_128"), (256, "muscl_256"), (512, "muscl_512")]
     assert [c for c, _ in lines["weno_pc"]] == [64, 128] and "hybrid" not in str(lines)
@@ -105,5 +107,6 @@ def test_the_classical_curve_is_drawn_as_lines_the_floors_as_levels_and_learned_
     png = report.plot(data, tmp_path / "c.png")
     assert _png_size(png) == (800, 400)
     md = report.to_markdown(_launch(data))
-    assert "| floor_reference | 0.0004 ± 0.0000 | 0.0004 | (floor) |  |" in md
-    assert "| hybrid | 0.0110 ± 0.0011 | 0.0110 | 27.00 | +0.0040 ± 0.0010 vs muscl_128..muscl_256 (1.50×) |" in md
+    assert "| floor_reference | 0.0004 ± 0.0000 | 0.0004 | (floor) |  |  |" in md
+    assert "| hybrid | 0.0110 ± 0.0011 | 0.0110 | 27.00 | +0.0040 ± 0.0010 vs muscl_128..muscl_256 (1.50×) | 0.00213 |" in md
+    assert "| refiner | 0.0200 ± 0.0020 | 0.0200 | 120.00 |  | 0.00310 (3 members, spread/skill 0.42) |" in md

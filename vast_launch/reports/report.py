@@ -152,8 +152,9 @@ def to_markdown(data: dict, plot_path: Optional[Path] = None) -> str:
     if data["evaluation"]:
         lines += ["", "## Evaluation: error against cost (test split, 95% intervals over trajectories)", ""]
         lines += [
-            "| method | nRMSE | final-step nRMSE | ms per rollout | paired with the classical curve at equal cost |",
-            "| --- | ---: | ---: | ---: | --- |",
+            "| method | nRMSE | final-step nRMSE | ms per rollout | paired with the classical curve at equal cost "
+            "| CRPS (one member: MAE) |",
+            "| --- | ---: | ---: | ---: | --- | --- |",
         ]
         for name in eval_methods(data["evaluation"]):
             v = data["evaluation"][name]
@@ -161,7 +162,10 @@ def to_markdown(data: dict, plot_path: Optional[Path] = None) -> str:
             ms = f"{v['wall_s_per_rollout'] * 1e3:.2f}" if v.get("wall_s_per_rollout") is not None else "(floor)"
             matched = v.get("paired_vs_cost_matched")
             vs = f"{matched['diff']:+.4f} ± {matched['ci95']:.4f} vs {matched['against']} ({matched['ratio']:.2f}×)" if matched else ""
-            lines.append(f"| {name} | {_pm(v, 'nrmse')} | {final} | {ms} | {vs} |")
+            crps = f"{v['crps']:.5f}" if v.get("crps") is not None else ""
+            if v.get("members"):
+                crps += f" ({v['members']} members, spread/skill {v['spread_skill']:.2f})"
+            lines.append(f"| {name} | {_pm(v, 'nrmse')} | {final} | {ms} | {vs} | {crps} |")
     lines += [
         "",
         "## Curves",

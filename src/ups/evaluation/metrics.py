@@ -4,6 +4,11 @@ nRMSE is PDEBench's: ||u_pred - u|| / ||u|| per trajectory and frame. Burgers so
 shrinks along a rollout and nRMSE grows even at a fixed absolute error; the error normalised by the
 initial state's norm and the high-correlation time (PDE-Refiner: how long the prediction keeps a Pearson
 correlation of at least 0.8 with the truth) do not have that bias.
+
+The stochastic methods are also judged as ensembles, one member per sampling seed: by the CRPS (the fair
+estimator, in the units of u; for a single member it is the mean absolute error, so a deterministic method's
+MAE is its CRPS) and by the spread-skill ratio (the members' spread over the error of their mean, corrected for
+the finite ensemble: about 1 when the spread is calibrated, under 1 when the ensemble is overconfident).
 """
 
 from __future__ import annotations
@@ -26,7 +31,26 @@ def per_trajectory(pred: torch.Tensor, traj: torch.Tensor) -> dict[str, torch.Te
     pc, tc = pred - pred.mean(-1, keepdim=True), true - true.mean(-1, keepdim=True)
     corr = (pc * tc).sum(-1) / (pc.norm(dim=-1) * tc.norm(dim=-1)).clamp_min(1e-12)
     spectrum = torch.fft.rfft(err, dim=-1).abs().mean(dim=(0, 1)) / err.shape[-1]
-    return {"nrmse": nrmse, "init_norm": init_norm, "corr": corr, "spectrum": spectrum}
+    return {"nrmse": nrmse, "init_norm": init_norm, "corr": corr, "spectrum": spectrum, "mae": err.abs().mean(-1)}
+
+
+def ensemble_scores(members: list[torch.Tensor], traj: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Members [n, S, nx] each, against traj [n, S+1, nx]: per trajectory and frame, the fair CRPS averaged over
+    cells, the members' variance (unbiased) and the squared error of their mean, both averaged over cells."""
+    x = torch.stack(members).double()  # [M, n, S, nx]
+    m = x.shape[0]
+    true = traj[:, 1 : x.shape[2] + 1].double()
+    skill = (x - true).abs().mean(0)
+    if m > 1:  # E|X - X'| over distinct pairs, halved: the fair estimator's spread term
+        pairs = sum((x[i] - x[j]).abs() for i in range(m) for j in range(i + 1, m))
+        skill = skill - pairs / (m * (m - 1))
+    var = x.var(0, unbiased=True) if m > 1 else torch.zeros_like(true)
+    return {"crps": skill.mean(-1), "var": var.mean(-1), "mean_sq_err": (x.mean(0) - true).pow(2).mean(-1), "members": m}
+
+
+def spread_skill(var: torch.Tensor, mean_sq_err: torch.Tensor, members: int) -> float:
+    """sqrt((M + 1) / M * mean variance) / RMSE of the ensemble mean, over all the points given (Fortin et al. 2014)."""
+    return math.sqrt((members + 1) / members * var.mean().item() / max(mean_sq_err.mean().item(), 1e-300))
 
 
 def high_correlation_steps(corr: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-# The solver on the surrogate's grid is evaluated after every stage, for paired comparisons.
+# The solver on the surrogate's grid and the classical curve are evaluated after every stage, for paired comparisons
+# (on the same machine and threads as the stage's methods, for the comparison at equal cost).
 BASELINES = ("persistence", "solver_half", "solver_1x", "solver_2x", "solver_4x", "curve", "floors")
 
 
@@ -30,13 +31,13 @@ STAGES = (
         "diffusion_residual",
         "diffusion_residual",
         ("diffusion_residual",),
-        ("solver_1x", "operator", "hybrid", "corrector_mse", "refiner_1call", "refiner"),
+        ("solver_1x", "curve", "operator", "hybrid", "corrector_mse", "refiner_1call", "refiner"),
     ),
     Stage(
         "consistency_distill",
         "consistency_distill",
         ("consistency_distill",),
-        ("solver_1x", "operator", "hybrid", "refiner", "distilled_1step", "distilled_2step"),
+        ("solver_1x", "curve", "operator", "hybrid", "refiner", "distilled_1step", "distilled_2step"),
     ),
 )
 NAMES = tuple(s.name for s in STAGES)

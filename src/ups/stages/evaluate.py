@@ -19,13 +19,14 @@ from typing import Callable
 import torch
 
 from ..evaluation import baselines
-from ..evaluation.metrics import paired, per_trajectory, summarise
+from ..evaluation.metrics import ensemble_scores, mean_ci, paired, per_trajectory, spread_skill, summarise
 from ..models.denoiser import consistency_sample, heun_sample
 from .common import StageEnv
 
 SOLVER_GRIDS = {"solver_half": 0.5, "solver_1x": 1, "solver_2x": 2, "solver_4x": 4}
 LEARNED = ("operator", "hybrid", "corrector_mse", "refiner_1call", "refiner", "distilled_1step", "distilled_2step")
 PAIRED_WITH = ("operator", "solver_1x", "hybrid", "muscl_256", "weno_256")  # besides the cost-matched classical point
+BASES = ("hybrid", "operator")  # what the refiner corrects: its CRPS is paired with theirs (their MAE)
 STOCHASTIC = {"refiner", "distilled_1step", "distilled_2step"}
 SUMMARY_METRICS = ("nrmse", "nrmse_ci95", "final_nrmse", "error_over_initial_norm", "high_correlation_time", "wall_s_per_rollout")
 Rollout = Callable[[torch.Tensor, int], torch.Tensor]
@@ -135,13 +136,13 @@ def classical_frontier(results: dict) -> list[str]:
     return frontier
 
 
-def curve_at_equal_cost(results: dict, per_traj: dict, name: str) -> dict | None:
-    """`name` against the classical frontier at its own ms per rollout: each trajectory's error on the frontier
-    interpolated between the two points that bracket that cost (linear in log cost and log error, as the curve
-    is drawn), or the nearest end point outside them (never extrapolated). A paired difference, with the ratio
-    of the means."""
+def curve_at_equal_cost(results: dict, per_traj: dict, name: str, ms: float | None = None) -> dict | None:
+    """`name` against the classical frontier at its own ms per rollout (or at `ms`): each trajectory's error on the
+    frontier interpolated between the two points that bracket that cost (linear in log cost and log error, as the
+    curve is drawn), or the nearest end point outside them (never extrapolated). A paired difference, with the
+    ratio of the means. per_traj may hold another per-trajectory score (the CRPS) on the same frontier."""
     frontier = classical_frontier(results)
-    ms = results[name]["wall_s_per_rollout"]
+    ms = ms or results[name]["wall_s_per_rollout"]
     if not ms or not frontier:
         return None
     cost = {k: results[k]["wall_s_per_rollout"] for k in frontier}
@@ -159,6 +160,23 @@ def curve_at_equal_cost(results: dict, per_traj: dict, name: str) -> dict | None
     }
 
 
+def ensemble_summary(members: list[torch.Tensor], traj: torch.Tensor, wall_s: float) -> tuple[dict, torch.Tensor]:
+    """A stochastic method's members (one per sampling seed) as an ensemble: CRPS, spread-skill ratio (overall and
+    per frame), the nRMSE of the members' mean, and what the ensemble costs (every member's rollout)."""
+    e = ensemble_scores(members, traj)
+    crps, crps_ci = mean_ci(e["crps"].mean(-1))
+    mean_nrmse = per_trajectory(torch.stack(members).mean(0), traj)["nrmse"].mean(-1)
+    return {
+        "crps": crps,
+        "crps_ci95": crps_ci,
+        "members": e["members"],
+        "spread_skill": spread_skill(e["var"], e["mean_sq_err"], e["members"]),
+        "spread_skill_per_step": [spread_skill(v, err, e["members"]) for v, err in zip(e["var"].T, e["mean_sq_err"].T)],
+        "ensemble_mean_nrmse": mean_nrmse.mean().item(),
+        "ensemble_wall_s": wall_s * e["members"],
+    }, e["crps"].mean(-1)
+
+
 def evaluate_split(
     fns: dict[str, Rollout],
     traj: torch.Tensor,
@@ -169,31 +187,49 @@ def evaluate_split(
     timing_runs: int = 1,
 ) -> dict:
     """oracles: name -> f(traj, steps), the floors: they read the truth, so they have no cost. Each method's time
-    is the fastest of at least `timing_runs` timed rollouts (its sampling seeds count)."""
+    is the fastest of at least `timing_runs` timed rollouts (its sampling seeds count). Every method has a CRPS:
+    a deterministic one's is its MAE; a stochastic one's members (its sampling seeds, two or more) are scored as an
+    ensemble."""
     steps = min(steps, traj.shape[1] - 1)
     u0 = traj[:, 0]
-    results, per_traj = {}, {}
+    results, per_traj, crps = {}, {}, {}
     for name, floor in (oracles or {}).items():
         pred = floor(traj.cpu(), steps).to(traj.device)
-        results[name], per_traj[name] = summarise([per_trajectory(pred, traj)], dt, None)
+        run = per_trajectory(pred, traj)
+        results[name], per_traj[name] = summarise([run], dt, None)
+        crps[name] = run["mae"].mean(-1)
     for name, rollout in fns.items():
         rollout(u0[:2], 1)  # warm-up: first-call allocations are not the method's cost
-        runs, walls = [], []
+        runs, walls, members = [], [], []
         for seed in range(seeds if name in STOCHASTIC else 1):
             pred, wall = timed(rollout, u0, steps, seed)
             runs.append(per_trajectory(pred, traj))
             walls.append(wall)
+            members.append(pred)
         while len(walls) < timing_runs:  # the same rollout again, for its time alone
             walls.append(timed(rollout, u0, steps, len(walls))[1])
         # the fastest run: what the method costs when nothing else on the machine interferes
         results[name], per_traj[name] = summarise(runs, dt, min(walls))
         results[name]["wall_s_runs"] = walls
+        if len(members) > 1:
+            ens, crps[name] = ensemble_summary(members, traj, min(walls))
+            results[name] |= ens
+        else:
+            crps[name] = runs[0]["mae"].mean(-1)
+            results[name]["crps"], results[name]["crps_ci95"] = mean_ci(crps[name])
     for name in results:
         for ref in PAIRED_WITH:
             if ref in per_traj and ref != name:
                 results[name][f"paired_vs_{ref}"] = paired(per_traj[name], per_traj[ref])
         if name in LEARNED and (matched := curve_at_equal_cost(results, per_traj, name)) is not None:
             results[name]["paired_vs_cost_matched"] = matched
+        if "members" in results[name]:
+            for ref in BASES:
+                if ref in crps:
+                    results[name][f"crps_paired_vs_{ref}"] = paired(crps[name], crps[ref])
+            # the whole ensemble against the classical curve's MAE at the ensemble's cost
+            if (matched := curve_at_equal_cost(results, crps, name, results[name]["ensemble_wall_s"])) is not None:
+                results[name]["crps_vs_cost_matched"] = {("curve_crps" if k == "curve_nrmse" else k): v for k, v in matched.items()}
     return results
 
 
@@ -228,6 +264,8 @@ def evaluate(env: StageEnv, which: tuple[str, ...]) -> dict:
             out = results
         for name, v in results.items():
             print(f"[ups] eval {split:<4} {table_line(name, v)}", flush=True)
+            if "spread_skill" in v:
+                print(f"[ups] eval {split:<4} {ensemble_line(name, v)}", flush=True)
     return out
 
 
@@ -240,4 +278,17 @@ def table_line(name: str, v: dict) -> str:
         p = v["paired_vs_cost_matched"]
         curve = f"({p['against']}, {p['curve_nrmse']:.4f})"
         line += f"  vs the curve at equal cost {curve}: {p['diff']:+.4f} ± {p['ci95']:.4f}, {p['ratio']:.2f}x"
+    return line
+
+
+def ensemble_line(name: str, v: dict) -> str:
+    """A stochastic method's ensemble: CRPS, calibration, and the CRPS against its base and the classical curve."""
+    line = f"{name:<24} as an ensemble of {v['members']}: CRPS {v['crps']:.5f} ± {v['crps_ci95']:.5f}"
+    line += f", spread/skill {v['spread_skill']:.2f}, mean of members nRMSE {v['ensemble_mean_nrmse']:.4f}"
+    for ref in BASES:
+        if (p := v.get(f"crps_paired_vs_{ref}")) is not None:
+            line += f"; vs {ref}'s MAE {p['diff']:+.5f} ± {p['ci95']:.5f}"
+            break
+    if (p := v.get("crps_vs_cost_matched")) is not None:
+        line += f"; vs the curve's MAE at the ensemble's cost ({p['against']}, {v['ensemble_wall_s'] * 1e3:.1f} ms): {p['ratio']:.2f}x"
     return line
