@@ -36,7 +36,8 @@ def per_trajectory(pred: torch.Tensor, traj: torch.Tensor) -> dict[str, torch.Te
 
 def ensemble_scores(members: list[torch.Tensor], traj: torch.Tensor) -> dict[str, torch.Tensor]:
     """Members [n, S, nx] each, against traj [n, S+1, nx]: per trajectory and frame, the fair CRPS averaged over
-    cells, the members' variance (unbiased) and the squared error of their mean, both averaged over cells."""
+    cells, the members' variance (unbiased) and the squared error of their mean, both averaged over cells; and the
+    members' mean [n, S, nx] itself."""
     x = torch.stack(members).double()  # [M, n, S, nx]
     m = x.shape[0]
     true = traj[:, 1 : x.shape[2] + 1].double()
@@ -45,7 +46,8 @@ def ensemble_scores(members: list[torch.Tensor], traj: torch.Tensor) -> dict[str
         pairs = sum((x[i] - x[j]).abs() for i in range(m) for j in range(i + 1, m))
         skill = skill - pairs / (m * (m - 1))
     var = x.var(0, unbiased=True) if m > 1 else torch.zeros_like(true)
-    return {"crps": skill.mean(-1), "var": var.mean(-1), "mean_sq_err": (x.mean(0) - true).pow(2).mean(-1), "members": m}
+    mean = x.mean(0)
+    return {"crps": skill.mean(-1), "var": var.mean(-1), "mean_sq_err": (mean - true).pow(2).mean(-1), "members": m, "mean": mean}
 
 
 def spread_skill(var: torch.Tensor, mean_sq_err: torch.Tensor, members: int) -> float:

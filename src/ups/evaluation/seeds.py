@@ -37,7 +37,6 @@ def rows(evals: list[dict]) -> list[dict]:
                 "final_nrmse": statistics.fmean(g["final_nrmse"] for g in got),
                 "ms": statistics.median(walls) * 1e3 if walls else None,
                 "vs_curve": matched if all(matched) else None,
-                "runs": len(got),
             }
         )
     return out

@@ -136,11 +136,11 @@ def classical_frontier(results: dict) -> list[str]:
     return frontier
 
 
-def curve_at_equal_cost(results: dict, per_traj: dict, name: str, ms: float | None = None) -> dict | None:
+def curve_at_equal_cost(results: dict, per_traj: dict, name: str, ms: float | None = None, score: str = "nrmse") -> dict | None:
     """`name` against the classical frontier at its own ms per rollout (or at `ms`): each trajectory's error on the
     frontier interpolated between the two points that bracket that cost (linear in log cost and log error, as the
     curve is drawn), or the nearest end point outside them (never extrapolated). A paired difference, with the
-    ratio of the means. per_traj may hold another per-trajectory score (the CRPS) on the same frontier."""
+    ratio of the means. per_traj may hold another per-trajectory `score` (the CRPS) on the same frontier."""
     frontier = classical_frontier(results)
     ms = ms or results[name]["wall_s_per_rollout"]
     if not ms or not frontier:
@@ -154,7 +154,7 @@ def curve_at_equal_cost(results: dict, per_traj: dict, name: str, ms: float | No
     return {
         "against": lo if lo == hi else f"{lo}..{hi}",
         "weight": w,
-        "curve_nrmse": curve.mean().item(),
+        f"curve_{score}": curve.mean().item(),
         "ratio": per_traj[name].mean().item() / curve.mean().item(),
         **diff,
     }
@@ -165,7 +165,7 @@ def ensemble_summary(members: list[torch.Tensor], traj: torch.Tensor, wall_s: fl
     per frame), the nRMSE of the members' mean, and what the ensemble costs (every member's rollout)."""
     e = ensemble_scores(members, traj)
     crps, crps_ci = mean_ci(e["crps"].mean(-1))
-    mean_nrmse = per_trajectory(torch.stack(members).mean(0), traj)["nrmse"].mean(-1)
+    mean_nrmse = per_trajectory(e["mean"], traj)["nrmse"].mean(-1)
     return {
         "crps": crps,
         "crps_ci95": crps_ci,
@@ -187,17 +187,15 @@ def evaluate_split(
     timing_runs: int = 1,
 ) -> dict:
     """oracles: name -> f(traj, steps), the floors: they read the truth, so they have no cost. Each method's time
-    is the fastest of at least `timing_runs` timed rollouts (its sampling seeds count). Every method has a CRPS:
-    a deterministic one's is its MAE; a stochastic one's members (its sampling seeds, two or more) are scored as an
-    ensemble."""
+    is the fastest of at least `timing_runs` timed rollouts (its sampling seeds count). Every method (not the
+    floors) has a CRPS: a deterministic one's is its MAE; a stochastic one's members (its sampling seeds, two or
+    more) are scored as an ensemble."""
     steps = min(steps, traj.shape[1] - 1)
     u0 = traj[:, 0]
     results, per_traj, crps = {}, {}, {}
     for name, floor in (oracles or {}).items():
         pred = floor(traj.cpu(), steps).to(traj.device)
-        run = per_trajectory(pred, traj)
-        results[name], per_traj[name] = summarise([run], dt, None)
-        crps[name] = run["mae"].mean(-1)
+        results[name], per_traj[name] = summarise([per_trajectory(pred, traj)], dt, None)
     for name, rollout in fns.items():
         rollout(u0[:2], 1)  # warm-up: first-call allocations are not the method's cost
         runs, walls, members = [], [], []
@@ -228,8 +226,8 @@ def evaluate_split(
                 if ref in crps:
                     results[name][f"crps_paired_vs_{ref}"] = paired(crps[name], crps[ref])
             # the whole ensemble against the classical curve's MAE at the ensemble's cost
-            if (matched := curve_at_equal_cost(results, crps, name, results[name]["ensemble_wall_s"])) is not None:
-                results[name]["crps_vs_cost_matched"] = {("curve_crps" if k == "curve_nrmse" else k): v for k, v in matched.items()}
+            if (matched := curve_at_equal_cost(results, crps, name, results[name]["ensemble_wall_s"], "crps")) is not None:
+                results[name]["crps_vs_cost_matched"] = matched
     return results
 
 
